@@ -1,0 +1,55 @@
+# dualcap — the project's front door. `make help` lists every target.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dualcap needs Python >= 3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv and install dualcap with its test and dev extras
+
+.PHONY: test
+test: $(STAMP) ## run the whole test suite (sets itself up first)
+	$(BIN)/python -m pytest -q
+
+.PHONY: lint
+lint: $(STAMP) ## ruff: lint and format check
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+
+.PHONY: fmt
+fmt: $(STAMP) ## ruff: fix what can be fixed and format
+	$(BIN)/ruff check --fix operator tests bench
+	$(BIN)/ruff format operator tests bench
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy on the package (strict on api and planning)
+	$(BIN)/mypy
+
+.PHONY: crds
+crds: $(STAMP) ## regenerate the CRDs (crds/ and charts/dualcap/crds/) from the models
+	$(BIN)/dualcap crds --output-dir crds
+	$(BIN)/dualcap crds --output-dir charts/dualcap/crds
+
+.PHONY: verify
+verify: crds ## regenerate generated files and fail if anything differs from git
+	@git diff --exit-code -- crds charts/dualcap/crds || \
+	  (echo "generated files are stale: run 'make crds' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- crds charts/dualcap/crds)" || \
+	  (echo "untracked generated files: run 'make crds' and commit" >&2; git status --short -- crds charts/dualcap/crds; exit 1)
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info operator/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from dualcap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,327 @@
+"""Site: one physical site — its nodes, its facility overhead, its miners and GPUs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from dualcap.api.common import (
+    ROLE_LABEL,
+    SITE_LABEL,
+    Condition,
+    LabelSelector,
+    Model,
+    StatusModel,
+    cel,
+    check_name_length,
+)
+from dualcap.api.meta import ObjectMeta
+
+
+class Facility(Model):
+    """Facility overhead: cooling, transformers, lighting — power the IT load does not see."""
+
+    pue: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=3.0,
+        description=(
+            "Power usage effectiveness: facility draw per kW of IT load (1.03-1.5 in practice)."
+            " Multiplies every controller, GPU node and lease pod."
+        ),
+    )
+    fixed_kw: float = Field(
+        default=0.0,
+        alias="fixedKW",
+        ge=0.0,
+        le=1_000_000.0,
+        description="Fixed facility draw in kW, drawn whatever runs (offices, lighting, SCADA).",
+    )
+
+
+class AsicSpec(Model):
+    """The site's ASIC controllers: Nodes that each stand for a controllable block of miners."""
+
+    node_selector: LabelSelector = Field(
+        default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "asic"}),
+        alias="nodeSelector",
+        description=(
+            "Which of the site's nodes are ASIC controllers."
+            f" Default: matchLabels {{{ROLE_LABEL}: asic}}."
+        ),
+    )
+    mining_pod_selector: LabelSelector = Field(
+        alias="miningPodSelector",
+        description=(
+            "The pods that do the mining on a controller node (typically a miner-agent"
+            " DaemonSet). A curtailment is confirmed when none of them remains on the node."
+        ),
+    )
+    power_kw: float = Field(
+        alias="powerKW",
+        gt=0.0,
+        le=100_000.0,
+        description=(
+            "IT power of one controller while mining, in kW (e.g. a container of S21-class"
+            " miners: ~1,900). A node's annotation dualcap.io/power-kw overrides it."
+        ),
+    )
+    hashrate_ths: float = Field(
+        alias="hashrateTHs",
+        ge=0.0,
+        le=100_000_000.0,
+        description=(
+            "Hashrate of one controller in TH/s. A node's annotation dualcap.io/hashrate-ths"
+            " overrides it."
+        ),
+    )
+    hashprice_usd_per_ph_day: float = Field(
+        alias="hashpriceUSDPerPHDay",
+        ge=0.0,
+        le=100_000.0,
+        description=(
+            "Hashprice: expected mining revenue in USD per PH/s per day (35-60 in 2024-2026)."
+        ),
+    )
+
+
+class GpuSpec(Model):
+    """The site's GPU nodes, where lease pods run."""
+
+    node_selector: LabelSelector = Field(
+        default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "gpu"}),
+        alias="nodeSelector",
+        description=(
+            f"Which of the site's nodes are GPU nodes. Default: matchLabels {{{ROLE_LABEL}: gpu}}."
+        ),
+    )
+    resource_name: str = Field(
+        default="nvidia.com/gpu",
+        alias="resourceName",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        max_length=253,
+        description="The extended resource that counts GPUs on a node and in a pod.",
+    )
+    power_per_gpu_kw: float = Field(
+        alias="powerPerGPUKW",
+        gt=0.0,
+        le=100.0,
+        description=(
+            "IT power of one busy GPU with its share of the server, in kW (an 8 x H100 server"
+            " draws ~10 kW: ~1.2 per GPU). A node's annotation dualcap.io/power-per-gpu-kw"
+            " overrides it."
+        ),
+    )
+    idle_power_kw: float = Field(
+        default=0.0,
+        alias="idlePowerKW",
+        ge=0.0,
+        le=1_000.0,
+        description=(
+            "IT power of a GPU node with no lease, in kW; always drawn. A node's annotation"
+            " dualcap.io/idle-power-kw overrides it."
+        ),
+    )
+
+
+class Behavior(Model):
+    """How fast and how often dualcap changes what runs."""
+
+    min_mining_seconds: int = Field(
+        default=300,
+        alias="minMiningSeconds",
+        ge=0,
+        le=86_400,
+        description=(
+            "After a resume, a controller mines at least this long before it is curtailed for"
+            " economic reasons. The envelope never waits for it."
+        ),
+    )
+    min_curtailed_seconds: int = Field(
+        default=300,
+        alias="minCurtailedSeconds",
+        ge=0,
+        le=86_400,
+        description="After a curtailment, a controller stays curtailed at least this long.",
+    )
+    max_ramp_up_kw_per_minute: float = Field(
+        default=5000.0,
+        alias="maxRampUpKWPerMinute",
+        gt=0.0,
+        le=10_000_000.0,
+        description=(
+            "Most mining power (facility kW) resumed per minute; increases beyond wait for the"
+            " next reconcile. Lease pods are not ramp-limited. Decreases are never limited."
+        ),
+    )
+    on_delete: Literal["Release", "Retain"] = Field(
+        default="Release",
+        alias="onDelete",
+        description=(
+            "When the Site is deleted: Release resumes the controllers dualcap curtailed;"
+            " Retain leaves them curtailed."
+        ),
+    )
+
+
+class SiteSpec(Model):
+    """What a site is made of and how dualcap runs it."""
+
+    node_selector: LabelSelector | None = Field(
+        default=None,
+        alias="nodeSelector",
+        description=(
+            f"Which nodes belong to the site. Default: matchLabels {{{SITE_LABEL}: <site name>}}."
+        ),
+    )
+    facility: Facility = Field(
+        default_factory=Facility, description="Facility overhead (PUE and fixed kW)."
+    )
+    asic: AsicSpec = Field(description="The ASIC controllers and mining economics.")
+    gpu: GpuSpec = Field(description="The GPU nodes.")
+    behavior: Behavior = Field(
+        default_factory=Behavior, description="Hysteresis, ramp limit and deletion policy."
+    )
+    suspend: bool = Field(
+        default=False,
+        description=(
+            "Stop changing the site: no curtailment, resume, admission or preemption. Status"
+            " is still reported. For maintenance windows."
+        ),
+    )
+
+
+class ControllerCounts(StatusModel):
+    """ASIC controllers by state."""
+
+    total: int = Field(default=0, description="ASIC controller nodes at the site.")
+    mining: int = Field(default=0, description="Controllers mining.")
+    curtailed: int = Field(default=0, description="Controllers curtailed by dualcap (confirmed).")
+    curtailing: int = Field(
+        default=0, description="Controllers curtailed by dualcap, mining pods still stopping."
+    )
+    held: int = Field(
+        default=0,
+        description="Controllers cordoned by a person: dualcap leaves them alone.",
+    )
+    unready: int = Field(default=0, description="Controllers NotReady or unknown (full power).")
+
+
+class GpuCounts(StatusModel):
+    """GPUs by state."""
+
+    total: int = Field(default=0, description="GPUs on schedulable GPU nodes.")
+    leased: int = Field(default=0, description="GPUs used by lease pods.")
+    free: int = Field(default=0, description="GPUs not used by a lease.")
+
+
+class DrawByKind(StatusModel):
+    """Facility draw in kW split by what draws it (PUE share included in each)."""
+
+    mining_kw: float = Field(default=0.0, alias="miningKW", description="ASIC controllers.")
+    gpu_kw: float = Field(default=0.0, alias="gpuKW", description="GPU nodes and lease pods.")
+    overhead_kw: float = Field(
+        default=0.0, alias="overheadKW", description="Fixed facility overhead."
+    )
+
+
+class LeaseCounts(StatusModel):
+    """The site's ComputeLeases by phase."""
+
+    pending: int = Field(default=0, description="Waiting for their start, GPUs or power.")
+    admitted: int = Field(default=0, description="Admitted, pods not all running yet.")
+    running: int = Field(default=0, description="All pods running.")
+    preempted: int = Field(default=0, description="Stopped for the envelope; will run again.")
+    completed: int = Field(default=0, description="Past their end.")
+    failed: int = Field(default=0, description="Cannot run as written.")
+
+
+class SiteStatus(StatusModel):
+    """The site as dualcap last saw it."""
+
+    observed_generation: int | None = Field(
+        default=None,
+        alias="observedGeneration",
+        description="The metadata.generation this status was computed from.",
+    )
+    limit_kw: float | None = Field(
+        default=None,
+        alias="limitKW",
+        description="The effective envelope now, safety margin deducted, in kW.",
+    )
+    committed_kw: float | None = Field(
+        default=None,
+        alias="committedKW",
+        description="Facility draw counted conservatively (DESIGN §3), in kW.",
+    )
+    planned_kw: float | None = Field(
+        default=None,
+        alias="plannedKW",
+        description="Facility draw once the current plan has taken effect, in kW.",
+    )
+    headroom_kw: float | None = Field(
+        default=None, alias="headroomKW", description="limitKW minus committedKW."
+    )
+    draw: DrawByKind | None = Field(default=None, description="Committed draw by kind, in kW.")
+    controllers: ControllerCounts | None = Field(
+        default=None, description="ASIC controllers by state."
+    )
+    held_nodes: list[str] | None = Field(
+        default=None,
+        alias="heldNodes",
+        description="Controllers cordoned by a person (not by dualcap), left alone.",
+    )
+    gpus: GpuCounts | None = Field(default=None, description="GPUs by state.")
+    leases: LeaseCounts | None = Field(default=None, description="ComputeLeases by phase.")
+    revenue_usd_per_hour: float | None = Field(
+        default=None,
+        alias="revenueUSDPerHour",
+        description="Estimated revenue of the planned state (mining and leases), USD/hour.",
+    )
+    energy_cost_usd_per_hour: float | None = Field(
+        default=None,
+        alias="energyCostUSDPerHour",
+        description="Estimated energy cost of the planned state, USD/hour.",
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready, WithinEnvelope, Reconciling, Stalled.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class Site(Model):
+    """A physical site whose power envelope dualcap keeps, with its miners and GPU nodes."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "size(self.metadata.name) <= 63",
+                    "a Site name is used as a label value: at most 63 characters",
+                ),
+            ]
+        }
+    )
+
+    api_version: Literal["dualcap.io/v1alpha1"] = Field(
+        default="dualcap.io/v1alpha1", alias="apiVersion", description="dualcap.io/v1alpha1"
+    )
+    kind: Literal["Site"] = Field(default="Site", description="Site")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard metadata.")
+    spec: SiteSpec = Field(description="The site.")
+    status: SiteStatus | None = Field(default=None, description="Written by dualcap.")
+
+    @model_validator(mode="after")
+    def _name_fits_a_label(self) -> Site:
+        check_name_length(self.metadata, "Site")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+    def node_selector(self) -> LabelSelector:
+        """The site's node selector, with the default of DESIGN.md §2 filled in."""
+        return self.spec.node_selector or LabelSelector.of(**{SITE_LABEL: self.name})

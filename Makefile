@@ -50,6 +50,18 @@ verify: crds ## regenerate generated files and fail if anything differs from git
 	@test -z "$$(git status --porcelain -- crds charts/dualcap/crds)" || \
 	  (echo "untracked generated files: run 'make crds' and commit" >&2; git status --short -- crds charts/dualcap/crds; exit 1)
 
+.PHONY: plan
+plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)
+	$(BIN)/dualcap plan --snapshot examples/ -o table
+
+.PHONY: demo
+demo: $(STAMP) ## the example site through a summer day, offline (planner only, see README)
+	$(BIN)/dualcap demo
+
+.PHONY: bench
+bench: $(STAMP) ## run the benchmarks; they print figures
+	$(BIN)/python bench/bench_plan.py
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info operator/*.egg-info

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -23,6 +26,109 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+class InputError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+
+def _objects_from(text: str, source: str) -> list[dict[str, Any]]:
+    import yaml
+
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(f"{source}: not valid YAML or JSON{where}") from err
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise InputError(f"{source}: expected Kubernetes objects, found {type(doc).__name__}")
+        kind = str(doc.get("kind", ""))
+        if kind.endswith("List") and isinstance(doc.get("items"), list):
+            item_kind = kind[: -len("List")] if kind != "List" else None
+            for item in doc["items"]:
+                if isinstance(item, dict):
+                    if item_kind and "kind" not in item:
+                        item = {**item, "kind": item_kind}
+                    out.append(item)
+        else:
+            out.append(doc)
+    return out
+
+
+def load_objects(path: str) -> list[dict[str, Any]]:
+    """Kubernetes objects from a file, a directory of .yaml/.yml/.json files, or '-'."""
+    if path == "-":
+        return _objects_from(sys.stdin.read(), "<stdin>")
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
+        if not files:
+            raise InputError(f"{path}: no .yaml, .yml or .json files")
+        return [o for f in files for o in _objects_from(f.read_text(), str(f))]
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        return _objects_from(p.read_text(), path)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text file") from err
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    from dualcap.api.common import parse_rfc3339
+
+    try:
+        return parse_rfc3339(value)
+    except ValueError as err:
+        raise InputError(
+            f"--at {value!r}: not an RFC 3339 time with an offset, e.g. 2026-07-14T19:00:00Z"
+        ) from err
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from dualcap.planning import build_fleet, plan
+    from dualcap.planning.report import plans_json, plans_table
+
+    at = _parse_at(args.at)
+    fleet = build_fleet(load_objects(args.snapshot))
+    if not fleet.sites:
+        raise InputError(f"{args.snapshot}: no Site found")
+    names = args.site or sorted(fleet.sites)
+    unknown = [n for n in names if n not in fleet.sites]
+    if unknown:
+        raise InputError(f"unknown site {unknown[0]!r} (sites: {', '.join(sorted(fleet.sites))})")
+    fatal = [p for p in fleet.problems if p.reason == "SiteNotFound"]
+    for name in names:
+        fatal += [
+            p
+            for p in fleet.sites[name].problems
+            if p.reason in ("InvalidSpec", "ConflictingBudgets")
+        ]
+    if fatal:
+        raise InputError("; ".join(str(p) for p in fatal))
+    plans = [plan(fleet.sites[n], at) for n in names]
+    if args.output == "json":
+        print(json.dumps(plans_json(plans, at), indent=2))
+    else:
+        print(plans_table(plans, at))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dualcap import demo
+
+    examples = Path(args.examples)
+    if not examples.is_dir():
+        raise InputError(
+            f"{examples}: not a directory (run from the repository, or pass --examples)"
+        )
+    return demo.run(examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualcap",
@@ -36,13 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions (or write them)")
     crds.add_argument("--output-dir", "-d", help="write one file per CRD into this directory")
     crds.set_defaults(func=_cmd_crds)
+
+    plan = sub.add_parser(
+        "plan",
+        help="plan every site in a file of Kubernetes objects, offline",
+        description=(
+            "Run the planning core offline on Kubernetes objects as `kubectl get -o yaml`"
+            " prints them (a List, or YAML documents): Sites, PowerBudgets, ComputeLeases,"
+            " Nodes and Pods. Prints what dualcap would do at the given time."
+        ),
+    )
+    plan.add_argument(
+        "--snapshot",
+        "-f",
+        required=True,
+        metavar="FILE",
+        help="a file, a directory of YAML/JSON files, or - for stdin",
+    )
+    plan.add_argument("--at", metavar="RFC3339", help="the time to plan for (default: now)")
+    plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    plan.add_argument("--site", action="append", help="only this site (repeatable)")
+    plan.set_defaults(func=_cmd_plan)
+
+    demo = sub.add_parser("demo", help="the example site through a summer day, planned offline")
+    demo.add_argument("--examples", default="examples", help="the examples directory")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except InputError as err:
+        print(f"dualcap {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ The steps, in order:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dualcap.api.common import parse_rfc3339
 from dualcap.api.lease import ComputeLeaseSpec
 from dualcap.planning import knapsack
 from dualcap.planning.commands import Command, Kind, Schedule, make_before_break
@@ -137,10 +137,12 @@ class _Placement:
     tolerations (the common forms; the scheduler has the last word)."""
 
     def __init__(self, spec: ComputeLeaseSpec):
-        tpl = spec.template.model_dump(by_alias=True, exclude_none=True)
-        pod_spec = tpl.get("spec") or {}
-        self.node_selector: dict[str, str] = dict(pod_spec.get("nodeSelector") or {})
-        self.tolerations: list[dict[str, Any]] = list(pod_spec.get("tolerations") or [])
+        pod_spec = spec.template.spec
+        selector = (pod_spec.model_extra or {}).get("nodeSelector")
+        self.node_selector: dict[str, str] = dict(selector) if isinstance(selector, dict) else {}
+        self.tolerations: list[dict[str, Any]] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in pod_spec.tolerations or []
+        ]
         self.unconstrained = not self.node_selector and not self.tolerations
 
     def allows(self, node: GpuNode) -> bool:
@@ -150,59 +152,99 @@ class _Placement:
 
 
 class _Gpus:
-    """Free GPUs per node in the planned state, with best-fit packing."""
+    """Free GPUs per node in the planned state, with best-fit packing.
+
+    Nodes that any lease may use (schedulable, untainted) sit in buckets by free GPUs, so
+    best fit for the common lease (no nodeSelector, no tolerations) costs a few bucket
+    look-ups instead of a scan. Constrained leases, and leases that may take the GPUs of
+    running preemptible leases below them, scan the nodes (the rare path).
+    """
 
     def __init__(self, nodes: dict[str, GpuNode]):
         self.nodes = nodes
-        self.free: dict[str, int] = {}
-        for node in nodes.values():
-            self.free[node.name] = node.gpus - node.foreign_gpus
-        self.soft: dict[str, dict[tuple[str, str], int]] = {}  # node -> lease -> GPUs
+        self.free: dict[str, int] = {n.name: n.gpus - n.foreign_gpus for n in nodes.values()}
+        self.open = {n.name for n in nodes.values() if n.schedulable and not n.taints}
+        self.max_gpus = max((n.gpus for n in nodes.values()), default=0)
+        self.buckets: list[list[str]] = [[] for _ in range(self.max_gpus + 1)]
+        for name in sorted(self.open):
+            f = self.free[name]
+            if 0 < f <= self.max_gpus:
+                self.buckets[f].append(name)
+        self.soft: dict[tuple[str, str], list[tuple[str, int]]] = {}  # lease -> (node, GPUs)
+
+    def _move(self, node: str, delta: int) -> None:
+        before = self.free[node]
+        after = before + delta
+        self.free[node] = after
+        if node in self.open:
+            if 0 < before <= self.max_gpus:
+                bucket = self.buckets[before]
+                del bucket[bisect.bisect_left(bucket, node)]
+            if 0 < after <= self.max_gpus:
+                bisect.insort(self.buckets[after], node)
 
     def charge(self, node: str | None, gpus: int) -> None:
-        if node in self.free:
-            self.free[node] -= gpus
+        if node in self.free and gpus:
+            self._move(node, -gpus)
 
     def reserve_soft(self, node: str | None, lease: tuple[str, str], gpus: int) -> None:
         if node in self.free:
-            self.soft.setdefault(node, {})
-            self.soft[node][lease] = self.soft[node].get(lease, 0) + gpus
-            self.free[node] -= gpus
+            self.soft.setdefault(lease, []).append((node, gpus))
+            self._move(node, -gpus)
 
     def release_soft(self, lease: tuple[str, str]) -> None:
-        for node, leases in self.soft.items():
-            if lease in leases:
-                self.free[node] += leases.pop(lease)
+        for node, gpus in self.soft.pop(lease, []):
+            self._move(node, gpus)
+
+    def soft_gpus(self, lease: tuple[str, str]) -> int:
+        return sum(g for _, g in self.soft.get(lease, []))
+
+    def capacity(self, per_pod: int) -> int:
+        """Pods of ``per_pod`` GPUs the open nodes can still take."""
+        return sum(len(self.buckets[f]) * (f // per_pod) for f in range(per_pod, self.max_gpus + 1))
 
     def pack(
         self, count: int, per_pod: int, placement: _Placement, use_soft: set[tuple[str, str]]
     ) -> list[str] | None:
         """Nodes for ``count`` pods of ``per_pod`` GPUs each (best fit), or None."""
-        extra = {
-            name: sum(g for lease, g in leases.items() if lease in use_soft)
-            for name, leases in self.soft.items()
-        }
+        if placement.unconstrained and not use_soft:
+            if per_pod > self.max_gpus or self.capacity(per_pod) < count:
+                return None
+            chosen: list[str] = []
+            for _ in range(count):
+                # Best fit: the fullest open node that still takes the pod (ties: by name).
+                f = next(f for f in range(per_pod, self.max_gpus + 1) if self.buckets[f])
+                name = self.buckets[f][0]
+                chosen.append(name)
+                self._move(name, -per_pod)  # provisional, undone below
+            for name in chosen:
+                self._move(name, per_pod)
+            return chosen
+        extra: dict[str, int] = {}
+        for lease in use_soft:
+            for held_on, gpus in self.soft.get(lease, []):
+                extra[held_on] = extra.get(held_on, 0) + gpus
         avail = {}
-        for name, node in self.nodes.items():
-            if not node.schedulable:
+        for name, gpu_node in self.nodes.items():
+            if not gpu_node.schedulable:
                 continue
-            if not placement.unconstrained and not placement.allows(node):
+            if placement.unconstrained and gpu_node.taints:
                 continue
-            if placement.unconstrained and node.taints:
+            if not placement.unconstrained and not placement.allows(gpu_node):
                 continue
             free = self.free[name] + extra.get(name, 0)
             if free >= per_pod:
                 avail[name] = free
         if sum(f // per_pod for f in avail.values()) < count:
             return None
-        chosen = []
+        picked = []
         for _ in range(count):
             name = min(avail, key=lambda n: (avail[n], n))  # best fit: the fullest node
-            chosen.append(name)
+            picked.append(name)
             avail[name] -= per_pod
             if avail[name] < per_pod:
                 del avail[name]
-        return chosen
+        return picked
 
 
 def _pod_kw(snap: SiteSnapshot, node: str | None, gpus: int) -> float:
@@ -212,10 +254,12 @@ def _pod_kw(snap: SiteSnapshot, node: str | None, gpus: int) -> float:
 
 
 def _per_gpu_kw(snap: SiteSnapshot, node: str | None) -> float:
-    if node is not None and node in snap.gpu_nodes:
-        return snap.gpu_nodes[node].per_gpu_kw
-    site_default = snap.site.spec.gpu.power_per_gpu_kw if snap.site else 0.0
-    return max([site_default, *(n.per_gpu_kw for n in snap.gpu_nodes.values())])
+    gpu_node = snap.gpu_nodes.get(node) if node is not None else None
+    return gpu_node.per_gpu_kw if gpu_node is not None else snap.max_per_gpu_kw
+
+
+def _no_gpus(count: int, per_pod: int) -> str:
+    return f"{count} pods of {per_pod} GPUs do not fit on the free GPUs of schedulable nodes"
 
 
 def _live(pods: Iterable[LeasePod]) -> list[LeasePod]:
@@ -240,6 +284,7 @@ class _Planner:
         self.decisions: list[LeaseDecision] = []
         self.wakeups: list[datetime] = []
         self.problems = list(snap.problems)
+        self._existing_pods: dict[tuple[str, str], list[LeasePod]] = {}
 
     # Each step below reads and extends the state above; run() is the table of contents.
     def run(self) -> Plan:
@@ -339,8 +384,7 @@ class _Planner:
                     LeaseDecision(lease, "Failed", False, "InvalidSpec", lease.error or "invalid")
                 )
                 continue
-            start = parse_rfc3339(spec.start) if spec.start else None
-            end = parse_rfc3339(spec.end) if spec.end else None
+            start, end = lease.start, lease.end
             if lease.deleting:
                 self._delete_pods(lease.pods, "LeaseDeleted", "the ComputeLease is being deleted")
                 self.decisions.append(
@@ -403,11 +447,21 @@ class _Planner:
 
         # 2. Every other active lease, in priority order; all or nothing; backfill.
         position = {lease.key: n for n, lease in enumerate(active)}
+        # GPUs held by running preemptible leases not yet passed or displaced: an upper
+        # bound of what the lease at hand could take from the leases below it.
+        soft_held = {
+            lease.key: gpus.soft_gpus(lease.key)
+            for lease in active
+            if lease.key in running and self._spec(lease).preemptible
+        }
+        soft_below = sum(soft_held.values())
         running_preemptible = [
             lease.key for lease in active if lease.key in running and self._spec(lease).preemptible
         ]
         for n, lease in enumerate(active):
             key = lease.key
+            if key in soft_held and key not in displaced:
+                soft_below -= soft_held[key]
             if key in decided:
                 continue
             spec = self._spec(lease)
@@ -440,8 +494,16 @@ class _Planner:
             if holding:
                 decided[key] = self._wait(lease, "Hold", f"nothing is admitted: {self.hold_reason}")
                 continue
+            per_pod, count = spec.gpus_per_pod, spec.pod_count
+            capacity = gpus.capacity(per_pod)
+            if not lease.constrained and capacity + soft_below // per_pod < count:
+                # Cannot fit even with the GPUs of every lease below it: no search.
+                decided[key] = self._wait(lease, "InsufficientGPUs", _no_gpus(count, per_pod))
+                continue
             placement = _Placement(spec)
-            nodes = gpus.pack(spec.pod_count, spec.gpus_per_pod, placement, set())
+            nodes = None
+            if not placement.unconstrained or capacity >= count:
+                nodes = gpus.pack(count, per_pod, placement, set())
             steal: set[tuple[str, str]] = set()
             if nodes is None:
                 # Try the GPUs of running preemptible leases below this one.
@@ -451,11 +513,7 @@ class _Planner:
                     if nodes is not None:
                         steal = below
             if nodes is None:
-                decided[key] = self._wait(
-                    lease,
-                    "InsufficientGPUs",
-                    f"{spec.pod_count} pods of {spec.gpus_per_pod} GPUs do not fit on the free GPUs of schedulable nodes",
-                )
+                decided[key] = self._wait(lease, "InsufficientGPUs", _no_gpus(count, per_pod))
                 continue
             need_kw = sum(_pod_kw(self.snap, node, spec.gpus_per_pod) for node in nodes)
             if used_kw + need_kw > budget_kw + 1e-9:
@@ -470,6 +528,7 @@ class _Planner:
                 for victim in reversed([k for k in running_preemptible if k in steal]):
                     gpus.release_soft(victim)
                     displaced.add(victim)
+                    soft_below -= soft_held[victim]
                     if gpus.pack(spec.pod_count, spec.gpus_per_pod, placement, set()) is not None:
                         break
                 nodes = gpus.pack(spec.pod_count, spec.gpus_per_pod, placement, set()) or nodes
@@ -486,18 +545,27 @@ class _Planner:
         assert lease.spec is not None
         return lease.spec
 
-    @staticmethod
-    def _existing(lease: Lease) -> list[LeasePod]:
-        return [p for p in lease.pods if not p.terminal and not p.terminating]
+    def _existing(self, lease: Lease) -> list[LeasePod]:
+        """The lease's pods that exist and stay (not finished, not being deleted)."""
+        cached = self._existing_pods.get(lease.key)
+        if cached is None:
+            cached = [p for p in lease.pods if not p.terminal and not p.terminating]
+            self._existing_pods[lease.key] = cached
+        return cached
 
     def _full_kw(self, lease: Lease) -> float:
         """Power of the whole lease: existing pods where they are, missing ones at the
         highest kW per GPU of the site."""
         spec = self._spec(lease)
         existing = self._existing(lease)
-        kw = sum(_pod_kw(self.snap, p.node, p.gpus) for p in existing)
+        snap = self.snap
+        nodes = snap.gpu_nodes
+        it = 0.0
+        for p in existing:
+            node = nodes.get(p.node) if p.node is not None else None
+            it += p.gpus * (node.per_gpu_kw if node is not None else snap.max_per_gpu_kw)
         missing = max(0, spec.pod_count - len(existing))
-        return kw + missing * _pod_kw(self.snap, None, spec.gpus_per_pod)
+        return snap.pue * (it + missing * spec.gpus_per_pod * snap.max_per_gpu_kw)
 
     def _keep(
         self, lease: Lease, gpus: _Gpus, decided: dict[tuple[str, str], LeaseDecision]
@@ -604,17 +672,21 @@ class _Planner:
         forced_in, forced_out, prefer = set(), set(), set()
         min_mining = timedelta(seconds=behavior.min_mining_seconds)
         min_curtailed = timedelta(seconds=behavior.min_curtailed_seconds)
+        mining_state = ControllerState.MINING
+        price_per_kwh = self.price / 1000.0
+        make_item = knapsack.Item
         for k, c in enumerate(controllers):
             weight = pue * c.power_kw
-            value = c.hashrate_ths * revenue_per_th - weight * self.price / 1000.0
-            items.append(knapsack.Item(k, weight, value))
-            if c.state is ControllerState.MINING:
+            value = c.hashrate_ths * revenue_per_th - weight * price_per_kwh
+            items.append(make_item(k, weight, value))
+            if c.state is mining_state:
                 prefer.add(k)
-                if c.resumed_at and now - c.resumed_at < min_mining:
+                resumed_at = c.resumed_at
+                if resumed_at is not None and now - resumed_at < min_mining:
                     forced_in.add(k)
                     if value <= 0:
-                        self.wakeups.append(c.resumed_at + min_mining)
-            elif c.curtailed_at and now - c.curtailed_at < min_curtailed:
+                        self.wakeups.append(resumed_at + min_mining)
+            elif c.curtailed_at is not None and now - c.curtailed_at < min_curtailed:
                 forced_out.add(k)
                 self.wakeups.append(c.curtailed_at + min_curtailed)
         if self.hold_reason is not None:
@@ -627,31 +699,32 @@ class _Planner:
             )
             chosen = self._ramp(controllers, items, chosen)
         mining = set()
+        curtailed_state = ControllerState.CURTAILED
+        resumes, decreases = self.resumes, self.commands_dec
         for k, c in enumerate(controllers):
-            weight = items[k].weight
+            state = c.state
             if k in chosen:
                 mining.add(c.name)
                 if c.marked:
-                    delta = weight if c.state is ControllerState.CURTAILED else 0.0
-                    self.resumes.append(
+                    item = items[k]
+                    resumes.append(
                         Command(
                             Kind.RESUME,
                             c.name,
-                            delta,
-                            "MiningPays" if items[k].value > 0 else "Hysteresis",
-                            f"mining earns {items[k].value:,.0f} USD/h in the power left",
+                            item.weight if state is curtailed_state else 0.0,
+                            "MiningPays" if item.value > 0 else "Hysteresis",
+                            f"mining earns {item.value:,.0f} USD/h in the power left",
                         )
                     )
-            elif c.state is ControllerState.MINING or (c.marked and not c.marks_complete):
-                economic = items[k].value <= 0
-                reason = "Unprofitable" if economic else "Envelope"
-                message = (
-                    f"energy costs more than it earns ({items[k].value:,.0f} USD/h)"
-                    if economic
-                    else "the envelope needs its power"
-                )
-                delta = -weight if c.state is ControllerState.MINING else 0.0
-                self.commands_dec.append(Command(Kind.CURTAIL, c.name, delta, reason, message))
+            elif state is mining_state or (c.marked and not c.marks_complete):
+                item = items[k]
+                if item.value <= 0:
+                    reason = "Unprofitable"
+                    message = f"energy costs more than it earns ({item.value:,.0f} USD/h)"
+                else:
+                    reason, message = "Envelope", "the envelope needs its power"
+                delta = -item.weight if state is mining_state else 0.0
+                decreases.append(Command(Kind.CURTAIL, c.name, delta, reason, message))
         return mining
 
     def _ramp(

@@ -81,18 +81,19 @@ class Controller:
     marks_complete: bool  # cordon, taint and annotation all present
     curtailed_at: datetime | None = None
     resumed_at: datetime | None = None
+    # Derived once (the planner reads them many times):
+    committed_it_kw: float = field(init=False)  # conservative IT draw now
+    dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
 
-    @property
-    def committed_it_kw(self) -> float:
-        if self.state is ControllerState.CURTAILED:
-            return 0.0
-        if self.state is ControllerState.HELD:
-            return self.power_kw if self.mining_pods else 0.0
-        return self.power_kw
-
-    @property
-    def dispatchable(self) -> bool:
-        return self.state in (
+    def __post_init__(self) -> None:
+        state = self.state
+        if state is ControllerState.CURTAILED:
+            self.committed_it_kw = 0.0
+        elif state is ControllerState.HELD:
+            self.committed_it_kw = self.power_kw if self.mining_pods else 0.0
+        else:
+            self.committed_it_kw = self.power_kw
+        self.dispatchable = state in (
             ControllerState.MINING,
             ControllerState.CURTAILING,
             ControllerState.CURTAILED,
@@ -143,10 +144,17 @@ class Lease:
     pods: list[LeasePod] = field(default_factory=list)
     previous_phase: str | None = None
     deleting: bool = False
+    # The template asks for particular nodes (nodeSelector, affinity or tolerations).
+    constrained: bool = False
+    key: tuple[str, str] = field(init=False)
+    start: datetime | None = field(init=False)  # parsed spec.start
+    end: datetime | None = field(init=False)  # parsed spec.end
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+    def __post_init__(self) -> None:
+        self.key = (self.namespace, self.name)
+        spec = self.spec
+        self.start = parse_rfc3339(spec.start) if spec and spec.start else None
+        self.end = parse_rfc3339(spec.end) if spec and spec.end else None
 
     @property
     def live_pods(self) -> list[LeasePod]:
@@ -166,6 +174,8 @@ class SiteSnapshot:
     leases: list[Lease]
     orphan_pods: list[LeasePod]  # lease pods of the site whose lease is gone or elsewhere
     problems: list[Problem]
+
+    max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
 
     @property
     def pue(self) -> float:
@@ -409,6 +419,9 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
             gpu_node = _gpu_node(node, site, index, problems)
             snapshot.gpu_nodes[gpu_node.name] = gpu_node
     snapshot.controllers.sort(key=lambda c: c.name)
+    snapshot.max_per_gpu_kw = max(
+        [spec.gpu.power_per_gpu_kw, *(n.per_gpu_kw for n in snapshot.gpu_nodes.values())]
+    )
 
     leases = [_lease(obj, cache) for obj in index.leases.get(name, [])]
     by_key = {lease.key: lease for lease in leases}
@@ -566,4 +579,12 @@ def _lease(obj: Obj, cache: ParseCache) -> Lease:
         error=error,
         previous_phase=status.get("phase") if isinstance(status, Mapping) else None,
         deleting=meta.get("deletionTimestamp") is not None,
+        constrained=_constrained(obj),
+    )
+
+
+def _constrained(lease: Obj) -> bool:
+    pod_spec = (((lease.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    return bool(
+        pod_spec.get("nodeSelector") or pod_spec.get("tolerations") or pod_spec.get("affinity")
     )

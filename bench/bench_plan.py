@@ -1,0 +1,86 @@
+"""Benchmark: planning time (DESIGN.md §8). Prints figures; asserts nothing.
+
+make bench      # or: .venv/bin/python bench/bench_plan.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dualcap.planning import ParseCache, build_fleet, plan
+from fleetgen import NOW, fleet_objects, site_objects
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def fmt(ms: list[float]) -> str:
+    return (
+        f"median {statistics.median(ms):8.2f} ms   p90 {sorted(ms)[int(len(ms) * 0.9) - 1]:8.2f} ms"
+    )
+
+
+def one_site(
+    controllers: int, gpu_nodes: int, leases: int, repeat: int
+) -> tuple[float, float, float]:
+    objects = site_objects("s", controllers, gpu_nodes, leases)
+    cache = ParseCache()
+    cold = timed(lambda: build_fleet(objects), 3)
+    build_fleet(objects, cache)
+    warm = timed(lambda: build_fleet(objects, cache), repeat)
+    snap = build_fleet(objects, cache).sites["s"]
+    planned = timed(lambda: plan(snap, NOW), repeat)
+    return statistics.median(planned), statistics.median(warm), statistics.median(cold)
+
+
+def main() -> None:
+    print("dualcap planning benchmark (one core of this machine)")
+    print()
+    print("One site: plan() on a snapshot (the decision core); snapshot build from objects")
+    print("(warm: models cached by uid+resourceVersion, as the operator does; cold: parse all)")
+    print(
+        f"{'scale':>6} {'controllers':>11} {'GPU nodes':>9} {'leases':>6}  {'plan':>10} {'snapshot warm':>14} {'snapshot cold':>14}"
+    )
+    base = (1000, 200, 500)
+    rows = []
+    for factor in (0.1, 1, 10):
+        c, g, n = (int(x * factor) for x in base)
+        repeat = 30 if factor <= 1 else 5
+        p, w, cold = one_site(c, g, n, repeat)
+        rows.append((factor, p))
+        print(f"{factor:>5}x {c:>11} {g:>9} {n:>6}  {p:>7.2f} ms {w:>11.2f} ms {cold:>11.2f} ms")
+    (_, p0), (_, p1), (_, p2) = rows
+    print(
+        f"growth: x10 size -> plan time x{p1 / p0:.1f}, then x{p2 / p1:.1f} (n log n would be ~x11-13)"
+    )
+    print()
+    objects = fleet_objects(40, 5000, 2000)
+    cache = ParseCache()
+    build_fleet(objects, cache)
+
+    def fleet_plan() -> None:
+        fleet = build_fleet(objects, cache)
+        for snap in fleet.sites.values():
+            plan(snap, NOW)
+
+    fleet = build_fleet(objects, cache)
+    plan_only = timed(lambda: [plan(s, NOW) for s in fleet.sites.values()], 10)
+    total = timed(fleet_plan, 10)
+    print("Fleet: 40 sites, 5,000 nodes, 2,000 leases")
+    print(f"  plan every site:                    {fmt(plan_only)}")
+    print(f"  snapshot (warm) + plan every site:  {fmt(total)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -129,6 +130,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(examples)
 
 
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dualcap.sandbox.app import serve
+    from dualcap.sandbox.cluster import Behaviour
+
+    behaviour = Behaviour(pod_termination_seconds=args.termination_seconds)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port, args.kubeconfig, args.load or [], behaviour))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualcap",
@@ -163,6 +176,37 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
     plan.add_argument("--site", action="append", help="only this site (repeatable)")
     plan.set_defaults(func=_cmd_plan)
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve a local Kubernetes API with cluster behaviour (no cluster needed)",
+        description=(
+            "Serve an in-memory Kubernetes API on localhost, with a scheduler, kubelets,"
+            " NoExecute eviction, DaemonSets and garbage collection, until interrupted."
+            " Writes a kubeconfig that kubectl and the operator can use."
+        ),
+    )
+    sandbox.add_argument(
+        "--kubeconfig",
+        default="sandbox.kubeconfig",
+        help="where to write the kubeconfig (default: ./sandbox.kubeconfig)",
+    )
+    sandbox.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)"
+    )
+    sandbox.add_argument(
+        "--load",
+        action="append",
+        metavar="FILE",
+        help="YAML to create at start (a file or directory; repeatable)",
+    )
+    sandbox.add_argument(
+        "--termination-seconds",
+        type=float,
+        default=2.0,
+        help="how long a pod takes to stop (a miner's preStop)",
+    )
+    sandbox.set_defaults(func=_cmd_sandbox)
 
     demo = sub.add_parser("demo", help="the example site through a summer day, planned offline")
     demo.add_argument("--examples", default="examples", help="the examples directory")

@@ -226,7 +226,7 @@ class RecurringWindow(Model):
         description="Days of the week on which the window starts (Mon..Sun). Default: every day.",
         min_length=1,
         max_length=7,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": list(WEEKDAYS)},
     )
     months: list[Month] | None = Field(
         default=None,

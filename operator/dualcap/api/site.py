@@ -46,6 +46,7 @@ class AsicSpec(Model):
     node_selector: LabelSelector = Field(
         default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "asic"}),
         alias="nodeSelector",
+        json_schema_extra={"default": {"matchLabels": {ROLE_LABEL: "asic"}}},
         description=(
             "Which of the site's nodes are ASIC controllers."
             f" Default: matchLabels {{{ROLE_LABEL}: asic}}."
@@ -92,6 +93,7 @@ class GpuSpec(Model):
     node_selector: LabelSelector = Field(
         default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "gpu"}),
         alias="nodeSelector",
+        json_schema_extra={"default": {"matchLabels": {ROLE_LABEL: "gpu"}}},
         description=(
             f"Which of the site's nodes are GPU nodes. Default: matchLabels {{{ROLE_LABEL}: gpu}}."
         ),
@@ -176,12 +178,16 @@ class SiteSpec(Model):
         ),
     )
     facility: Facility = Field(
-        default_factory=Facility, description="Facility overhead (PUE and fixed kW)."
+        default_factory=Facility,
+        description="Facility overhead (PUE and fixed kW).",
+        json_schema_extra={"default": {}},  # the API server then fills its fields' defaults
     )
     asic: AsicSpec = Field(description="The ASIC controllers and mining economics.")
     gpu: GpuSpec = Field(description="The GPU nodes.")
     behavior: Behavior = Field(
-        default_factory=Behavior, description="Hysteresis, ramp limit and deletion policy."
+        default_factory=Behavior,
+        description="Hysteresis, ramp limit and deletion policy.",
+        json_schema_extra={"default": {}},
     )
     suspend: bool = Field(
         default=False,

@@ -453,7 +453,7 @@ async def test_crd_lifecycle(client) -> None:
     from dualcap.api.crd import all_crds
 
     crd = all_crds()[0]
-    code, created = await client.post(
+    code, _created = await client.post(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
     )
     assert code == 201
@@ -467,7 +467,9 @@ async def test_crd_lifecycle(client) -> None:
     )
     assert (await client.get(SITES))[0] == 404
     broken = {**crd, "metadata": {"name": "wrong.dualcap.io"}}
-    code, err = await client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", broken)
+    code, _err = await client.post(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", broken
+    )
     assert code == 422
 
 
@@ -478,7 +480,7 @@ async def test_dry_run_persists_nothing(client) -> None:
 
 async def test_tables_for_kubectl_get(client, with_crds) -> None:
     await client.post(SITES, site())
-    code, doc = await client.get(
+    _code, doc = await client.get(
         SITES, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
     )
     assert doc["kind"] == "Table"

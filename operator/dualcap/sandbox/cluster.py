@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualcap.planning.quantity import parse_quantity
+from dualcap.sandbox.resources import ResourceType
 from dualcap.sandbox.store import Obj, Store, now_rfc3339
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -145,15 +146,16 @@ class Cluster:
         self.store = store
         self.api = api  # for deletions with the API's semantics (grace, GC)
         self.b = behaviour or Behaviour()
-        self.rt = {
-            name: store.rt(group, name)
-            for group, name in (
-                ("", "pods"),
-                ("", "nodes"),
-                ("", "namespaces"),
-                ("apps", "daemonsets"),
-            )
-        }
+        self.rt: dict[str, ResourceType] = {}
+        for group, name in (
+            ("", "pods"),
+            ("", "nodes"),
+            ("", "namespaces"),
+            ("apps", "daemonsets"),
+        ):
+            rt = store.rt(group, name)
+            assert rt is not None, f"built-in resource {name} missing"
+            self.rt[name] = rt
         self.wake = asyncio.Event()
         self.pending: set[tuple[str, str]] = set()  # pods to schedule
         self.retry_all = False
@@ -175,7 +177,7 @@ class Cluster:
     def start(self) -> None:
         ns_rt = self.rt["namespaces"]
         for name in DEFAULT_NAMESPACES:
-            if self.store.get(ns_rt, None, name) is None:  # type: ignore[arg-type]
+            if self.store.get(ns_rt, None, name) is None:
                 self.store.create(
                     ns_rt,
                     {
@@ -183,7 +185,7 @@ class Cluster:
                         "spec": {"finalizers": ["kubernetes"]},
                         "status": {"phase": "Active"},
                     },
-                )  # type: ignore[arg-type]
+                )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sandbox-cluster")
 
     async def stop(self) -> None:
@@ -195,7 +197,7 @@ class Cluster:
     def set_node_ready(self, name: str, ready: bool) -> None:
         """Fault injection: a node's kubelet stops (Ready Unknown) or comes back."""
         (self.down_nodes.discard if ready else self.down_nodes.add)(name)
-        node = self.store.get(self.rt["nodes"], None, name)  # type: ignore[arg-type]
+        node = self.store.get(self.rt["nodes"], None, name)
         if node is not None:
             self._write_ready(node, ready)
 
@@ -235,7 +237,7 @@ class Cluster:
         if type_ == "DELETED" and meta.get("uid"):
             self.deleted_uids.append(meta["uid"])
         if kind != "Namespace" and meta.get("namespace"):
-            ns = self.store.get(self.rt["namespaces"], None, meta["namespace"])  # type: ignore[arg-type]
+            ns = self.store.get(self.rt["namespaces"], None, meta["namespace"])
             if ns is not None and ns["metadata"].get("deletionTimestamp"):
                 self.dirty_namespaces.add(meta["namespace"])
         self.wake.set()
@@ -286,13 +288,13 @@ class Cluster:
             del self.timers[key]
             what, ns, name = key
             pod_rt = self.rt["pods"]
-            pod = self.store.get(pod_rt, ns, name)  # type: ignore[arg-type]
+            pod = self.store.get(pod_rt, ns, name)
             if pod is None:
                 continue
             if what == "start":
                 self._start(pod)
             elif what == "terminate":
-                self.store.remove(pod_rt, pod)  # type: ignore[arg-type]
+                self.store.remove(pod_rt, pod)
             elif what == "evict" and not pod["metadata"].get("deletionTimestamp"):
                 self.api.delete_object(pod_rt, pod)
 
@@ -301,20 +303,20 @@ class Cluster:
     def _kubelet(self) -> None:
         nodes_rt, pod_rt = self.rt["nodes"], self.rt["pods"]
         for name in list(self.dirty_nodes):
-            node = self.store.get(nodes_rt, None, name)  # type: ignore[arg-type]
+            node = self.store.get(nodes_rt, None, name)
             if node is not None and name not in self.down_nodes:
                 conditions = (node.get("status") or {}).get("conditions") or []
                 if not any(c.get("type") == "Ready" for c in conditions):
                     self._write_ready(node, True)
         pods, self.dirty_pods = self.dirty_pods, set()
         for key in pods:
-            pod = self.store.get(pod_rt, key[0], key[1])  # type: ignore[arg-type]
+            pod = self.store.get(pod_rt, key[0], key[1])
             if pod is None:
                 continue
             node_name = (pod.get("spec") or {}).get("nodeName")
             if not node_name or node_name in self.down_nodes:
                 continue
-            node = self.store.get(nodes_rt, None, node_name)  # type: ignore[arg-type]
+            node = self.store.get(nodes_rt, None, node_name)
             if pod["metadata"].get("deletionTimestamp"):
                 if ("terminate", *key) not in self.timers:
                     grace = pod["metadata"].get("deletionGracePeriodSeconds")
@@ -335,7 +337,7 @@ class Cluster:
                 ]
                 if no_execute:
                     self._evict_pod(pod, no_execute)
-                    if self.store.get(pod_rt, key[0], key[1]) is not pod:  # type: ignore[arg-type]
+                    if self.store.get(pod_rt, key[0], key[1]) is not pod:
                         continue
             phase = (pod.get("status") or {}).get("phase", "Pending")
             if phase == "Pending" and ("start", *key) not in self.timers:
@@ -376,7 +378,7 @@ class Cluster:
                 for c in new["spec"].get("containers") or []
             ],
         )
-        self.store.replace(self.rt["pods"], new, pod)  # type: ignore[arg-type]
+        self.store.replace(self.rt["pods"], new, pod)
 
     def _write_ready(self, node: Obj, ready: bool) -> None:
         new = copy.deepcopy(node)
@@ -398,7 +400,7 @@ class Cluster:
             }
         )
         new["status"]["conditions"] = conditions
-        self.store.replace(self.rt["nodes"], new, node)  # type: ignore[arg-type]
+        self.store.replace(self.rt["nodes"], new, node)
 
     # --- scheduler -----------------------------------------------------------------------
 
@@ -406,7 +408,7 @@ class Cluster:
         used: dict[str, float] = {"pods": 0.0}
         pod_rt = self.rt["pods"]
         for key in self.pods_by_node.get(node_name, ()):
-            pod = self.store.get(pod_rt, key[0], key[1])  # type: ignore[arg-type]
+            pod = self.store.get(pod_rt, key[0], key[1])
             if pod is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             used["pods"] += 1
@@ -459,9 +461,9 @@ class Cluster:
         if not self.pending:
             return
         pod_rt, nodes_rt = self.rt["pods"], self.rt["nodes"]
-        nodes = sorted(self.store.list(nodes_rt), key=lambda n: n["metadata"]["name"])  # type: ignore[arg-type]
+        nodes = sorted(self.store.list_objects(nodes_rt), key=lambda n: n["metadata"]["name"])
         for key in sorted(self.pending):
-            pod = self.store.get(pod_rt, key[0], key[1])  # type: ignore[arg-type]
+            pod = self.store.get(pod_rt, key[0], key[1])
             if (
                 pod is None
                 or (pod.get("spec") or {}).get("nodeName")
@@ -496,7 +498,7 @@ class Cluster:
                 )
                 new["status"]["conditions"] = conditions
                 self.pending.discard(key)
-                self.store.replace(pod_rt, new, pod)  # type: ignore[arg-type]
+                self.store.replace(pod_rt, new, pod)
             else:
                 message = (
                     f"0/{len(nodes)} nodes are available: "
@@ -522,7 +524,7 @@ class Cluster:
                         }
                     )
                     new["status"]["conditions"] = conditions
-                    self.store.replace(pod_rt, new, pod)  # type: ignore[arg-type]
+                    self.store.replace(pod_rt, new, pod)
         self.retry_all = False
 
     # --- taint eviction ------------------------------------------------------------------
@@ -530,7 +532,7 @@ class Cluster:
     def _evict(self) -> None:
         nodes_rt, pod_rt = self.rt["nodes"], self.rt["pods"]
         for name in list(self.dirty_nodes):
-            node = self.store.get(nodes_rt, None, name)  # type: ignore[arg-type]
+            node = self.store.get(nodes_rt, None, name)
             if node is None:
                 continue
             taints = [
@@ -539,7 +541,7 @@ class Cluster:
                 if t.get("effect") == "NoExecute"
             ]
             for key in list(self.pods_by_node.get(name, ())):
-                pod = self.store.get(pod_rt, key[0], key[1])  # type: ignore[arg-type]
+                pod = self.store.get(pod_rt, key[0], key[1])
                 if pod is None or pod["metadata"].get("deletionTimestamp"):
                     continue
                 self._evict_pod(pod, taints)
@@ -573,8 +575,8 @@ class Cluster:
             return
         self.dirty_ds = False
         ds_rt, nodes_rt, pod_rt = self.rt["daemonsets"], self.rt["nodes"], self.rt["pods"]
-        nodes = list(self.store.list(nodes_rt))  # type: ignore[arg-type]
-        for ds in list(self.store.list(ds_rt)):  # type: ignore[arg-type]
+        nodes = list(self.store.list_objects(nodes_rt))
+        for ds in list(self.store.list_objects(ds_rt)):
             if ds["metadata"].get("deletionTimestamp"):
                 continue
             template = (ds.get("spec") or {}).get("template") or {}
@@ -623,41 +625,41 @@ class Cluster:
             if ds.get("status") != status:
                 new = copy.deepcopy(ds)
                 new["status"] = status
-                self.store.replace(ds_rt, new, ds)  # type: ignore[arg-type]
+                self.store.replace(ds_rt, new, ds)
 
     def _daemon_pod(
         self, ds: Obj, template: Mapping[str, Any], node: str, tolerations: list[Any]
     ) -> None:
         meta = template.get("metadata") or {}
-        spec = copy.deepcopy(template.get("spec") or {})
+        spec: dict[str, Any] = copy.deepcopy(template.get("spec") or {})
         spec["nodeName"] = node
         spec["tolerations"] = tolerations
+        pod_meta: dict[str, Any] = {
+            "name": f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}",
+            "namespace": ds["metadata"]["namespace"],
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": ds["metadata"]["name"],
+                    "uid": ds["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        }
+        if meta.get("annotations"):
+            pod_meta["annotations"] = dict(meta["annotations"])
+        spec.setdefault("containers", [{"name": "c", "image": "pause"}])
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {
-                "name": f"{ds['metadata']['name']}-{secrets.token_hex(3)[:5]}",
-                "namespace": ds["metadata"]["namespace"],
-                "labels": dict(meta.get("labels") or {}),
-                "annotations": dict(meta.get("annotations") or {}),
-                "ownerReferences": [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "DaemonSet",
-                        "name": ds["metadata"]["name"],
-                        "uid": ds["metadata"]["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
+            "metadata": pod_meta,
             "spec": spec,
             "status": {"phase": "Pending"},
         }
-        if not pod["metadata"]["annotations"]:
-            del pod["metadata"]["annotations"]
-        spec.setdefault("containers", [{"name": "c", "image": "pause"}])
-        self.store.create(self.rt["pods"], pod)  # type: ignore[arg-type]
+        self.store.create(self.rt["pods"], pod)
 
     # --- garbage collection and namespaces -----------------------------------------------
 
@@ -677,19 +679,19 @@ class Cluster:
         names, self.dirty_namespaces = self.dirty_namespaces, set()
         ns_rt = self.rt["namespaces"]
         for name in names:
-            ns = self.store.get(ns_rt, None, name)  # type: ignore[arg-type]
+            ns = self.store.get(ns_rt, None, name)
             if ns is None or not ns["metadata"].get("deletionTimestamp"):
                 continue
             left = 0
             for rt in self.store.types():
                 if not rt.namespaced:
                     continue
-                for obj in list(self.store.list(rt, name)):
+                for obj in list(self.store.list_objects(rt, name)):
                     left += 1
                     if not obj["metadata"].get("deletionTimestamp"):
                         self.api.delete_object(rt, obj)
             if left == 0:
-                self.store.remove(ns_rt, ns)  # type: ignore[arg-type]
+                self.store.remove(ns_rt, ns)
             else:
                 self.dirty_namespaces.add(name)
                 self.timers[("ns", "", name)] = time.monotonic() + 0.05

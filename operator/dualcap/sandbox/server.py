@@ -366,7 +366,7 @@ class Api:
         labels, fields = self._selectors(request)
         items = [
             o
-            for o in self.store.list(t.rt, t.namespace)
+            for o in self.store.list_objects(t.rt, t.namespace)
             if labels_match(labels, o["metadata"].get("labels")) and fields_match(fields, o)
         ]
         items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
@@ -449,8 +449,8 @@ class Api:
 
         deadline = time.monotonic() + timeout
         try:
-            for event in backlog:
-                await deliver(event)
+            for first in backlog:
+                await deliver(first)
             if initial:
                 # A streaming list (sendInitialEvents): the initial events end with this.
                 end = {
@@ -466,7 +466,8 @@ class Api:
                     break
                 wait = min(remaining, self.bookmark_seconds) if bookmarks else remaining
                 try:
-                    event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        event = await watcher.queue.get()
                 except TimeoutError:
                     if bookmarks:
                         await send(
@@ -649,7 +650,8 @@ class Api:
         )
         request = _Internal({"fieldValidation": field_validation}, "POST")
         response = self._create(request, Target(rt, namespace, None, None), copy.deepcopy(obj))  # type: ignore[arg-type]
-        return json.loads(response.body)  # type: ignore[arg-type]
+        created: Obj = json.loads(response.body)  # type: ignore[arg-type]
+        return created
 
     def _create(self, request: web.Request, t: Target, obj: Obj) -> web.Response:
         self._check_meta(t, obj)
@@ -688,11 +690,11 @@ class Api:
                 v["name"] for v in crd["spec"].get("versions", []) if v.get("storage")
             ],
         }
-        rt = self.store.rt("apiextensions.k8s.io", "customresourcedefinitions")
-        assert rt is not None
+        crd_rt = self.store.rt("apiextensions.k8s.io", "customresourcedefinitions")
+        assert crd_rt is not None
         updated = dict(crd, status=status)
         updated["metadata"] = dict(crd["metadata"])
-        return self.store.replace(rt, updated, crd)
+        return self.store.replace(crd_rt, updated, crd)
 
     def _apply_update(self, request: web.Request, t: Target, new: Obj, old: Obj) -> web.Response:
         """Store ``new`` in place of ``old`` with status-subresource and generation rules."""
@@ -895,7 +897,7 @@ class Api:
             spec = old["spec"]
             served = self.store.rt(spec["group"], spec["names"]["plural"])
             if served is not None:
-                for item in list(self.store.list(served)):
+                for item in list(self.store.list_objects(served)):
                     self.store.remove(served, item)
                 self.store.unregister(spec["group"], spec["names"]["plural"])
         if rt.kind == "Namespace":
@@ -916,7 +918,7 @@ class Api:
         labels, fields = self._selectors(request)
         items = [
             o
-            for o in list(self.store.list(t.rt, t.namespace))
+            for o in list(self.store.list_objects(t.rt, t.namespace))
             if labels_match(labels, o["metadata"].get("labels")) and fields_match(fields, o)
         ]
         for o in items:

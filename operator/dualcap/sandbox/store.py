@@ -143,7 +143,7 @@ class Store:
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         return self.tables[rt.key].objects.get((namespace or "", name))
 
-    def list(self, rt: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
+    def list_objects(self, rt: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
         objects = self.tables[rt.key].objects
         if namespace is None:
             yield from objects.values()
@@ -295,7 +295,7 @@ class Store:
         if since is None:
             backlog = [
                 Event(int(o["metadata"]["resourceVersion"]), "ADDED", o)
-                for o in self.list(rt, namespace)
+                for o in self.list_objects(rt, namespace)
             ]
         else:
             if since < table.compacted_rv:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,8 +139,14 @@ def _pod_ready(pod: Obj) -> str:
     return f"{sum(1 for s in statuses if s.get('ready'))}/{len(containers)}"
 
 
-def _builtin(rt: ResourceType) -> tuple[list[Obj], Any]:
-    meta_age = lambda o: age(o["metadata"].get("creationTimestamp"))  # noqa: E731
+Cells = Callable[[Obj], list[Any]]
+
+
+def meta_age(o: Obj) -> str:
+    return age(o["metadata"].get("creationTimestamp"))
+
+
+def _builtin(rt: ResourceType) -> tuple[list[Obj], Cells]:
     if rt.kind == "Node":
         return [
             _col("Name", fmt="name"),
@@ -229,6 +236,7 @@ def _builtin(rt: ResourceType) -> tuple[list[Obj], Any]:
 def table(
     rt: ResourceType, objects: list[Obj], resource_version: str, include_object: str = "Metadata"
 ) -> Obj:
+    cells: Cells
     if rt.custom:
         columns = [_col("Name", fmt="name", description="Name must be unique within a namespace.")]
         paths = []
@@ -245,8 +253,10 @@ def table(
             )
             paths.append((c["jsonPath"], c.get("type", "string")))
 
-        def cells(o: Obj) -> list[Any]:
+        def custom_cells(o: Obj) -> list[Any]:
             return [o["metadata"]["name"], *(_cell(jsonpath(o, p), t) for p, t in paths)]
+
+        cells = custom_cells
     else:
         columns, cells = _builtin(rt)
     rows = []

@@ -59,8 +59,14 @@ demo: $(STAMP) ## the example site through a summer day, offline (planner only, 
 	$(BIN)/dualcap demo
 
 .PHONY: bench
-bench: $(STAMP) ## run the benchmarks; they print figures
+bench: $(STAMP) ## run the benchmarks (planner, sandbox); they print figures
 	$(BIN)/python bench/bench_plan.py
+	@echo
+	$(BIN)/python bench/bench_sandbox.py
+
+.PHONY: sandbox
+sandbox: $(STAMP) ## a local Kubernetes API with the CRDs and examples; kubeconfig ./sandbox.kubeconfig
+	$(BIN)/dualcap sandbox --kubeconfig sandbox.kubeconfig --load crds --load examples
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches

@@ -26,6 +26,7 @@ from celpy.adapter import json_to_cel
 class FieldError:
     path: str
     message: str
+    cel: bool = False  # from a CEL rule (does not stop the rules above it)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -191,14 +192,15 @@ class Validator:
                 )
             )
             return
-        before = len(errors)
+        before = sum(1 for e in errors if not e.cel)
         self._scalar_constraints(value, schema, path, errors)
         if isinstance(value, dict):
             self._object(value, old if isinstance(old, dict) else None, schema, path, errors)
         elif isinstance(value, list):
             self._array(value, schema, path, errors)
-        # CEL rules run only where the value itself is well-formed, as in the API server.
-        if len(errors) == before:
+        # CEL rules run only where the value is well-formed for the OpenAPI schema, as in
+        # the API server; another rule failing below does not stop them.
+        if sum(1 for e in errors if not e.cel) == before:
             self._rules(value, old, schema, path, errors)
 
     def _scalar_constraints(
@@ -350,7 +352,9 @@ class Validator:
                 field_path = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
                 shown = _fmt(value) if not isinstance(value, dict | list) else '"object"'
                 errors.append(
-                    FieldError(field_path.lstrip("."), f"Invalid value: {shown}: {failure}")
+                    FieldError(
+                        field_path.lstrip("."), f"Invalid value: {shown}: {failure}", cel=True
+                    )
                 )
 
 

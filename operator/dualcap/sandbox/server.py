@@ -145,7 +145,7 @@ class Api:
                 }
             )
         if segs and segs[0] == "openapi":
-            return self._openapi(segs)
+            return self._openapi(segs, request.headers.get("Accept", ""))
         if path == "/api":
             host = request.host
             return _response(
@@ -171,9 +171,14 @@ class Api:
         target = self._target(segs)
         return await self._resource(request, target)
 
-    def _openapi(self, segs: list[str]) -> web.Response:
+    def _openapi(self, segs: list[str], accept: str) -> web.Response:
         types = self.store.types()
         if segs == ["openapi", "v2"]:
+            if "json" not in accept and "*/*" not in accept and accept:
+                # Only protobuf was asked for, which the sandbox does not speak.
+                raise ApiError(
+                    406, "NotAcceptable", "only application/json is served for /openapi/v2"
+                )
             return web.Response(body=self.openapi.v2(types), content_type=JSON)
         if segs == ["openapi", "v3"]:
             return web.Response(body=self.openapi.v3_root(types), content_type=JSON)

@@ -142,6 +142,20 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from dualcap.handlers.run import run
+
+    run(
+        args.namespace or [],
+        None if args.liveness == "none" else args.liveness,
+        args.peering,
+        args.verbose,
+        args.quiet,
+        args.log_format,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualcap",
@@ -176,6 +190,43 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--output", "-o", choices=["table", "json"], default="table")
     plan.add_argument("--site", action="append", help="only this site (repeatable)")
     plan.set_defaults(func=_cmd_plan)
+
+    run = sub.add_parser(
+        "run",
+        help="run the operator against the current kubeconfig or in-cluster credentials",
+        description=(
+            "Run the dualcap operator: one reconcile loop per Site, keeping it inside its"
+            " envelope. Credentials: the pod's service account in a cluster, else the"
+            " current kubeconfig (KUBECONFIG)."
+        ),
+    )
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NS",
+        help="watch ComputeLeases and pods only in this namespace (repeatable; default: all)",
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        metavar="URL",
+        help="kopf liveness endpoint (default: %(default)s; 'none' to disable)",
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering object for high availability (default: standalone)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["plain", "full", "json"],
+        default="full",
+        help="log format (default: %(default)s)",
+    )
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    run.add_argument("--quiet", "-q", action="store_true", help="warnings and errors only")
+    run.set_defaults(func=_cmd_run)
 
     sandbox = sub.add_parser(
         "sandbox",

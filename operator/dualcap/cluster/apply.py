@@ -1,0 +1,129 @@
+"""Commands applied to the cluster: curtail, resume, create and delete lease pods.
+
+Every write is idempotent: a retry after a crash or a lost response finds its goal already
+reached (409 AlreadyExists on a create of our own pod, 404 on a delete) and counts it a
+success. Node writes carry the resourceVersion they were computed from, so a write based
+on a stale view fails with 409 and the next reconcile recomputes it. Writes go out
+concurrently (the client bounds how many at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, LEASE_LABEL
+from dualcap.api.lease import ComputeLease
+from dualcap.cluster.client import Client, Response
+from dualcap.cluster.pods import TemplateRejected, lease_pod
+from dualcap.planning.commands import Command, Kind
+from dualcap.planning.snapshot import RESUMED_AT_ANNOTATION
+
+CURTAIL_TAINT = {"key": CURTAILED_TAINT_KEY, "value": "true", "effect": "NoExecute"}
+
+
+def stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Outcome:
+    """What applying a batch did: objects as written (read-your-writes), failures."""
+
+    written: dict[tuple[str, str, str], dict[str, Any] | None] = field(default_factory=dict)
+    failures: list[tuple[Command, str]] = field(default_factory=list)
+    rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # lease -> why
+    done: list[Command] = field(default_factory=list)
+
+
+def _node_patch(node: Mapping[str, Any], curtail: bool, at: datetime) -> dict[str, Any]:
+    taints = [
+        t
+        for t in (node.get("spec") or {}).get("taints") or []
+        if t.get("key") != CURTAILED_TAINT_KEY
+    ]
+    if curtail:
+        taints.append(dict(CURTAIL_TAINT))
+    annotations: dict[str, Any] = {}
+    existing = (node.get("metadata") or {}).get("annotations") or {}
+    if curtail:
+        annotations[CURTAILED_AT_ANNOTATION] = existing.get(CURTAILED_AT_ANNOTATION) or stamp(at)
+        annotations[RESUMED_AT_ANNOTATION] = None
+    else:
+        annotations[CURTAILED_AT_ANNOTATION] = None
+        annotations[RESUMED_AT_ANNOTATION] = stamp(at)
+    return {
+        "metadata": {
+            "resourceVersion": node["metadata"]["resourceVersion"],
+            "annotations": annotations,
+        },
+        "spec": {"unschedulable": True if curtail else None, "taints": taints or None},
+    }
+
+
+async def apply_commands(
+    client: Client,
+    commands: list[Command],
+    nodes: Mapping[str, Mapping[str, Any]],
+    leases: Mapping[tuple[str, str], tuple[dict[str, Any], ComputeLease]],
+    site: str,
+    resource: str,
+    gpu_labels: dict[str, str],
+    at: datetime,
+) -> Outcome:
+    outcome = Outcome()
+
+    async def one(cmd: Command) -> None:
+        if cmd.kind in (Kind.CURTAIL, Kind.RESUME):
+            node = nodes.get(cmd.name)
+            if node is None:
+                outcome.failures.append((cmd, "node not in the operator's view"))
+                return
+            resp = await client.patch(
+                f"/api/v1/nodes/{cmd.name}", _node_patch(node, cmd.kind is Kind.CURTAIL, at)
+            )
+            _record(outcome, cmd, resp, ("Node", "", cmd.name))
+        elif cmd.kind is Kind.CREATE_POD:
+            assert cmd.namespace and cmd.lease and cmd.node and cmd.index is not None
+            lease_obj, lease = leases[(cmd.namespace, cmd.lease)]
+            try:
+                body = lease_pod(lease_obj, lease, site, cmd.index, cmd.node, resource, gpu_labels)
+            except TemplateRejected as err:
+                outcome.rejected[(cmd.namespace, cmd.lease)] = str(err)
+                return
+            resp = await client.create(f"/api/v1/namespaces/{cmd.namespace}/pods", body)
+            if resp.code == 409 and resp.reason == "AlreadyExists":
+                # A retry of our own create: success if the pod is the lease's.
+                got = await client.request(
+                    "GET", f"/api/v1/namespaces/{cmd.namespace}/pods/{cmd.name}"
+                )
+                if (
+                    got.ok
+                    and (got.body["metadata"].get("labels") or {}).get(LEASE_LABEL) == cmd.lease
+                ):
+                    resp = got
+            _record(outcome, cmd, resp, ("Pod", cmd.namespace, cmd.name))
+        elif cmd.kind is Kind.DELETE_POD:
+            resp = await client.delete(f"/api/v1/namespaces/{cmd.namespace}/pods/{cmd.name}")
+            if resp.code == 404:
+                resp = Response(200, {"kind": "Status", "status": "Success"})
+            _record(outcome, cmd, resp, ("Pod", cmd.namespace or "", cmd.name))
+
+    await asyncio.gather(*(one(c) for c in commands))
+    return outcome
+
+
+def _record(outcome: Outcome, cmd: Command, resp: Response, key: tuple[str, str, str]) -> None:
+    if not resp.ok:
+        outcome.failures.append((cmd, f"{resp.code} {resp.reason}: {resp.message}".strip()))
+        return
+    outcome.done.append(cmd)
+    body = (
+        resp.body
+        if isinstance(resp.body, dict) and resp.body.get("kind") in ("Node", "Pod")
+        else None
+    )
+    outcome.written[key] = body  # None: gone

@@ -1,0 +1,122 @@
+"""A thin async Kubernetes client over aiohttp, with the credentials kopf logged in with.
+
+The operator needs a handful of calls (patch a node, create and delete a pod, patch a
+status); one small client keeps them explicit, bounded and non-blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+
+
+@dataclass
+class Response:
+    code: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("reason", "")) if isinstance(self.body, dict) else ""
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.body, dict):
+            return str(self.body.get("message", ""))
+        return str(self.body)[:200]
+
+
+def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if info.insecure:
+        return False
+    if not info.server.startswith("https"):
+        return True
+    context = ssl.create_default_context(cafile=info.ca_path)
+    if info.ca_data:
+        context.load_verify_locations(cadata=base64.b64decode(info.ca_data).decode())
+    cert, key = info.certificate_path, info.private_key_path
+    if info.certificate_data and info.private_key_data:
+        cert_file = tempfile.NamedTemporaryFile(delete=False, suffix=".crt")  # noqa: SIM115
+        cert_file.write(base64.b64decode(info.certificate_data))
+        cert_file.close()
+        key_file = tempfile.NamedTemporaryFile(delete=False, suffix=".key")  # noqa: SIM115
+        key_file.write(base64.b64decode(info.private_key_data))
+        key_file.close()
+        cert, key = cert_file.name, key_file.name
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class Client:
+    def __init__(self, info: kopf.ConnectionInfo, concurrency: int = 32, timeout: float = 30.0):
+        self.info = info
+        self.server = info.server.rstrip("/")
+        headers = {"User-Agent": "dualcap"}
+        if info.token:
+            headers["Authorization"] = f"Bearer {info.token}"
+        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+        self.session = aiohttp.ClientSession(
+            headers=headers,
+            auth=auth,
+            connector=aiohttp.TCPConnector(ssl=_ssl(info), limit=concurrency),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
+        self.limit = asyncio.Semaphore(concurrency)
+        self.errors: dict[int, int] = {}  # API errors by code, for metrics
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        ctype: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Response:
+        data = None if body is None else json.dumps(body)
+        async with self.limit:
+            try:
+                async with self.session.request(
+                    method,
+                    self.server + path,
+                    data=data,
+                    params=params,
+                    headers={"Content-Type": ctype},
+                ) as resp:
+                    raw = await resp.read()
+                    try:
+                        doc = json.loads(raw) if raw else None
+                    except ValueError:
+                        doc = raw.decode(errors="replace")
+                    if resp.status >= 400:
+                        self.errors[resp.status] = self.errors.get(resp.status, 0) + 1
+                    return Response(resp.status, doc)
+            except (aiohttp.ClientError, TimeoutError) as err:
+                self.errors[0] = self.errors.get(0, 0) + 1
+                return Response(0, {"reason": "ConnectionError", "message": repr(err)})
+
+    async def patch(
+        self, path: str, body: Any, ctype: str = "application/merge-patch+json"
+    ) -> Response:
+        return await self.request("PATCH", path, body, ctype)
+
+    async def create(self, path: str, body: Any) -> Response:
+        return await self.request("POST", path, body)
+
+    async def delete(self, path: str, body: Any = None) -> Response:
+        return await self.request("DELETE", path, body)

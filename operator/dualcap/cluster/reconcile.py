@@ -1,0 +1,326 @@
+"""One reconcile of one site: objects -> snapshot -> plan -> commands -> status.
+
+The objects come from the operator's indexes, which lag behind our own writes by a watch
+event. A reconcile woken in between would see an increase it just issued as not yet made
+and could spend the same headroom twice; so the responses of our writes overlay the
+indexes until the indexes have caught up with them (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dualcap.api.common import API_VERSION
+from dualcap.api.lease import ComputeLease
+from dualcap.cluster.apply import Outcome, apply_commands
+from dualcap.cluster.client import Client
+from dualcap.cluster.status import budget_status, lease_status, site_status
+from dualcap.planning import ParseCache, build_fleet, plan
+from dualcap.planning.commands import Kind
+from dualcap.planning.dispatch import Plan
+from dualcap.planning.report import rfc3339
+
+log = logging.getLogger("dualcap")
+Obj = dict[str, Any]
+Key = tuple[str, str, str]  # kind, namespace, name
+OVERLAY_SECONDS = 60.0  # an overlay entry the indexes never confirm is dropped after this
+SAFETY_PERIOD = timedelta(seconds=60)  # wake at least this often, whatever happens
+SETTLING = timedelta(seconds=5)  # recheck this soon while commands are in flight
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class Overlay:
+    """Objects as our own writes left them, until the indexes show them too."""
+
+    entries: dict[Key, tuple[int, Obj | None, float]] = field(default_factory=dict)
+
+    def record(self, written: Mapping[Key, Obj | None]) -> None:
+        now = time.monotonic()
+        for key, body in written.items():
+            self.entries[key] = (_rv(body), body, now)
+
+    def merge(self, objects: list[Obj]) -> list[Obj]:
+        if not self.entries:
+            return objects
+        now = time.monotonic()
+        out = []
+        seen: set[Key] = set()
+        for obj in objects:
+            key = _key(obj)
+            entry = self.entries.get(key)
+            if entry is None:
+                out.append(obj)
+                continue
+            seen.add(key)
+            rv, body, since = entry
+            if (body is not None and _rv(obj) >= rv) or now - since > OVERLAY_SECONDS:
+                del self.entries[key]  # the index has caught up
+                out.append(obj)
+            elif body is not None:
+                out.append(body)
+            # body None: deleted by us; the index has not seen it go yet
+        for key, (_, body, since) in list(self.entries.items()):
+            if key in seen:
+                continue
+            if body is None:
+                del self.entries[key]  # gone from the index too
+            elif now - since > OVERLAY_SECONDS:
+                del self.entries[key]
+            else:
+                out.append(body)  # created by us, not in the index yet
+        return out
+
+
+@dataclass
+class Result:
+    plan: Plan
+    outcome: Outcome | None
+    wake_at: datetime
+    writes: int
+
+
+class Reconciler:
+    """Reconciles sites; shared by every site's loop (one per Site)."""
+
+    def __init__(self, client: Client, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.client = client
+        self.clock = clock
+        self.cache = ParseCache()
+        self.overlays: dict[str, Overlay] = {}
+        self.status_writes = 0
+        self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
+
+    async def reconcile(self, site: Obj, objects: list[Obj]) -> Result:
+        name = site["metadata"]["name"]
+        overlay = self.overlays.setdefault(name, Overlay())
+        objects = overlay.merge([site, *objects])
+        fleet = build_fleet(objects, self.cache)
+        snap = fleet.sites[name]
+        now = self.clock()
+        p = plan(snap, now)
+        writes = 0
+        outcome = None
+        if p.schedule.now and snap.site is not None:
+            nodes = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Node"}
+            leases = {}
+            for obj in objects:
+                if obj.get("kind") == "ComputeLease":
+                    model, _ = self.cache.parse(ComputeLease, obj)
+                    if model is not None:
+                        leases[
+                            (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+                        ] = (obj, model)
+            gpu_labels = dict(snap.site.spec.gpu.node_selector.match_labels or {})
+            outcome = await apply_commands(
+                self.client,
+                list(p.schedule.now),
+                nodes,
+                leases,
+                name,
+                snap.site.spec.gpu.resource_name,
+                gpu_labels,
+                now,
+            )
+            overlay.record(outcome.written)
+            writes += len(outcome.done) + len(outcome.failures)
+            for cmd, why in outcome.failures:
+                log.warning("site %s: %s failed: %s", name, cmd.describe(), why)
+        writes += await self._statuses(site, objects, p, outcome, now)
+        writes += await self._events(site, p, outcome, now)
+        for hook in self.on_plan:
+            hook(p, outcome)
+        wake = now + SAFETY_PERIOD
+        if p.next_wakeup is not None:
+            wake = min(wake, p.next_wakeup)
+        if p.schedule.now or p.schedule.deferred or (outcome and outcome.failures):
+            wake = min(wake, now + SETTLING)
+        return Result(p, outcome, wake, writes)
+
+    # --- status --------------------------------------------------------------------------
+
+    async def _patch_status(self, path: str, current: Mapping[str, Any] | None, wanted: Obj) -> int:
+        if dict(current or {}) == wanted:
+            return 0
+        resp = await self.client.patch(
+            path + "/status", {"status": _replace_nulls(current, wanted)}
+        )
+        self.status_writes += 1
+        if not resp.ok and resp.code != 404:
+            log.warning("status write %s failed: %s %s", path, resp.code, resp.message)
+        return 1
+
+    async def _statuses(
+        self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
+    ) -> int:
+        name = site["metadata"]["name"]
+        failures = [
+            f"{cmd.describe()}: {why}" for cmd, why in (outcome.failures if outcome else [])
+        ]
+        writes = 0
+        wanted = site_status(
+            p, site["metadata"].get("generation"), site.get("status"), failures, now
+        )
+        writes += await self._patch_status(
+            f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
+        )
+        budgets = [o for o in objects if o.get("kind") == "PowerBudget"]
+        if len(budgets) == 1:
+            b = budgets[0]
+            wanted = budget_status(p, b["metadata"].get("generation"), b.get("status"), now)
+            writes += await self._patch_status(
+                f"/apis/{API_VERSION}/powerbudgets/{b['metadata']['name']}", b.get("status"), wanted
+            )
+        bodies = {
+            (o["metadata"].get("namespace") or "", o["metadata"]["name"]): o
+            for o in objects
+            if o.get("kind") == "ComputeLease"
+        }
+        rejected = outcome.rejected if outcome else {}
+        for d in p.leases:
+            body = bodies.get(d.lease.key)
+            if body is None or d.lease.deleting:
+                continue
+            wanted = lease_status(d, name, body.get("status"), now, rejected.get(d.lease.key))
+            path = (
+                f"/apis/{API_VERSION}/namespaces/{d.lease.namespace}/computeleases/{d.lease.name}"
+            )
+            writes += await self._patch_status(path, body.get("status"), wanted)
+        return writes
+
+    # --- events --------------------------------------------------------------------------
+
+    async def _events(self, site: Obj, p: Plan, outcome: Outcome | None, now: datetime) -> int:
+        events: list[tuple[Obj, str, str, str]] = []
+        if outcome:
+            curtailed = [c.name for c in outcome.done if c.kind is Kind.CURTAIL]
+            resumed = [c.name for c in outcome.done if c.kind is Kind.RESUME]
+            if curtailed:
+                kw = -sum(c.delta_kw for c in outcome.done if c.kind is Kind.CURTAIL)
+                reasons = sorted({c.reason for c in outcome.done if c.kind is Kind.CURTAIL})
+                events.append(
+                    (
+                        site,
+                        "Normal",
+                        "Curtailed",
+                        f"curtailed {len(curtailed)} controllers ({kw:,.0f} kW; {', '.join(reasons)}): {_names(curtailed)}",
+                    )
+                )
+            if resumed:
+                events.append(
+                    (
+                        site,
+                        "Normal",
+                        "Resumed",
+                        f"resumed {len(resumed)} controllers: {_names(resumed)}",
+                    )
+                )
+            for (ns, lease_name), why in outcome.rejected.items():
+                ref = {
+                    "apiVersion": API_VERSION,
+                    "kind": "ComputeLease",
+                    "metadata": {"name": lease_name, "namespace": ns},
+                }
+                events.append((ref, "Warning", "TemplateRejected", why))
+        for d in p.leases:
+            before = d.lease.previous_phase
+            ref = {
+                "apiVersion": API_VERSION,
+                "kind": "ComputeLease",
+                "metadata": {
+                    "name": d.lease.name,
+                    "namespace": d.lease.namespace,
+                    "uid": d.lease.uid,
+                },
+            }
+            if (
+                d.admitted_now
+                and outcome
+                and any(
+                    c.lease == d.lease.name and c.namespace == d.lease.namespace
+                    for c in outcome.done
+                )
+            ):
+                events.append((ref, "Normal", "Admitted", d.message))
+            if d.preempted_now and before not in ("Preempted",) and d.reason != "Hold":
+                events.append((ref, "Warning", "Preempted", d.message))
+            if (
+                d.phase == "Completed"
+                and before not in ("Completed", None)
+                and not d.lease.deleting
+            ):
+                events.append((ref, "Normal", "Completed", d.message))
+            if d.phase == "Failed" and before != "Failed":
+                events.append((ref, "Warning", d.reason, d.message))
+        for problem in p.problems:
+            if problem.kind == "Site" and (site.get("status") or {}).get("conditions") is None:
+                events.append((site, "Warning", problem.reason, problem.message))
+        for obj, type_, reason, message in events:
+            await self.post_event(obj, type_, reason, message, now)
+        return len(events)
+
+    async def post_event(
+        self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
+    ) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'dualcap')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": "dualcap"},
+            "reportingComponent": "dualcap",
+            "reportingInstance": "dualcap",
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "count": 1,
+        }
+        resp = await self.client.create(f"/api/v1/namespaces/{namespace}/events", event)
+        if not resp.ok:
+            log.info(
+                "event %s on %s not posted: %s %s",
+                reason,
+                meta.get("name"),
+                resp.code,
+                resp.message,
+            )
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:
+    """A merge patch that makes status exactly ``wanted``: keys it drops are nulled."""
+    out: Obj = dict(wanted)
+    for key in current or {}:
+        if key not in wanted:
+            out[key] = None
+    return out

@@ -1,0 +1,376 @@
+"""The kopf handlers: a table of contents, the work is in `cluster` and `planning`.
+
+- indexes of what each site's plan reads: nodes by site label, pods by node, lease pods
+  by site, leases and budgets by site, sites by name (kept slim: see projections);
+- event handlers on Nodes, Pods, ComputeLeases and PowerBudgets that only wake a site;
+- one daemon per Site: snapshot -> plan -> commands -> status, then sleep until woken, the
+  plan's next wake-up, or a safety period; reconciles of one site never overlap;
+- Site deletion releases (or retains) the controllers dualcap curtailed.
+No timers or daemons on Nodes or Pods: kopf would put finalizers on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from dualcap.api.common import (
+    API_VERSION,
+    CURTAILED_AT_ANNOTATION,
+    CURTAILED_TAINT_KEY,
+    GROUP,
+    LEASE_LABEL,
+    SITE_LABEL,
+    VERSION,
+)
+from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
+from dualcap.cluster import projections
+from dualcap.cluster.client import Client
+from dualcap.cluster.reconcile import Reconciler
+from dualcap.cluster.status import set_conditions
+from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION, RESUMED_AT_ANNOTATION
+
+log = logging.getLogger("dualcap")
+SITES = (GROUP, VERSION, "sites")
+LEASES = (GROUP, VERSION, "computeleases")
+BUDGETS = (GROUP, VERSION, "powerbudgets")
+
+
+@dataclass
+class State:
+    """What the handlers share (kopf's memo holds one)."""
+
+    connection: kopf.ConnectionInfo | None = None
+    client: Client | None = None
+    reconciler: Reconciler | None = None
+    wakers: dict[str, asyncio.Event] = field(default_factory=dict)
+    node_site: dict[str, str] = field(default_factory=dict)
+    lease_site: dict[tuple[str, str], str] = field(default_factory=dict)
+    reconciles: int = 0
+
+    def ensure_client(self) -> Reconciler:
+        if self.reconciler is None:
+            if self.connection is None:
+                raise kopf.TemporaryError("not logged in yet", delay=1)
+            self.client = Client(self.connection)
+            self.reconciler = Reconciler(self.client)
+        return self.reconciler
+
+    def wake(self, site: str | None) -> None:
+        if site is None:
+            for event in self.wakers.values():
+                event.set()
+        elif site in self.wakers:
+            self.wakers[site].set()
+
+
+def _state(memo: Any) -> State:
+    state = getattr(memo, "dualcap", None)
+    if state is None:
+        state = memo.dualcap = State()
+    return state
+
+
+def settings(standalone: bool = True, peering: str | None = None) -> kopf.OperatorSettings:
+    s = kopf.OperatorSettings()
+    s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    s.persistence.finalizer = f"{GROUP}/finalizer"
+    s.posting.level = logging.WARNING  # our own Events say what happens; kopf's are noise
+    s.watching.server_timeout = 300  # a silent watch is restarted within minutes
+    s.watching.client_timeout = 330
+    s.watching.connect_timeout = 30
+    s.batching.worker_limit = 64
+    s.peering.standalone = standalone and peering is None
+    if peering:
+        s.peering.name = peering
+        s.peering.mandatory = True
+    return s
+
+
+def _one(values: Iterable[Any] | None) -> Any:
+    for value in values or ():
+        return value
+    return None
+
+
+def gather(name: str, site: Mapping[str, Any], indexes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The objects a site's plan reads, from the indexes (the site itself excluded)."""
+    nodes_by_site, pods_by_node = indexes["nodes_by_site"], indexes["pods_by_node"]
+    selector = ((site.get("spec") or {}).get("nodeSelector") or {}).get("matchLabels") or {}
+    custom = (site.get("spec") or {}).get("nodeSelector") is not None and SITE_LABEL not in selector
+    label = selector.get(SITE_LABEL, name)
+    if custom:  # a selector not based on the site label: every node is a candidate
+        nodes = [n for key in nodes_by_site for n in nodes_by_site.get(key, ())]
+    else:
+        nodes = list(nodes_by_site.get(label, ()))
+    objects: list[dict[str, Any]] = list(nodes)
+    seen: set[tuple[str, str]] = set()
+    for node in nodes:
+        for pod in pods_by_node.get(node["metadata"]["name"], ()):
+            key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+            if key not in seen:
+                seen.add(key)
+                objects.append(pod)
+    for pod in indexes["lease_pods_by_site"].get(name, ()):
+        key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+        if key not in seen:
+            seen.add(key)
+            objects.append(pod)
+    objects += list(indexes["leases_by_site"].get(name, ()))
+    objects += list(indexes["budgets_by_site"].get(name, ()))
+    return objects
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        _state(memo).connection = info
+        return info
+
+    @kopf.on.cleanup(id="cleanup", registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        state = _state(memo)
+        if state.client is not None:
+            await state.client.close()
+
+    @kopf.on.probe(id="sites", registry=registry)
+    def probe_sites(memo: kopf.Memo, **_: Any) -> int:
+        return len(_state(memo).wakers)
+
+    # --- indexes -------------------------------------------------------------------------
+
+    @kopf.index("nodes", id="nodes_by_site", registry=registry)
+    def nodes_by_site(
+        name: str, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> dict[str, Any]:
+        return {labels.get(SITE_LABEL, ""): projections.node(body)}
+
+    @kopf.index("pods", id="pods_by_node", registry=registry)
+    def pods_by_node(
+        spec: Mapping[str, Any], annotations: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[str, Any] | None:
+        node = spec.get("nodeName") or annotations.get(PLANNED_NODE_ANNOTATION)
+        return {node: projections.pod(body)} if node else None
+
+    @kopf.index(
+        "pods",
+        labels={LEASE_LABEL: kopf.PRESENT, SITE_LABEL: kopf.PRESENT},
+        id="lease_pods_by_site",
+        registry=registry,
+    )
+    def lease_pods_by_site(labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[str, Any]:
+        return {labels[SITE_LABEL]: projections.pod(body)}
+
+    @kopf.index(*LEASES, id="leases_by_site", registry=registry)
+    def leases_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
+        return {str(spec.get("siteRef")): _plain(body)}
+
+    @kopf.index(*BUDGETS, id="budgets_by_site", registry=registry)
+    def budgets_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
+        return {str(spec.get("siteRef")): _plain(body)}
+
+    @kopf.index(*SITES, id="sites_by_name", registry=registry)
+    def sites_by_name(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+        return {name: _plain(body)}
+
+    # --- wake-ups ------------------------------------------------------------------------
+
+    @kopf.on.event("nodes", id="node_changed", registry=registry)
+    def node_changed(name: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+        state = _state(memo)
+        site = labels.get(SITE_LABEL)
+        if site:
+            state.node_site[name] = site
+        state.wake(site)
+
+    @kopf.on.event("pods", id="pod_changed", registry=registry)
+    def pod_changed(
+        labels: Mapping[str, str], spec: Mapping[str, Any], memo: kopf.Memo, **_: Any
+    ) -> None:
+        state = _state(memo)
+        site = (
+            labels.get(SITE_LABEL)
+            if LEASE_LABEL in labels
+            else state.node_site.get(spec.get("nodeName") or "")
+        )
+        if site is not None or LEASE_LABEL in labels:
+            state.wake(site)
+
+    @kopf.on.event(*BUDGETS, id="budget_changed", registry=registry)
+    def budget_changed(spec: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+        _state(memo).wake(str(spec.get("siteRef")))
+
+    @kopf.on.event(*LEASES, id="lease_changed", registry=registry)
+    async def lease_changed(
+        name: str,
+        namespace: str | None,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        memo: kopf.Memo,
+        type: str,
+        **kwargs: Any,
+    ) -> None:
+        sites_by_name = kwargs["sites_by_name"]
+        namespace = namespace or "default"
+        state = _state(memo)
+        site = str(spec.get("siteRef"))
+        before = state.lease_site.get((namespace, name))
+        state.lease_site[(namespace, name)] = site
+        if before and before != site:
+            state.wake(before)  # its pods there are now orphans to remove
+        if site in sites_by_name:
+            state.wake(site)
+        elif type != "DELETED":
+            await _report_unknown_site(state, name, namespace, site, status, meta)
+
+    # --- the site loop -------------------------------------------------------------------
+
+    @kopf.daemon(*SITES, cancellation_timeout=30, id="site_loop", registry=registry)
+    async def site_loop(
+        name: str, stopped: kopf.DaemonStopped, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        state = _state(memo)
+        waker = state.wakers.setdefault(name, asyncio.Event())
+        indexes = {
+            k: kwargs[k]
+            for k in (
+                "nodes_by_site",
+                "pods_by_node",
+                "lease_pods_by_site",
+                "leases_by_site",
+                "budgets_by_site",
+            )
+        }
+        sites = kwargs["sites_by_name"]
+        try:
+            while not stopped:
+                waker.clear()
+                site = _one(sites.get(name))
+                if site is None:
+                    await _wait(waker, stopped, 1.0)
+                    continue
+                delay = 5.0
+                try:
+                    reconciler = state.ensure_client()
+                    result = await reconciler.reconcile(site, gather(name, site, indexes))
+                    state.reconciles += 1
+                    delay = (result.wake_at - datetime.now(UTC)).total_seconds()
+                except kopf.TemporaryError as err:
+                    delay = float(err.delay or 1.0)
+                except Exception:  # one bad reconcile must not stop the site's loop
+                    log.exception("site %s: reconcile failed; retrying", name)
+                await _wait(waker, stopped, min(max(delay, 0.05), 60.0))
+        finally:
+            state.wakers.pop(name, None)
+
+    @kopf.on.delete(*SITES, id="site_deleted", registry=registry)
+    async def site_deleted(name: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+        nodes_by_site = kwargs["nodes_by_site"]
+        state = _state(memo)
+        reconciler = state.ensure_client()
+        policy = ((spec.get("behavior") or {}).get("onDelete")) or "Release"
+        if policy != "Release":
+            log.info("site %s deleted: curtailed controllers retained (onDelete: Retain)", name)
+            return
+        selector = ((spec.get("nodeSelector") or {}).get("matchLabels") or {}).get(SITE_LABEL, name)
+        released = 0
+        for node in list(nodes_by_site.get(selector, ())):
+            annotations = node["metadata"].get("annotations") or {}
+            taints = (node.get("spec") or {}).get("taints") or []
+            if CURTAILED_AT_ANNOTATION not in annotations and not any(
+                t.get("key") == CURTAILED_TAINT_KEY for t in taints
+            ):
+                continue
+            patch = {
+                "metadata": {
+                    "annotations": {CURTAILED_AT_ANNOTATION: None, RESUMED_AT_ANNOTATION: None}
+                },
+                "spec": {
+                    "unschedulable": None,
+                    "taints": [t for t in taints if t.get("key") != CURTAILED_TAINT_KEY] or None,
+                },
+            }
+            resp = await reconciler.client.patch(f"/api/v1/nodes/{node['metadata']['name']}", patch)
+            if not resp.ok and resp.code != 404:
+                raise kopf.TemporaryError(
+                    f"releasing {node['metadata']['name']}: {resp.code} {resp.message}", delay=5
+                )
+            released += 1
+        log.info("site %s deleted: released %d curtailed controllers", name, released)
+
+    return registry
+
+
+async def _wait(waker: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    wake = asyncio.ensure_future(waker.wait())
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({wake, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (wake, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(dict(body))
+
+
+async def _report_unknown_site(
+    state: State,
+    name: str,
+    namespace: str,
+    site: str,
+    status: Mapping[str, Any],
+    meta: Mapping[str, Any],
+) -> None:
+    conditions = status.get("conditions") or []
+    if any(
+        c.get("type") == STALLED and c.get("reason") == SITE_NOT_FOUND and c.get("status") == "True"
+        for c in conditions
+    ):
+        return
+    reconciler = state.ensure_client()
+    now = datetime.now(UTC)
+    message = f"no Site {site!r}: the lease waits until it exists"
+    wanted = {
+        "observedGeneration": meta.get("generation"),
+        "phase": "Pending",
+        "conditions": set_conditions(
+            conditions,
+            [
+                ("Admitted", False, SITE_NOT_FOUND, message),
+                ("Ready", False, SITE_NOT_FOUND, message),
+                (STALLED, True, SITE_NOT_FOUND, message),
+            ],
+            meta.get("generation"),
+            now,
+        ),
+    }
+    await reconciler.client.patch(
+        f"/apis/{API_VERSION}/namespaces/{namespace}/computeleases/{name}/status",
+        {"status": wanted},
+    )
+    ref = {
+        "apiVersion": API_VERSION,
+        "kind": "ComputeLease",
+        "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid")},
+    }
+    await reconciler.post_event(ref, "Warning", SITE_NOT_FOUND, message, now)

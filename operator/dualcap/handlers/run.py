@@ -1,0 +1,53 @@
+"""Running the operator: `dualcap run`, and in-process for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+
+import kopf
+
+from dualcap.handlers.registry import State, build_registry, settings
+
+
+async def operate(
+    namespaces: Sequence[str] = (),
+    liveness: str | None = None,
+    peering: str | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    state: State | None = None,
+) -> None:
+    """Run until ``stop_flag`` (or cancellation). ``namespaces`` limits the ComputeLeases
+    and pods watched; cluster-scoped resources are always watched."""
+    memo = kopf.Memo()
+    memo.dualcap = state or State()
+    await kopf.operator(
+        registry=build_registry(),
+        settings=settings(peering=peering),
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness,
+        peering_name=peering,
+        standalone=peering is None,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        memo=memo,
+    )
+
+
+def run(
+    namespaces: Sequence[str],
+    liveness: str | None,
+    peering: str | None,
+    verbose: bool,
+    quiet: bool,
+    log_format: str,
+) -> None:
+    kopf.configure(verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
+    if not verbose:
+        # kopf logs every handler call at INFO; the site loops log what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    asyncio.run(operate(namespaces, liveness, peering))

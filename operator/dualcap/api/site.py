@@ -161,8 +161,9 @@ class Behavior(Model):
         default="Release",
         alias="onDelete",
         description=(
-            "When the Site is deleted: Release resumes the controllers dualcap curtailed;"
-            " Retain leaves them curtailed."
+            "When the Site is deleted: Release resumes the controllers dualcap curtailed"
+            " (from then on nothing keeps the site inside its envelope); Retain leaves them"
+            " curtailed."
         ),
     )
 

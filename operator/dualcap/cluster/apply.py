@@ -33,7 +33,10 @@ def stamp(at: datetime) -> str:
 class Outcome:
     """What applying a batch did: objects as written (read-your-writes), failures."""
 
-    written: dict[tuple[str, str, str], dict[str, Any] | None] = field(default_factory=dict)
+    # key -> (what the write did: create, update or delete; the object as written or None)
+    written: dict[tuple[str, str, str], tuple[str, dict[str, Any] | None]] = field(
+        default_factory=dict
+    )
     failures: list[tuple[Command, str]] = field(default_factory=list)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # lease -> why
     done: list[Command] = field(default_factory=list)
@@ -126,4 +129,5 @@ def _record(outcome: Outcome, cmd: Command, resp: Response, key: tuple[str, str,
         if isinstance(resp.body, dict) and resp.body.get("kind") in ("Node", "Pod")
         else None
     )
-    outcome.written[key] = body  # None: gone
+    action = {Kind.CREATE_POD: "create", Kind.DELETE_POD: "delete"}.get(cmd.kind, "update")
+    outcome.written[key] = (action, body)  # body None: gone

@@ -49,12 +49,13 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
 class Overlay:
     """Objects as our own writes left them, until the indexes show them too."""
 
-    entries: dict[Key, tuple[int, Obj | None, float]] = field(default_factory=dict)
+    # key -> (action, resourceVersion written, object or None when gone, when)
+    entries: dict[Key, tuple[str, int, Obj | None, float]] = field(default_factory=dict)
 
-    def record(self, written: Mapping[Key, Obj | None]) -> None:
+    def record(self, written: Mapping[Key, tuple[str, Obj | None]]) -> None:
         now = time.monotonic()
-        for key, body in written.items():
-            self.entries[key] = (_rv(body), body, now)
+        for key, (action, body) in written.items():
+            self.entries[key] = (action, _rv(body), body, now)
 
     def merge(self, objects: list[Obj]) -> list[Obj]:
         if not self.entries:
@@ -69,22 +70,20 @@ class Overlay:
                 out.append(obj)
                 continue
             seen.add(key)
-            rv, body, since = entry
+            _, rv, body, since = entry
             if (body is not None and _rv(obj) >= rv) or now - since > OVERLAY_SECONDS:
                 del self.entries[key]  # the index has caught up
                 out.append(obj)
             elif body is not None:
                 out.append(body)
             # body None: deleted by us; the index has not seen it go yet
-        for key, (_, body, since) in list(self.entries.items()):
+        for key, (action, _, body, since) in list(self.entries.items()):
             if key in seen:
                 continue
-            if body is None:
-                del self.entries[key]  # gone from the index too
-            elif now - since > OVERLAY_SECONDS:
-                del self.entries[key]
-            else:
+            if action == "create" and body is not None and now - since <= OVERLAY_SECONDS:
                 out.append(body)  # created by us, not in the index yet
+            else:
+                del self.entries[key]  # updated or deleted, and gone from the index: gone
         return out
 
 
@@ -99,9 +98,15 @@ class Result:
 class Reconciler:
     """Reconciles sites; shared by every site's loop (one per Site)."""
 
-    def __init__(self, client: Client, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        client: Client,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        safety_period: timedelta = SAFETY_PERIOD,
+    ):
         self.client = client
         self.clock = clock
+        self.safety_period = safety_period
         self.cache = ParseCache()
         self.overlays: dict[str, Overlay] = {}
         self.status_writes = 0
@@ -146,10 +151,10 @@ class Reconciler:
         writes += await self._events(site, p, outcome, now)
         for hook in self.on_plan:
             hook(p, outcome)
-        wake = now + SAFETY_PERIOD
+        wake = now + self.safety_period
         if p.next_wakeup is not None:
             wake = min(wake, p.next_wakeup)
-        if p.schedule.now or p.schedule.deferred or (outcome and outcome.failures):
+        if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
             wake = min(wake, now + SETTLING)
         return Result(p, outcome, wake, writes)
 
@@ -169,24 +174,12 @@ class Reconciler:
     async def _statuses(
         self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
     ) -> int:
+        """Leases, then the budget, then the Site: its Ready, the summary, is written last."""
         name = site["metadata"]["name"]
         failures = [
             f"{cmd.describe()}: {why}" for cmd, why in (outcome.failures if outcome else [])
         ]
         writes = 0
-        wanted = site_status(
-            p, site["metadata"].get("generation"), site.get("status"), failures, now
-        )
-        writes += await self._patch_status(
-            f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
-        )
-        budgets = [o for o in objects if o.get("kind") == "PowerBudget"]
-        if len(budgets) == 1:
-            b = budgets[0]
-            wanted = budget_status(p, b["metadata"].get("generation"), b.get("status"), now)
-            writes += await self._patch_status(
-                f"/apis/{API_VERSION}/powerbudgets/{b['metadata']['name']}", b.get("status"), wanted
-            )
         bodies = {
             (o["metadata"].get("namespace") or "", o["metadata"]["name"]): o
             for o in objects
@@ -202,6 +195,19 @@ class Reconciler:
                 f"/apis/{API_VERSION}/namespaces/{d.lease.namespace}/computeleases/{d.lease.name}"
             )
             writes += await self._patch_status(path, body.get("status"), wanted)
+        budgets = [o for o in objects if o.get("kind") == "PowerBudget"]
+        if len(budgets) == 1:
+            b = budgets[0]
+            wanted = budget_status(p, b["metadata"].get("generation"), b.get("status"), now)
+            writes += await self._patch_status(
+                f"/apis/{API_VERSION}/powerbudgets/{b['metadata']['name']}", b.get("status"), wanted
+            )
+        wanted = site_status(
+            p, site["metadata"].get("generation"), site.get("status"), failures, now
+        )
+        writes += await self._patch_status(
+            f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
+        )
         return writes
 
     # --- events --------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def site_status(
     )
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
-    pending = len(p.schedule.now) + len(p.schedule.deferred)
+    pending = len(p.schedule.now) + len(p.schedule.deferred) + p.in_flight
     within = p.within_envelope
     if p.hold_reason:
         config = p.envelope is None  # no usable budget: a configuration problem
@@ -127,9 +127,10 @@ def site_status(
         )
         stalled = (c.STALLED, False, c.CONVERGING, "")
     elif pending:
-        waiting = len(p.schedule.deferred)
-        message = f"{len(p.schedule.now)} commands issued" + (
-            f", {waiting} waiting for curtailments to be confirmed" if waiting else ""
+        waiting = len(p.schedule.deferred) + p.in_flight
+        message = (
+            f"{len(p.schedule.now)} commands issued; {p.in_flight} curtailments or pod"
+            f" deletions in flight; {len(p.schedule.deferred)} increases wait for them"
         )
         ready = (c.READY, False, c.WAITING_FOR_CONFIRMATION if waiting else c.CONVERGING, message)
         reconciling = (c.RECONCILING, True, c.CONVERGING, message)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -54,21 +54,32 @@ class State:
     node_site: dict[str, str] = field(default_factory=dict)
     lease_site: dict[tuple[str, str], str] = field(default_factory=dict)
     reconciles: int = 0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    safety_period: timedelta = timedelta(seconds=60)
+    loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
 
     def ensure_client(self) -> Reconciler:
         if self.reconciler is None:
             if self.connection is None:
                 raise kopf.TemporaryError("not logged in yet", delay=1)
             self.client = Client(self.connection)
-            self.reconciler = Reconciler(self.client)
+            self.reconciler = Reconciler(self.client, self.clock, self.safety_period)
         return self.reconciler
 
     def wake(self, site: str | None) -> None:
         if site is None:
-            for event in self.wakers.values():
+            events = list(self.wakers.values())
+        else:
+            events = [self.wakers[site]] if site in self.wakers else []
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for event in events:
+            if self.loop is None or running is self.loop:
                 event.set()
-        elif site in self.wakers:
-            self.wakers[site].set()
+            else:  # from another thread (tests, embedding): hand it to the operator's loop
+                self.loop.call_soon_threadsafe(event.set)
 
 
 def _state(memo: Any) -> State:
@@ -89,7 +100,7 @@ def settings(standalone: bool = True, peering: str | None = None) -> kopf.Operat
     s.watching.server_timeout = 300  # a silent watch is restarted within minutes
     s.watching.client_timeout = 330
     s.watching.connect_timeout = 30
-    s.batching.worker_limit = 64
+    s.queueing.worker_limit = 64
     s.peering.standalone = standalone and peering is None
     if peering:
         s.peering.name = peering
@@ -244,6 +255,7 @@ def build_registry() -> kopf.OperatorRegistry:
         name: str, stopped: kopf.DaemonStopped, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         state = _state(memo)
+        state.loop = asyncio.get_running_loop()
         waker = state.wakers.setdefault(name, asyncio.Event())
         indexes = {
             k: kwargs[k]
@@ -268,7 +280,7 @@ def build_registry() -> kopf.OperatorRegistry:
                     reconciler = state.ensure_client()
                     result = await reconciler.reconcile(site, gather(name, site, indexes))
                     state.reconciles += 1
-                    delay = (result.wake_at - datetime.now(UTC)).total_seconds()
+                    delay = (result.wake_at - reconciler.clock()).total_seconds()
                 except kopf.TemporaryError as err:
                     delay = float(err.delay or 1.0)
                 except Exception:  # one bad reconcile must not stop the site's loop

@@ -91,6 +91,7 @@ class Plan:
     next_wakeup: datetime | None
     problems: list[Problem]
     hold_reason: str | None = None  # why nothing is increased (no envelope, suspended, ...)
+    in_flight: int = 0  # curtailments not yet confirmed + lease pods not yet gone
 
     @property
     def committed_kw(self) -> float:
@@ -826,6 +827,11 @@ class _Planner:
             next_wakeup=min(future) if future else None,
             problems=self.problems,
             hold_reason=self.hold_reason,
+            in_flight=states["curtailing"]
+            + sum(
+                1 for lease in snap.leases for p in lease.pods if p.terminating and not p.terminal
+            )
+            + sum(1 for p in snap.orphan_pods if p.terminating and not p.terminal),
         )
 
     def _empty(self, reason: str) -> Plan:

@@ -332,14 +332,18 @@ class Api:
 
     async def _body(self, request: web.Request, required: bool = True) -> Obj:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if ctype and ctype not in ("application/json", "application/yaml", "text/plain", "*/*"):
-            # Protobuf and CBOR are not spoken here; clients fall back to JSON on a 415.
+        raw = await request.read()
+        if (
+            raw
+            and ctype
+            and not (ctype.endswith(("json", "yaml")) or ctype in ("text/plain", "*/*"))
+        ):
+            # Protobuf and CBOR are not spoken here; say so plainly.
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+                f"the body of the request was in an unknown format ({ctype}) - accepted media types include: application/json, application/yaml",
             )
-        raw = await request.read()
         if not raw:
             if required:
                 raise ApiError(400, "BadRequest", "the request body is empty")

@@ -1,0 +1,220 @@
+"""The real operator (kopf, in-process) against a fresh sandbox, with a clock the test
+drives, and a monitor that checks the envelope invariant on every change of the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dualcap.handlers.registry import State
+from dualcap.handlers.run import operate
+from dualcap.planning import build_fleet
+from dualcap.planning.envelope import evaluate
+from dualcap.planning.snapshot import ControllerState
+from dualcap.sandbox.app import Sandbox
+from tests.conftest import CRDS, EXAMPLES
+
+NIGHT = datetime(2026, 7, 14, 11, 0, tzinfo=UTC)  # 06:00 in Texas: cheap energy, no window
+SITE = "tx-rockdale-1"
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
+
+
+class Clock:
+    def __init__(self, now: datetime = NIGHT):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+def cluster_objects(sb: Sandbox) -> list[dict[str, Any]]:
+    out = []
+    for rt in sb.store.types():
+        if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod"):
+            out.extend(sb.store.list_objects(rt))
+    return out
+
+
+@dataclass
+class Monitor:
+    """Checks, on every write to the cluster, that committed draw is above the limit only
+    by what curtailments already issued will free (DESIGN.md §8), and never worse than it
+    was unless the limit itself dropped."""
+
+    sb: Sandbox
+    clock: Clock
+    violations: list[str] = field(default_factory=list)
+    samples: int = 0
+    _last: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def check(self, *_: Any) -> None:
+        self.samples += 1
+        fleet = build_fleet(cluster_objects(self.sb))
+        for name, snap in fleet.sites.items():
+            if snap.site is None or snap.budget is None or snap.site.metadata.deletion_timestamp:
+                continue  # a Site being deleted is no longer kept in its envelope (onDelete)
+            limit = evaluate(snap.budget.spec, self.clock()).limit_kw
+            pue = snap.pue
+            committed = snap.fixed_kw + pue * (
+                sum(c.committed_it_kw for c in snap.controllers)
+                + sum(n.idle_kw + n.foreign_gpus * n.per_gpu_kw for n in snap.gpu_nodes.values())
+                + sum(
+                    p.gpus * snap.gpu_nodes[p.node].per_gpu_kw
+                    if p.node in snap.gpu_nodes
+                    else p.gpus * snap.max_per_gpu_kw
+                    for lease in snap.leases
+                    for p in lease.pods
+                    if not p.terminal
+                )
+            )
+            in_flight = pue * sum(
+                c.power_kw for c in snap.controllers if c.state is ControllerState.CURTAILING
+            )
+            excess = committed - in_flight - limit
+            before = self._last.get(name)
+            if (
+                excess > 1e-6
+                and before is not None
+                and excess > before[0] + 1e-6
+                and limit >= before[1] - 1e-6
+            ):
+                self.violations.append(
+                    f"{name}: committed {committed:,.1f} kW, in flight {in_flight:,.1f}, limit {limit:,.1f}: worse than {before[0]:,.1f}"
+                )
+            self._last[name] = (excess, limit)
+
+
+@dataclass
+class Running:
+    """The operator in its own thread and event loop, as it would be in its own process
+    (kopf cancels every task of its loop when it stops)."""
+
+    sb: Sandbox
+    state: State
+    clock: Clock
+    monitor: Monitor
+    thread: threading.Thread | None = None
+    stop: threading.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.state = State(clock=self.clock, safety_period=self.state.safety_period)
+        self.stop = threading.Event()
+        ready = threading.Event()
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()  # type: ignore[assignment]
+            await operate(liveness=None, stop_flag=self.stop, ready_flag=ready, state=self.state)
+
+        def target() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(main())
+
+        self.thread = threading.Thread(target=target, name="operator", daemon=True)
+        self.thread.start()
+        assert await asyncio.to_thread(ready.wait, 30), "the operator did not start"
+
+    async def kill(self) -> None:
+        """Stop at once, as a crash would (no graceful shutdown)."""
+        if self._loop and self._task:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self.thread:
+            await asyncio.to_thread(self.thread.join, 20)
+            self.thread = None
+
+    async def shutdown(self) -> None:
+        if self.stop:
+            self.stop.set()
+        if self.thread:
+            await asyncio.to_thread(self.thread.join, 20)
+            if self.thread.is_alive():
+                await self.kill()
+            self.thread = None
+
+    def _observed(self, site: str) -> bool:
+        """The site's budget and leases are all observed at their latest generation."""
+        for plural in ("powerbudgets", "computeleases"):
+            rt = self.sb.store.rt("dualcap.io", plural)
+            for obj in self.sb.store.list_objects(rt):  # type: ignore[arg-type]
+                if obj["spec"].get("siteRef") != site:
+                    continue
+                if (obj.get("status") or {}).get("observedGeneration") != obj["metadata"][
+                    "generation"
+                ]:
+                    return False
+        return True
+
+    def writes(self) -> int:
+        return sum(n for (verb, *_), n in self.sb.api.audit.requests.items() if verb in WRITES)
+
+    async def settle(self, timeout: float = 20.0, site: str = SITE) -> dict[str, Any]:
+        """Until the Site is Ready (nothing in flight); returns its status."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        rt = self.sb.store.rt("dualcap.io", "sites")
+        mark = self.state.reconciles + 2  # reconciles that began after the caller's change
+        while True:
+            self.state.wake(site)
+            obj = self.sb.store.get(rt, None, site)  # type: ignore[arg-type]
+            status = (obj or {}).get("status") or {}
+            ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+            fresh = self.state.reconciles >= mark and self._observed(site)
+            if (
+                fresh
+                and ready
+                and ready[0]["status"] == "True"
+                and status.get("observedGeneration") == obj["metadata"]["generation"]
+            ):  # type: ignore[index]
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"site {site} did not settle in {timeout}s: {ready}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def sandbox(tmp_path, monkeypatch) -> AsyncIterator[Sandbox]:
+    from dualcap.sandbox.cluster import Behaviour
+
+    sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.1), bookmark_seconds=1.0)
+    await sb.start()
+    kubeconfig = sb.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
+    """The example site in the sandbox, its miners running, and the operator on it."""
+    from dualcap.cli import load_objects
+
+    sandbox.load_objects(load_objects(str(CRDS)))
+    sandbox.load_objects(load_objects(str(EXAMPLES)))
+    monitor = Monitor(sandbox, clock)
+    await asyncio.sleep(0.3)  # the DaemonSet's miners start
+    sandbox.store.listeners.append(monitor.check)
+    running = Running(sandbox, State(safety_period=timedelta(seconds=0.3)), clock, monitor)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.shutdown()
+        assert monitor.violations == [], monitor.violations[:3]

@@ -64,6 +64,10 @@ bench: $(STAMP) ## run the benchmarks (planner, sandbox); they print figures
 	@echo
 	$(BIN)/python bench/bench_sandbox.py
 
+.PHONY: run
+run: $(STAMP) ## the operator against the current kubeconfig (KUBECONFIG), e.g. a `make sandbox`
+	$(BIN)/dualcap run --liveness none --log-format plain
+
 .PHONY: sandbox
 sandbox: $(STAMP) ## a local Kubernetes API with the CRDs and examples; kubeconfig ./sandbox.kubeconfig
 	$(BIN)/dualcap sandbox --kubeconfig sandbox.kubeconfig --load crds --load examples

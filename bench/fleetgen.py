@@ -90,7 +90,10 @@ def site_objects(
                     "resourceVersion": "1",
                     "labels": {"app": "miner-agent"},
                 },
-                "spec": {"nodeName": node},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [{"name": "agent", "image": "miner-agent"}],
+                },
                 "status": {"phase": "Running"},
             }
         )

@@ -116,7 +116,8 @@ class Plan:
 # --- small helpers -------------------------------------------------------------------------
 
 
-def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+def tolerates(tolerations: list[Any], taint: Any) -> bool:
+    """Whether one of the tolerations tolerates the taint (Kubernetes' rules)."""
     for t in tolerations:
         effect = t.get("effect")
         if effect and effect != taint.get("effect"):
@@ -149,7 +150,7 @@ class _Placement:
     def allows(self, node: GpuNode) -> bool:
         if any(node.labels.get(k) != v for k, v in self.node_selector.items()):
             return False
-        return all(_tolerates(self.tolerations, taint) for taint in node.taints)
+        return all(tolerates(self.tolerations, taint) for taint in node.taints)
 
 
 class _Gpus:

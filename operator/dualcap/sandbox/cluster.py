@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dualcap.planning.dispatch import tolerates
 from dualcap.planning.quantity import parse_quantity
 from dualcap.sandbox.resources import ResourceType
 from dualcap.sandbox.store import Obj, Store, now_rfc3339
@@ -46,23 +47,6 @@ class Behaviour:
     namespaces: bool = True
     pod_start_seconds: float = 0.0
     pod_termination_seconds: float = 0.2  # a miner's preStop: the time a curtailment takes
-
-
-def tolerates(tolerations: list[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
-    for t in tolerations:
-        effect = t.get("effect")
-        if effect and effect != taint.get("effect"):
-            continue
-        key = t.get("key")
-        if not key:
-            if t.get("operator") == "Exists":
-                return True
-            continue
-        if key != taint.get("key"):
-            continue
-        if t.get("operator") == "Exists" or t.get("value", "") == taint.get("value", ""):
-            return True
-    return False
 
 
 def node_ready(node: Obj) -> bool:

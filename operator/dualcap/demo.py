@@ -89,8 +89,8 @@ def run(examples: Path, out: TextIO = sys.stdout, max_reconciles: int = 20) -> i
             objects = apply(objects, issued, at, SITE, miner_labels=miner_labels)
             at += RECONCILE
     print(
-        "\nThis is the planner alone, offline (`dualcap plan` at each step). The operator that"
-        "\napplies it to a cluster, and a live demo on a local sandbox cluster, come later.",
+        "\nThis is the planner alone, offline (`dualcap plan` at each step). To watch the"
+        "\noperator apply it to a cluster: `make sandbox`, then `make run` with that kubeconfig.",
         file=out,
     )
     return 0

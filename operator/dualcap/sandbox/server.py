@@ -952,16 +952,7 @@ class Api:
     def _evict(self, t: Target) -> web.Response:
         old = self._get_or_404(t)
         self.delete_object(t.rt, old)
-        return _response(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            201,
-        )
+        return _created_status()
 
     def _bind(self, t: Target, body: Obj) -> web.Response:
         old = self._get_or_404(t)
@@ -977,16 +968,7 @@ class Api:
         new = copy.deepcopy(old)
         new["spec"]["nodeName"] = node
         self.store.replace(t.rt, new, old)
-        return _response(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            201,
-        )
+        return _created_status()
 
 
 @dataclass
@@ -995,6 +977,14 @@ class _Internal:
 
     query: dict[str, str]
     method: str
+
+
+def _created_status() -> web.Response:
+    """The ``kind: Status`` a subresource create (eviction, binding) answers with."""
+    return _response(
+        {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+        201,
+    )
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str] | None:

@@ -59,10 +59,12 @@ demo: $(STAMP) ## the example site through a summer day, offline (planner only, 
 	$(BIN)/dualcap demo
 
 .PHONY: bench
-bench: $(STAMP) ## run the benchmarks (planner, sandbox); they print figures
+bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator); they print figures
 	$(BIN)/python bench/bench_plan.py
 	@echo
 	$(BIN)/python bench/bench_sandbox.py
+	@echo
+	$(BIN)/python bench/bench_operator.py
 
 .PHONY: run
 run: $(STAMP) ## the operator against the current kubeconfig (KUBECONFIG), e.g. a `make sandbox`

@@ -11,6 +11,7 @@ import base64
 import json
 import ssl
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,33 @@ def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
 
 
 class Client:
+    """Requests run on an event loop of their own, in a thread: the operator's loop is
+    busy with kopf's watch events exactly when a limit drop needs a burst of writes (a
+    curtail batch makes a watch event per node and per evicted pod), and on a shared loop
+    those events would queue ahead of every response. The caller awaits as usual."""
+
     def __init__(self, info: kopf.ConnectionInfo, concurrency: int = 32, timeout: float = 30.0):
         self.info = info
         self.server = info.server.rstrip("/")
+        self.errors: dict[int, int] = {}  # API errors by code, for metrics
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dualcap-client", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._setup())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.session.close())
+        self._loop.close()
+
+    async def _setup(self) -> None:
+        info = self.info
         headers = {"User-Agent": "dualcap"}
         if info.token:
             headers["Authorization"] = f"Bearer {info.token}"
@@ -71,14 +96,15 @@ class Client:
         self.session = aiohttp.ClientSession(
             headers=headers,
             auth=auth,
-            connector=aiohttp.TCPConnector(ssl=_ssl(info), limit=concurrency),
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(ssl=_ssl(info), limit=self._concurrency),
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
         )
-        self.limit = asyncio.Semaphore(concurrency)
-        self.errors: dict[int, int] = {}  # API errors by code, for metrics
+        self.limit = asyncio.Semaphore(self._concurrency)
 
     async def close(self) -> None:
-        await self.session.close()
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
 
     async def request(
         self,
@@ -87,6 +113,19 @@ class Client:
         body: Any = None,
         ctype: str = "application/json",
         params: dict[str, str] | None = None,
+    ) -> Response:
+        future = asyncio.run_coroutine_threadsafe(
+            self._request(method, path, body, ctype, params), self._loop
+        )
+        return await asyncio.wrap_future(future)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        ctype: str,
+        params: dict[str, str] | None,
     ) -> Response:
         data = None if body is None else json.dumps(body)
         async with self.limit:

@@ -6,7 +6,9 @@
 - one daemon per Site: snapshot -> plan -> commands -> status, then sleep until woken, the
   plan's next wake-up, or a safety period; reconciles of one site never overlap;
 - Site deletion releases (or retains) the controllers dualcap curtailed.
-No timers or daemons on Nodes or Pods: kopf would put finalizers on them.
+No timers or daemons on Nodes or Pods: kopf would put finalizers on them. Every handler
+that does not block is `async def`: kopf runs a plain `def` in a thread pool, a hop per
+event that costs more than the handler (measured in bench/bench_operator.py).
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def settings(standalone: bool = True, peering: str | None = None) -> kopf.Operat
     s.watching.server_timeout = 300  # a silent watch is restarted within minutes
     s.watching.client_timeout = 330
     s.watching.connect_timeout = 30
-    s.queueing.worker_limit = 64
+    # No worker limit: until every index is populated, kopf holds each object's worker;
+    # with a limit below the number of objects it deadlocks on a cold start.
+    s.queueing.worker_limit = None
     s.peering.standalone = standalone and peering is None
     if peering:
         s.peering.name = peering
@@ -158,19 +162,19 @@ def build_registry() -> kopf.OperatorRegistry:
             await state.client.close()
 
     @kopf.on.probe(id="sites", registry=registry)
-    def probe_sites(memo: kopf.Memo, **_: Any) -> int:
+    async def probe_sites(memo: kopf.Memo, **_: Any) -> int:
         return len(_state(memo).wakers)
 
     # --- indexes -------------------------------------------------------------------------
 
     @kopf.index("nodes", id="nodes_by_site", registry=registry)
-    def nodes_by_site(
+    async def nodes_by_site(
         name: str, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> dict[str, Any]:
         return {labels.get(SITE_LABEL, ""): projections.node(body)}
 
     @kopf.index("pods", id="pods_by_node", registry=registry)
-    def pods_by_node(
+    async def pods_by_node(
         spec: Mapping[str, Any], annotations: Mapping[str, str], body: kopf.Body, **_: Any
     ) -> dict[str, Any] | None:
         node = spec.get("nodeName") or annotations.get(PLANNED_NODE_ANNOTATION)
@@ -182,25 +186,27 @@ def build_registry() -> kopf.OperatorRegistry:
         id="lease_pods_by_site",
         registry=registry,
     )
-    def lease_pods_by_site(labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[str, Any]:
+    async def lease_pods_by_site(
+        labels: Mapping[str, str], body: kopf.Body, **_: Any
+    ) -> dict[str, Any]:
         return {labels[SITE_LABEL]: projections.pod(body)}
 
     @kopf.index(*LEASES, id="leases_by_site", registry=registry)
-    def leases_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
+    async def leases_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {str(spec.get("siteRef")): _plain(body)}
 
     @kopf.index(*BUDGETS, id="budgets_by_site", registry=registry)
-    def budgets_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
+    async def budgets_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {str(spec.get("siteRef")): _plain(body)}
 
     @kopf.index(*SITES, id="sites_by_name", registry=registry)
-    def sites_by_name(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    async def sites_by_name(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
         return {name: _plain(body)}
 
     # --- wake-ups ------------------------------------------------------------------------
 
     @kopf.on.event("nodes", id="node_changed", registry=registry)
-    def node_changed(name: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    async def node_changed(name: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
         site = labels.get(SITE_LABEL)
         if site:
@@ -208,7 +214,7 @@ def build_registry() -> kopf.OperatorRegistry:
         state.wake(site)
 
     @kopf.on.event("pods", id="pod_changed", registry=registry)
-    def pod_changed(
+    async def pod_changed(
         labels: Mapping[str, str], spec: Mapping[str, Any], memo: kopf.Memo, **_: Any
     ) -> None:
         state = _state(memo)
@@ -221,7 +227,7 @@ def build_registry() -> kopf.OperatorRegistry:
             state.wake(site)
 
     @kopf.on.event(*BUDGETS, id="budget_changed", registry=registry)
-    def budget_changed(spec: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    async def budget_changed(spec: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
         _state(memo).wake(str(spec.get("siteRef")))
 
     @kopf.on.event(*LEASES, id="lease_changed", registry=registry)

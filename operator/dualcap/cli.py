@@ -152,6 +152,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.verbose,
         args.quiet,
         args.log_format,
+        args.metrics_port or None,
     )
     return 0
 
@@ -212,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8080/healthz",
         metavar="URL",
         help="kopf liveness endpoint (default: %(default)s; 'none' to disable)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        metavar="N",
+        help="serve Prometheus metrics on this port at /metrics (default: %(default)s; 0 to disable)",
     )
     run.add_argument(
         "--peering",

@@ -88,7 +88,7 @@ def site_status(
             "leased": p.gpus_leased,
             "free": max(0, p.gpus_total - p.gpus_leased),
         },
-        leases=_lease_counts(p.leases),
+        leases=lease_counts(p.leases),
         revenueUSDPerHour=round(p.mining_revenue_usd_per_hour + p.lease_revenue_usd_per_hour, 2),
         energyCostUSDPerHour=round(p.energy_cost_usd_per_hour, 2),
     )
@@ -157,7 +157,7 @@ def site_status(
     return status
 
 
-def _lease_counts(decisions: list[LeaseDecision]) -> dict[str, int]:
+def lease_counts(decisions: list[LeaseDecision]) -> dict[str, int]:
     counts = {
         "pending": 0,
         "admitted": 0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from dualcap.api.common import (
 from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
 from dualcap.cluster import projections
 from dualcap.cluster.client import Client
+from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import Reconciler
 from dualcap.cluster.status import set_conditions
 from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION, RESUMED_AT_ANNOTATION
@@ -59,6 +61,7 @@ class State:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     safety_period: timedelta = timedelta(seconds=60)
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
+    metrics: Metrics | None = None
 
     def ensure_client(self) -> Reconciler:
         if self.reconciler is None:
@@ -66,6 +69,10 @@ class State:
                 raise kopf.TemporaryError("not logged in yet", delay=1)
             self.client = Client(self.connection)
             self.reconciler = Reconciler(self.client, self.clock, self.safety_period)
+            if self.metrics is not None:
+                client = self.client
+                self.reconciler.on_plan.append(self.metrics.plan_applied)
+                self.metrics.api_errors_from(lambda: client.errors)
         return self.reconciler
 
     def wake(self, site: str | None) -> None:
@@ -282,15 +289,20 @@ def build_registry() -> kopf.OperatorRegistry:
                     await _wait(waker, stopped, 1.0)
                     continue
                 delay = 5.0
+                started = time.perf_counter()
                 try:
                     reconciler = state.ensure_client()
                     result = await reconciler.reconcile(site, gather(name, site, indexes))
                     state.reconciles += 1
                     delay = (result.wake_at - reconciler.clock()).total_seconds()
+                    if state.metrics is not None:
+                        state.metrics.reconciled(name, time.perf_counter() - started, True)
                 except kopf.TemporaryError as err:
                     delay = float(err.delay or 1.0)
                 except Exception:  # one bad reconcile must not stop the site's loop
                     log.exception("site %s: reconcile failed; retrying", name)
+                    if state.metrics is not None:
+                        state.metrics.reconciled(name, time.perf_counter() - started, False)
                 await _wait(waker, stopped, min(max(delay, 0.05), 60.0))
         finally:
             state.wakers.pop(name, None)
@@ -300,6 +312,8 @@ def build_registry() -> kopf.OperatorRegistry:
         nodes_by_site = kwargs["nodes_by_site"]
         state = _state(memo)
         reconciler = state.ensure_client()
+        if state.metrics is not None:
+            state.metrics.forget(name)
         policy = ((spec.get("behavior") or {}).get("onDelete")) or "Release"
         if policy != "Release":
             log.info("site %s deleted: curtailed controllers retained (onDelete: Retain)", name)

@@ -1,0 +1,232 @@
+"""Prometheus metrics of the operator (`dualcap run --metrics-port N`, path /metrics).
+
+Base units (watts, joules, seconds), `_total` counters, and bounded labels: `site`, and
+small fixed sets (`kind`, `state`, `phase`, `result`, `code`); never a lease or a pod name.
+Each operator has its own registry, so tests can run several side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from dualcap.cluster.apply import Outcome
+from dualcap.cluster.status import lease_counts
+from dualcap.planning.commands import Kind
+from dualcap.planning.dispatch import Plan
+
+KW = 1000.0  # watts in a kilowatt
+DRAW_KINDS = ("mining", "gpu", "overhead")
+CONTROLLER_STATES = ("mining", "curtailing", "curtailed", "held", "unready")
+PHASES = ("pending", "admitted", "running", "preempted", "completed", "failed")
+COMMAND_KINDS = {
+    Kind.CURTAIL: "curtail",
+    Kind.RESUME: "resume",
+    Kind.CREATE_POD: "create_pod",
+    Kind.DELETE_POD: "delete_pod",
+}
+# Time to compliance spans sub-second (no change needed) to minutes (slow miners).
+COMPLIANCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, float("inf"))
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
+
+
+@dataclass
+class _SiteTrack:
+    at: datetime
+    draw_w: dict[str, float]
+    over: bool
+    limit_kw: float | None
+    change_at: datetime | None = None  # an envelope change not yet complied with
+
+
+class _ApiErrors(Collector):
+    def __init__(self, source: Callable[[], Mapping[int, int]]):
+        self.source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "dualcap_api_errors",
+            "Kubernetes API requests that failed, by HTTP status code (0: no response).",
+            labels=["code"],
+        )
+        for code, n in sorted(self.source().items()):
+            family.add_metric([str(code)], n)
+        yield family
+
+
+class Metrics:
+    def __init__(self, clock: Callable[[], datetime]):
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        r = self.registry
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, ["site", *labels], registry=r)
+
+        self.limit = gauge("dualcap_site_limit_watts", "The site's effective power limit.")
+        self.committed = gauge(
+            "dualcap_site_committed_watts",
+            "Facility power the site may draw now, counted conservatively.",
+        )
+        self.planned = gauge(
+            "dualcap_site_planned_watts", "Facility power once the current plan has taken effect."
+        )
+        self.headroom = gauge(
+            "dualcap_site_headroom_watts", "The limit minus the committed draw (negative: over)."
+        )
+        self.draw = gauge(
+            "dualcap_site_draw_watts",
+            "Committed facility power by kind: mining, gpu, overhead (fixed load and PUE).",
+            "kind",
+        )
+        self.controllers = gauge("dualcap_site_controllers", "ASIC controllers by state.", "state")
+        self.gpus = gauge("dualcap_site_gpus", "GPUs on the site's GPU nodes by state.", "state")
+        self.leases = gauge("dualcap_site_leases", "ComputeLeases of the site by phase.", "phase")
+        self.revenue = gauge(
+            "dualcap_site_revenue_usd_per_hour",
+            "Estimated revenue per hour at the current plan, by kind: mining, gpu.",
+            "kind",
+        )
+        self.cost = gauge(
+            "dualcap_site_energy_cost_usd_per_hour",
+            "Estimated energy cost per hour of the committed draw at the current price.",
+        )
+        self.energy = Counter(
+            "dualcap_site_energy_joules",
+            "Energy drawn by kind (integral of the committed draw): rate() gives watts.",
+            ["site", "kind"],
+            registry=r,
+        )
+        self.over = Counter(
+            "dualcap_site_over_envelope_seconds",
+            "Time the committed draw spent above the limit (only while curtailments confirm).",
+            ["site"],
+            registry=r,
+        )
+        self.compliance = Histogram(
+            "dualcap_envelope_compliance_seconds",
+            "From a change of the site's limit to the first reconcile that finds the "
+            "committed draw within it.",
+            ["site"],
+            buckets=COMPLIANCE_BUCKETS,
+            registry=r,
+        )
+        self.reconciles = Counter(
+            "dualcap_reconciles",
+            "Site reconciles by result: success or error.",
+            ["site", "result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "dualcap_reconcile_duration_seconds",
+            "Wall time of a site reconcile (snapshot, plan, writes, status).",
+            ["site"],
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.commands = Counter(
+            "dualcap_commands",
+            "Commands issued to the cluster by kind: curtail, resume, create_pod, delete_pod.",
+            ["site", "kind"],
+            registry=r,
+        )
+        self._tracks: dict[str, _SiteTrack] = {}
+        self._api_errors: Callable[[], Mapping[int, int]] = dict
+
+        r.register(_ApiErrors(lambda: self._api_errors()))
+
+    def api_errors_from(self, source: Callable[[], Mapping[int, int]]) -> None:
+        self._api_errors = source
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
+
+    # --- recording -----------------------------------------------------------------------
+
+    def reconciled(self, site: str, seconds: float, ok: bool) -> None:
+        self.reconciles.labels(site, "success" if ok else "error").inc()
+        self.duration.labels(site).observe(seconds)
+
+    def plan_applied(self, p: Plan, outcome: Outcome | None) -> None:
+        """After each reconcile: the site's gauges, energy and time over the envelope."""
+        site, now = p.site, self.clock()
+        draw_w = {
+            "mining": p.committed.mining_kw * KW,
+            "gpu": p.committed.gpu_kw * KW,
+            "overhead": p.committed.overhead_kw * KW,
+        }
+        limit_kw = p.limit_kw
+        over = limit_kw is not None and p.committed_kw > limit_kw + 1e-6
+        track = self._tracks.get(site)
+        if track is not None:
+            dt = max(0.0, (now - track.at).total_seconds())
+            for kind, watts in track.draw_w.items():
+                self.energy.labels(site, kind).inc(watts * dt)
+            if track.over:
+                self.over.labels(site).inc(dt)
+            change_at = track.change_at
+            if limit_kw is not None and track.limit_kw is not None and limit_kw != track.limit_kw:
+                change_at = change_at or now
+        else:
+            change_at = None
+            self.over.labels(site)  # present from the first scrape, at zero
+            for kind in DRAW_KINDS:
+                self.energy.labels(site, kind)
+            self.compliance.labels(site)
+        if change_at is not None and not over:
+            self.compliance.labels(site).observe(max(0.0, (now - change_at).total_seconds()))
+            change_at = None
+        self._tracks[site] = _SiteTrack(now, draw_w, over, limit_kw, change_at)
+
+        if limit_kw is not None:
+            self.limit.labels(site).set(limit_kw * KW)
+            self.headroom.labels(site).set((limit_kw - p.committed_kw) * KW)
+        self.committed.labels(site).set(p.committed_kw * KW)
+        self.planned.labels(site).set(p.planned_kw * KW)
+        for kind, watts in draw_w.items():
+            self.draw.labels(site, kind).set(watts)
+        for state in CONTROLLER_STATES:
+            self.controllers.labels(site, state).set(p.controllers.get(state, 0))
+        self.gpus.labels(site, "leased").set(p.gpus_leased)
+        self.gpus.labels(site, "free").set(max(0, p.gpus_total - p.gpus_leased))
+        counts = lease_counts(p.leases)
+        for phase in PHASES:
+            self.leases.labels(site, phase).set(counts.get(phase, 0))
+        self.revenue.labels(site, "mining").set(p.mining_revenue_usd_per_hour)
+        self.revenue.labels(site, "gpu").set(p.lease_revenue_usd_per_hour)
+        self.cost.labels(site).set(p.energy_cost_usd_per_hour)
+        if outcome is not None:
+            for cmd in [*outcome.done, *(c for c, _ in outcome.failures)]:
+                self.commands.labels(site, COMMAND_KINDS[cmd.kind]).inc()
+
+    def forget(self, site: str) -> None:
+        """A deleted Site: its series go (counters too: a new Site of that name starts anew)."""
+        self._tracks.pop(site, None)
+        for metric in (
+            self.limit, self.committed, self.planned, self.headroom, self.cost, self.over,
+            self.compliance, self.duration,
+        ):  # fmt: skip
+            _remove(metric, (site,))
+        for metric, values in (
+            (self.draw, DRAW_KINDS),
+            (self.energy, DRAW_KINDS),
+            (self.controllers, CONTROLLER_STATES),
+            (self.gpus, ("leased", "free")),
+            (self.leases, PHASES),
+            (self.revenue, ("mining", "gpu")),
+            (self.reconciles, ("success", "error")),
+            (self.commands, tuple(COMMAND_KINDS.values())),
+        ):
+            for value in values:
+                _remove(metric, (site, value))
+
+
+def _remove(metric: Gauge | Counter | Histogram, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

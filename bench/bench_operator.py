@@ -121,7 +121,7 @@ async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
     env = dict(os.environ, KUBECONFIG=str(sb.kubeconfig))
     start = time.perf_counter()
     op = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
-        [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--quiet"],
+        [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--metrics-port", "0", "-q"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

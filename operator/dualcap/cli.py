@@ -153,8 +153,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.quiet,
         args.log_format,
         args.metrics_port or None,
+        _priority(args.priority),
     )
     return 0
+
+
+def _priority(value: str) -> int:
+    if value == "auto":
+        import os
+        import socket
+        import zlib
+
+        name = os.environ.get("POD_NAME") or socket.gethostname()
+        return zlib.crc32(name.encode()) % 1_000_000 + 1
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(
+            f"dualcap run: error: --priority: an integer or 'auto', not {value!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--peering",
         metavar="NAME",
         help="kopf peering object for high availability (default: standalone)",
+    )
+    run.add_argument(
+        "--priority",
+        default="0",
+        metavar="N|auto",
+        help=(
+            "peering priority: of the operators sharing a peering object only the highest acts;"
+            " 'auto' derives a distinct one from the pod name (POD_NAME, else the host name)"
+        ),
     )
     run.add_argument(
         "--log-format",

@@ -27,7 +27,18 @@ from tests.sandbox.conftest import wait_for
 def start_operator(log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--log-format", "plain"],
+            [
+                sys.executable,
+                "-m",
+                "dualcap",
+                "run",
+                "--liveness",
+                "none",
+                "--metrics-port",
+                "0",
+                "--log-format",
+                "plain",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),

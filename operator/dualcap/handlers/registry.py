@@ -98,7 +98,9 @@ def _state(memo: Any) -> State:
     return state
 
 
-def settings(standalone: bool = True, peering: str | None = None) -> kopf.OperatorSettings:
+def settings(
+    standalone: bool = True, peering: str | None = None, priority: int = 0
+) -> kopf.OperatorSettings:
     s = kopf.OperatorSettings()
     s.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     s.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -116,6 +118,7 @@ def settings(standalone: bool = True, peering: str | None = None) -> kopf.Operat
     if peering:
         s.peering.name = peering
         s.peering.mandatory = True
+        s.peering.priority = priority
     return s
 
 

@@ -22,6 +22,7 @@ async def operate(
     ready_flag: asyncio.Event | threading.Event | None = None,
     state: State | None = None,
     metrics_port: int | None = None,
+    priority: int = 0,
 ) -> None:
     """Run until ``stop_flag`` (or cancellation). ``namespaces`` limits the ComputeLeases
     and pods watched; cluster-scoped resources are always watched."""
@@ -33,7 +34,7 @@ async def operate(
         state.metrics.serve(metrics_port)
     await kopf.operator(
         registry=build_registry(),
-        settings=settings(peering=peering),
+        settings=settings(peering=peering, priority=priority),
         clusterwide=not namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness,
@@ -53,6 +54,7 @@ def run(
     quiet: bool,
     log_format: str,
     metrics_port: int | None = None,
+    priority: int = 0,
 ) -> None:
     kopf.configure(verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
     if not verbose:
@@ -62,4 +64,6 @@ def run(
     # burst of watch events: a 0.5 ms switch interval (default 5 ms) halves the time of a
     # 500-node curtail batch (bench/bench_operator.py).
     sys.setswitchinterval(0.0005)
-    asyncio.run(operate(namespaces, liveness, peering, metrics_port=metrics_port))
+    asyncio.run(
+        operate(namespaces, liveness, peering, metrics_port=metrics_port, priority=priority)
+    )

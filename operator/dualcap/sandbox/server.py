@@ -62,10 +62,16 @@ class Audit:
     """Every request the API served: (verb, group, resource, subresource, namespaced)."""
 
     requests: dict[tuple[str, str, str, str, bool], int] = field(default_factory=dict)
+    # the same by client: the User-Agent's product ("dualcap", "kopf", "kubectl", ...)
+    by_agent: dict[tuple[str, str, str, str, str, bool], int] = field(default_factory=dict)
 
-    def record(self, verb: str, rt: ResourceType, sub: str | None, namespaced: bool) -> None:
+    def record(
+        self, verb: str, rt: ResourceType, sub: str | None, namespaced: bool, agent: str = ""
+    ) -> None:
         key = (verb, rt.group, rt.plural, sub or "", namespaced)
         self.requests[key] = self.requests.get(key, 0) + 1
+        product = agent.split("/", 1)[0].split(" ", 1)[0]
+        self.by_agent[(product, *key)] = self.by_agent.get((product, *key), 0) + 1
 
 
 def _dumps(obj: Any) -> bytes:
@@ -264,12 +270,20 @@ class Api:
         if t.name is None:
             if method == "GET":
                 verb = "watch" if q.get("watch") in ("true", "1") else "list"
-                self.audit.record(verb, t.rt, None, t.namespace is not None)
+                self.audit.record(
+                    verb, t.rt, None, t.namespace is not None, request.headers.get("User-Agent", "")
+                )
                 if verb == "watch":
                     return await self._watch(request, t)
                 return self._list(request, t)
             if method == "POST":
-                self.audit.record("create", t.rt, None, t.namespace is not None)
+                self.audit.record(
+                    "create",
+                    t.rt,
+                    None,
+                    t.namespace is not None,
+                    request.headers.get("User-Agent", ""),
+                )
                 if t.rt.namespaced and t.namespace is None:
                     raise ApiError(
                         405,
@@ -278,7 +292,13 @@ class Api:
                     )
                 return self._create(request, t, await self._body(request))
             if method == "DELETE":
-                self.audit.record("deletecollection", t.rt, None, t.namespace is not None)
+                self.audit.record(
+                    "deletecollection",
+                    t.rt,
+                    None,
+                    t.namespace is not None,
+                    request.headers.get("User-Agent", ""),
+                )
                 return self._delete_collection(request, t)
             raise ApiError(
                 405,
@@ -300,7 +320,13 @@ class Api:
                 "MethodNotAllowed",
                 "the server does not allow this method on the requested resource",
             )
-        self.audit.record(verbs[method], t.rt, t.sub, t.namespace is not None)
+        self.audit.record(
+            verbs[method],
+            t.rt,
+            t.sub,
+            t.namespace is not None,
+            request.headers.get("User-Agent", ""),
+        )
         if method == "GET":
             obj = self._get_or_404(t)
             if self._wants_table(request):

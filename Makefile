@@ -24,15 +24,23 @@ venv: $(STAMP) ## create .venv and install dualcap with its test and dev extras
 test: $(STAMP) ## run the whole test suite (sets itself up first)
 	$(BIN)/python -m pytest -q
 
+.PHONY: e2e
+e2e: $(STAMP) ## the e2e scenario against the cluster of the current kubeconfig (kind in CI)
+	@$(BIN)/kubectl version --request-timeout=5s >/dev/null 2>&1 || \
+	  (echo "make e2e: no cluster answers with the current kubeconfig ($${KUBECONFIG:-~/.kube/config});" \
+	        "e.g. kind create cluster --config .github/kind.yaml" >&2; exit 1)
+	$(BIN)/kubectl apply --server-side -f crds/
+	DUALCAP_E2E=1 $(BIN)/python -m pytest -q -m e2e tests/e2e
+
 .PHONY: lint
 lint: $(STAMP) ## ruff: lint and format check
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench tools
+	$(BIN)/ruff format --check operator tests bench tools
 
 .PHONY: fmt
 fmt: $(STAMP) ## ruff: fix what can be fixed and format
-	$(BIN)/ruff check --fix operator tests bench
-	$(BIN)/ruff format operator tests bench
+	$(BIN)/ruff check --fix operator tests bench tools
+	$(BIN)/ruff format operator tests bench tools
 
 .PHONY: typecheck
 typecheck: $(STAMP) ## mypy on the package (strict on api and planning)
@@ -43,12 +51,16 @@ crds: $(STAMP) ## regenerate the CRDs (crds/ and charts/dualcap/crds/) from the 
 	$(BIN)/dualcap crds --output-dir crds
 	$(BIN)/dualcap crds --output-dir charts/dualcap/crds
 
+.PHONY: manifests
+manifests: $(STAMP) ## regenerate deploy/dualcap.yaml (the chart rendered with defaults, for kubectl apply)
+	$(BIN)/python tools/render_manifests.py
+
 .PHONY: verify
-verify: crds ## regenerate generated files and fail if anything differs from git
-	@git diff --exit-code -- crds charts/dualcap/crds || \
-	  (echo "generated files are stale: run 'make crds' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- crds charts/dualcap/crds)" || \
-	  (echo "untracked generated files: run 'make crds' and commit" >&2; git status --short -- crds charts/dualcap/crds; exit 1)
+verify: crds manifests ## regenerate generated files and fail if anything differs from git
+	@git diff --exit-code -- crds charts/dualcap/crds deploy || \
+	  (echo "generated files are stale: run 'make crds manifests' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- crds charts/dualcap/crds deploy)" || \
+	  (echo "untracked generated files: run 'make crds manifests' and commit" >&2; git status --short -- crds charts/dualcap/crds deploy; exit 1)
 
 .PHONY: plan
 plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)

@@ -229,3 +229,17 @@ def test_dockerfile_non_root_wheel_and_the_chart_ports() -> None:
     assert {values["operator"]["livenessPort"], values["metrics"]["port"]} <= exposed
     assert re.search(r'(?m)^ENTRYPOINT \["dualcap"\]', final)
     assert re.search(r'(?m)^CMD \["run"', final)
+
+
+def test_plain_manifests_are_the_rendered_chart_and_valid() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", ROOT / "tools" / "render_manifests.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    text = (ROOT / "deploy" / "dualcap.yaml").read_text()
+    assert text == module.render(), "deploy/dualcap.yaml is stale: run `make manifests`"
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert docs[0]["kind"] == "Namespace"
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import CRDS, EXAMPLES
 from tests.sandbox.conftest import wait_for
 
+ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = next(
     (
         str(p)
@@ -159,3 +160,18 @@ spec:
 
 async def _eq(coro, value):
     return (await coro) == value
+
+
+async def test_plain_install_applies_with_kubectl(kubectl) -> None:
+    """The README's `kubectl apply` install: CRDs, then deploy/dualcap.yaml."""
+    await kubectl("apply", "--server-side", "-f", str(CRDS))
+    _, out, _ = await kubectl("apply", "-f", str(ROOT / "deploy" / "dualcap.yaml"))
+    for line in (
+        "namespace/dualcap-system created",
+        "serviceaccount/dualcap created",
+        "clusterrole.rbac.authorization.k8s.io/dualcap created",
+        "clusterrolebinding.rbac.authorization.k8s.io/dualcap created",
+        "service/dualcap-metrics created",
+        "deployment.apps/dualcap created",
+    ):
+        assert line in out, out

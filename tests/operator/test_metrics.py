@@ -27,6 +27,7 @@ EVERY_METRIC = (
     "dualcap_reconcile_duration_seconds_bucket",
     "dualcap_commands_total",
     "dualcap_api_errors_total",
+    "dualcap_stale_objects_total",
 )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -17,6 +19,8 @@ from typing import Any
 
 import aiohttp
 import kopf
+
+from dualcap import __version__
 
 
 @dataclass
@@ -89,7 +93,10 @@ class Client:
 
     async def _setup(self) -> None:
         info = self.info
-        headers = {"User-Agent": "dualcap"}
+        # Which operator process wrote what (peering: only one of them may act).
+        headers = {
+            "User-Agent": f"dualcap/{__version__} ({socket.gethostname()}; pid {os.getpid()})"
+        }
         if info.token:
             headers["Authorization"] = f"Bearer {info.token}"
         auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None

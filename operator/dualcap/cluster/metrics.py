@@ -136,6 +136,13 @@ class Metrics:
             ["site", "kind"],
             registry=r,
         )
+        self.stale = Counter(
+            "dualcap_stale_objects",
+            "Objects the operator's view still held after the API had deleted them (found "
+            "and dropped by a resync; kopf keeps them after a watch re-list).",
+            ["site"],
+            registry=r,
+        )
         self._tracks: dict[str, _SiteTrack] = {}
         self._api_errors: Callable[[], Mapping[int, int]] = dict
 
@@ -148,6 +155,9 @@ class Metrics:
         start_http_server(port, addr=addr, registry=self.registry)
 
     # --- recording -----------------------------------------------------------------------
+
+    def stale_found(self, site: str, n: int) -> None:
+        self.stale.labels(site).inc(n)
 
     def reconciled(self, site: str, seconds: float, ok: bool) -> None:
         self.reconciles.labels(site, "success" if ok else "error").inc()
@@ -176,6 +186,7 @@ class Metrics:
         else:
             change_at = None
             self.over.labels(site)  # present from the first scrape, at zero
+            self.stale.labels(site)
             for kind in DRAW_KINDS:
                 self.energy.labels(site, kind)
             self.compliance.labels(site)
@@ -210,7 +221,7 @@ class Metrics:
         self._tracks.pop(site, None)
         for metric in (
             self.limit, self.committed, self.planned, self.headroom, self.cost, self.over,
-            self.compliance, self.duration,
+            self.compliance, self.duration, self.stale,
         ):  # fmt: skip
             _remove(metric, (site,))
         for metric, values in (

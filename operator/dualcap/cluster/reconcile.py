@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dualcap.api.common import API_VERSION
+from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
@@ -24,11 +24,18 @@ from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.commands import Kind
 from dualcap.planning.dispatch import Plan
 from dualcap.planning.report import rfc3339
+from dualcap.planning.snapshot import ControllerState
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # kind, namespace, name
 OVERLAY_SECONDS = 60.0  # an overlay entry the indexes never confirm is dropped after this
+# The indexes can keep objects deleted while a watch was down: kopf re-lists after a pause
+# (peering) or an error but never drops what the new listing lacks. So a site checks its
+# view against the API every RESYNC_SECONDS, and at once when a confirmation has been
+# pending for STUCK_SECONDS (a miner pod the index still shows on a curtailed node).
+RESYNC_SECONDS = 300.0
+STUCK_SECONDS = 15.0
 SAFETY_PERIOD = timedelta(seconds=60)  # wake at least this often, whatever happens
 SETTLING = timedelta(seconds=5)  # recheck this soon while commands are in flight
 
@@ -51,6 +58,8 @@ class Overlay:
 
     # key -> (action, resourceVersion written, object or None when gone, when)
     entries: dict[Key, tuple[str, int, Obj | None, float]] = field(default_factory=dict)
+    # key -> resourceVersion of the listing that found it gone (a stale index entry)
+    tombstones: dict[Key, int] = field(default_factory=dict)
 
     def record(self, written: Mapping[Key, tuple[str, Obj | None]]) -> None:
         now = time.monotonic()
@@ -58,6 +67,8 @@ class Overlay:
             self.entries[key] = (action, _rv(body), body, now)
 
     def merge(self, objects: list[Obj]) -> list[Obj]:
+        if self.tombstones:
+            objects = self._bury(objects)
         if not self.entries:
             return objects
         now = time.monotonic()
@@ -86,6 +97,23 @@ class Overlay:
                 del self.entries[key]  # updated or deleted, and gone from the index: gone
         return out
 
+    def _bury(self, objects: list[Obj]) -> list[Obj]:
+        out, present = [], set()
+        for obj in objects:
+            key = _key(obj)
+            gone_at = self.tombstones.get(key)
+            if gone_at is None:
+                out.append(obj)
+                continue
+            present.add(key)
+            if _rv(obj) > gone_at:  # created again since
+                del self.tombstones[key]
+                out.append(obj)
+        for key in list(self.tombstones):
+            if key not in present:
+                del self.tombstones[key]  # the index has dropped it too
+        return out
+
 
 @dataclass
 class Result:
@@ -111,6 +139,9 @@ class Reconciler:
         self.overlays: dict[str, Overlay] = {}
         self.status_writes = 0
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
+        self.resynced_at: dict[str, float] = {}  # site -> monotonic time of its last resync
+        self.stuck_since: dict[str, float] = {}  # site -> since when confirmations wait
+        self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
 
     async def reconcile(self, site: Obj, objects: list[Obj]) -> Result:
         name = site["metadata"]["name"]
@@ -118,8 +149,16 @@ class Reconciler:
         objects = overlay.merge([site, *objects])
         fleet = build_fleet(objects, self.cache)
         snap = fleet.sites[name]
+        if self._resync_due(name) and await self._resync(name, site, snap, objects, overlay):
+            objects = overlay.merge(objects)
+            fleet = build_fleet(objects, self.cache)
+            snap = fleet.sites[name]
         now = self.clock()
         p = plan(snap, now)
+        if p.in_flight and not p.schedule.now:
+            self.stuck_since.setdefault(name, time.monotonic())
+        else:
+            self.stuck_since.pop(name, None)
         writes = 0
         outcome = None
         if p.schedule.now and snap.site is not None:
@@ -157,6 +196,65 @@ class Reconciler:
         if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
             wake = min(wake, now + SETTLING)
         return Result(p, outcome, wake, writes)
+
+    # --- resync: the view checked against the API -------------------------------------------
+
+    def _resync_due(self, name: str) -> bool:
+        now = time.monotonic()
+        last = self.resynced_at.setdefault(name, now)
+        stuck = self.stuck_since.get(name)
+        return now - last > RESYNC_SECONDS or (
+            stuck is not None and now - stuck > STUCK_SECONDS and now - last > STUCK_SECONDS
+        )
+
+    async def _resync(
+        self, name: str, site: Obj, snap: Any, objects: list[Obj], overlay: Overlay
+    ) -> bool:
+        """Lists the site's nodes, its lease pods and the pods on nodes whose curtailment
+        waits; entries of the view the API no longer has are buried. True if any was."""
+        self.resynced_at[name] = time.monotonic()
+        selector = ((site.get("spec") or {}).get("nodeSelector") or {}).get("matchLabels") or {
+            SITE_LABEL: name
+        }
+        lists: dict[str, dict[str, str]] = {
+            "nodes": {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
+            "lease-pods": {"labelSelector": f"{SITE_LABEL}={name}"},
+        }
+        waiting = [c.name for c in snap.controllers if c.state is ControllerState.CURTAILING]
+        for node in waiting:
+            lists[f"pods-on/{node}"] = {"fieldSelector": f"spec.nodeName={node}"}
+        checked: dict[str, tuple[set[Key], int]] = {}
+        for what, params in lists.items():
+            path = "/api/v1/nodes" if what == "nodes" else "/api/v1/pods"
+            resp = await self.client.request("GET", path, params=params)
+            if not resp.ok:
+                return False  # try again at the next resync
+            body = resp.body
+            rv = _rv(body)
+            checked[what] = ({_key({**o, "kind": "Node" if what == "nodes" else "Pod"}) for o in body.get("items", [])}, rv)  # fmt: skip
+        buried = 0
+        for obj in objects:
+            key = _key(obj)
+            kind, labels = key[0], (obj.get("metadata") or {}).get("labels") or {}
+            if kind == "Node":
+                scope = "nodes"
+            elif kind == "Pod" and LEASE_LABEL in labels and labels.get(SITE_LABEL) == name:
+                scope = "lease-pods"
+            elif kind == "Pod" and f"pods-on/{(obj.get('spec') or {}).get('nodeName')}" in checked:
+                scope = f"pods-on/{obj['spec']['nodeName']}"
+            else:
+                continue
+            found, rv = checked[scope]
+            if key not in found and _rv(obj) <= rv:
+                overlay.tombstones[key] = rv
+                buried += 1
+        if buried:
+            for hook in self.on_stale:
+                hook(name, buried)
+            log.warning(
+                "site %s: %d objects in the operator's view were gone from the API", name, buried
+            )
+        return buried > 0
 
     # --- status --------------------------------------------------------------------------
 

@@ -62,6 +62,9 @@ class State:
     safety_period: timedelta = timedelta(seconds=60)
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
     metrics: Metrics | None = None
+    # With peering, no site acts before this monotonic time: operators started together
+    # must first see each other, or both would act until kopf pauses the lower priority.
+    act_after: float = 0.0
 
     def ensure_client(self) -> Reconciler:
         if self.reconciler is None:
@@ -72,6 +75,7 @@ class State:
             if self.metrics is not None:
                 client = self.client
                 self.reconciler.on_plan.append(self.metrics.plan_applied)
+                self.reconciler.on_stale.append(self.metrics.stale_found)
                 self.metrics.api_errors_from(lambda: client.errors)
         return self.reconciler
 
@@ -119,6 +123,9 @@ def settings(
         s.peering.name = peering
         s.peering.mandatory = True
         s.peering.priority = priority
+        # A standby takes over within this many seconds of the active operator's crash
+        # (at once after a graceful stop): 60 s by default is long for a power envelope.
+        s.peering.lifetime = 15
     return s
 
 
@@ -284,6 +291,10 @@ def build_registry() -> kopf.OperatorRegistry:
             )
         }
         sites = kwargs["sites_by_name"]
+        grace = state.act_after - time.monotonic()
+        if grace > 0:
+            log.info("site %s: waiting %.0fs to see peering operators before acting", name, grace)
+            await stopped.wait(grace)
         try:
             while not stopped:
                 waker.clear()

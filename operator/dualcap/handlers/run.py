@@ -6,12 +6,17 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 import kopf
 
 from dualcap.cluster.metrics import Metrics
 from dualcap.handlers.registry import State, build_registry, settings
+
+# kopf announces an operator in the peering object as it starts; this is how long a new
+# operator waits to learn of peers before acting.
+PEERING_GRACE_SECONDS = 5.0
 
 
 async def operate(
@@ -32,6 +37,8 @@ async def operate(
         state.metrics = Metrics(state.clock)
     if metrics_port:
         state.metrics.serve(metrics_port)
+    if peering:
+        state.act_after = time.monotonic() + PEERING_GRACE_SECONDS
     await kopf.operator(
         registry=build_registry(),
         settings=settings(peering=peering, priority=priority),

@@ -64,6 +64,7 @@ class Audit:
     requests: dict[tuple[str, str, str, str, bool], int] = field(default_factory=dict)
     # the same by client: the User-Agent's product ("dualcap", "kopf", "kubectl", ...)
     by_agent: dict[tuple[str, str, str, str, str, bool], int] = field(default_factory=dict)
+    writers: dict[str, int] = field(default_factory=dict)  # writes by full User-Agent
 
     def record(
         self, verb: str, rt: ResourceType, sub: str | None, namespaced: bool, agent: str = ""
@@ -72,6 +73,8 @@ class Audit:
         self.requests[key] = self.requests.get(key, 0) + 1
         product = agent.split("/", 1)[0].split(" ", 1)[0]
         self.by_agent[(product, *key)] = self.by_agent.get((product, *key), 0) + 1
+        if verb in ("create", "update", "patch", "delete", "deletecollection"):
+            self.writers[agent] = self.writers.get(agent, 0) + 1
 
 
 def _dumps(obj: Any) -> bytes:
@@ -605,7 +608,10 @@ class Api:
         if rt.custom and rt.schema:
             schema = rt.schema
             pruned = prune_and_default(copy.deepcopy(obj), schema)
-            pruned["metadata"] = obj.get("metadata", {})
+            # apiVersion, kind and metadata are never pruned, declared in the schema or not
+            for key in ("apiVersion", "kind", "metadata"):
+                if key in obj:
+                    pruned[key] = obj[key]
             unknown = _unknown_fields(obj, pruned)
             mode = request.query.get("fieldValidation", "Warn")
             if unknown and mode == "Strict":

@@ -67,7 +67,7 @@ plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)
 	$(BIN)/dualcap plan --snapshot examples/ -o table
 
 .PHONY: demo
-demo: $(STAMP) ## the example site through a summer day, offline (planner only, see README)
+demo: $(STAMP) ## the real operator on a local sandbox through an accelerated summer day (about a minute)
 	$(BIN)/dualcap demo
 
 .PHONY: bench

@@ -1,96 +1,404 @@
-"""`dualcap demo`: the example site through a summer day, planned offline.
+"""`dualcap demo`: the real operator on a local sandbox cluster, through an accelerated day.
 
-The planner runs at each moment of a scripted day; its commands are applied to the objects
-as an ideal cluster would (curtailments confirmed by the next reconcile, pods created where
-planned), and it runs again until the site settles. Every line is a reconcile.
+The sandbox (an in-process Kubernetes API with a scheduler, kubelets and taint eviction)
+is loaded with the examples; the operator runs in its own thread against it, on a site
+clock that the demo moves: it cuts from one moment of the day to a few minutes before the
+next while the site is settled, then lets the site clock run (30x by default) through the
+moment until the operator has settled again. Leases arrive, the summer-peak window and an
+ERS dispatch cut the limit, the dispatch ends, a lease ends, mining resumes.
+
+What the view and the summary report is measured on the cluster itself, not taken from
+the operator: every tick the demo builds the planner's snapshot of the sandbox's objects
+and reads the committed draw, the limit and the revenue from it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
-
-from dualcap.planning import build_fleet, plan
-from dualcap.planning.world import apply, miner_pod
 
 SITE = "tx-rockdale-1"
 LOCAL = ZoneInfo("America/Chicago")
-RECONCILE = timedelta(seconds=30)
-FOLLOW = timedelta(minutes=10)  # follow the plan's own wake-ups this far ahead
-
-MOMENTS: Sequence[tuple[str, str]] = (
-    ("2026-07-14T11:00:00Z", "night: leases arrive; mining fills the 49.5 MW envelope"),
-    ("2026-07-14T18:58:00Z", "ERS dispatch to 8 MW starts in 2 min (lead time): shed mining"),
-    ("2026-07-14T19:30:00Z", "ERS active; peak price 140 USD/MWh"),
-    ("2026-07-14T22:00:00Z", "ERS over; summer-peak window (30 MW), price still 140: no mining"),
-    ("2026-07-15T00:00:00Z", "window and peak price over: mining resumes, 10 MW a minute"),
-    ("2026-08-01T00:00:00Z", "finetune-august starts"),
-    ("2026-08-15T00:00:00Z", "finetune-august ends: its GPUs free, its power to mining"),
-)
+DAY = datetime(2026, 7, 14, tzinfo=LOCAL)  # a Tuesday in July: summer-peak window applies
+LEAD = timedelta(minutes=3)  # the site clock cuts to this long before each moment
+AFTER = timedelta(minutes=2)  # and runs at least this long past it
+TICK = 0.2  # seconds of wall time between two looks at the cluster
 
 
-def _t(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+class SiteClock:
+    """Site time: ``base`` at wall ``mono``, advancing ``speed`` times faster than the wall."""
+
+    def __init__(self, start: datetime, speed: float):
+        self._state = (start, time.monotonic(), speed)
+
+    def __call__(self) -> datetime:
+        base, mono, speed = self._state
+        return base + timedelta(seconds=(time.monotonic() - mono) * speed)
+
+    def jump(self, to: datetime) -> None:
+        self._state = (to, time.monotonic(), self._state[2])
+
+    def set_speed(self, speed: float) -> None:
+        self._state = (self(), time.monotonic(), speed)
+
+    @property
+    def speed(self) -> float:
+        return self._state[2]
 
 
-def run(examples: Path, out: TextIO = sys.stdout, max_reconciles: int = 20) -> int:
-    from dualcap.cli import load_objects
+def _lease(name: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "apiVersion": "dualcap.io/v1alpha1",
+        "kind": "ComputeLease",
+        "metadata": {"name": name, "namespace": "acme"},
+        "spec": {
+            "siteRef": SITE,
+            "gpus": 16,
+            "gpusPerPod": 8,
+            "start": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "priority": 50,
+            "preemptible": False,
+            "pricePerGPUHourUSD": 1.85,
+            "template": {"spec": {"containers": [{"name": "finetune", "image": "nemo:24.07"}]}},
+        },
+    }
 
-    objects = load_objects(str(examples))
-    site_obj = next(o for o in objects if o.get("kind") == "Site")
-    miner_labels = site_obj["spec"]["asic"]["miningPodSelector"]["matchLabels"]
-    # The miner DaemonSet's pods, one per controller (a cluster would have them running).
-    for node in [o for o in objects if o.get("kind") == "Node"]:
-        if node["metadata"]["labels"].get("dualcap.io/role") == "asic":
-            objects.append(miner_pod(node["metadata"]["name"], miner_labels))
 
-    header = f"{'time (CDT)':<17} {'limit':>8} {'committed':>10} {'planned':>9} {'mine':>5} {'GPUs':>5}  commands"
-    over_seconds = 0.0
-    for moment, story in MOMENTS:
-        at = _t(moment)
-        print(f"\n== {at.astimezone(LOCAL):%a %d %b %H:%M} CDT  {story}", file=out)
-        print(header, file=out)
-        for _ in range(max_reconciles):
-            p = plan(build_fleet(objects).sites[SITE], at)
-            issued = p.schedule.now
-            counts: dict[str, int] = {}
-            for c in issued:
-                counts[c.kind.value] = counts.get(c.kind.value, 0) + 1
-            waiting = len(p.schedule.deferred)
-            summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
-            if waiting:
-                summary += f"; {waiting} waiting"
-            limit = p.limit_kw or 0.0
-            if p.committed_kw > limit + 1e-6:
-                over_seconds += RECONCILE.total_seconds()
-                summary += "   (outside: curtailments being confirmed)"
-            print(
-                f"{at.astimezone(LOCAL):%a %d %b %H:%M:%S} {limit:>8,.0f} {p.committed_kw:>10,.0f}"
-                f" {p.planned_kw:>9,.0f} {len(p.mining):>5} {p.gpus_leased:>5}  {summary}",
-                file=out,
-            )
-            wake = p.next_wakeup
-            if not issued and not waiting and wake is not None and wake - at <= FOLLOW:
-                at = wake  # the operator wakes then (ramp window, hysteresis) and goes on
-                continue
-            if not issued and not waiting:
-                rev = p.mining_revenue_usd_per_hour + p.lease_revenue_usd_per_hour
-                print(
-                    f"{'':17} settled: revenue {rev:,.0f} USD/h (mining {p.mining_revenue_usd_per_hour:,.0f},"
-                    f" leases {p.lease_revenue_usd_per_hour:,.0f}), energy {p.energy_cost_usd_per_hour:,.0f} USD/h"
-                    f" at {p.energy_price_usd_per_mwh:,.0f} USD/MWh",
-                    file=out,
-                )
-                break
-            objects = apply(objects, issued, at, SITE, miner_labels=miner_labels)
-            at += RECONCILE
+@dataclass
+class Moment:
+    at: datetime
+    story: str
+    action: Callable[[Any], None] | None = None
+
+
+def moments() -> list[Moment]:
+    at = DAY.replace
+
+    def new_lease(sb: Any) -> None:
+        sb.api.create_object(_lease("finetune-demo", at(hour=12), at(hour=18)))
+
+    return [
+        Moment(at(hour=11), "the examples applied: leases run, mining fills the 49.5 MW envelope"),
+        Moment(at(hour=12), "a lease arrives: finetune-demo, 16 GPUs until 18:00", new_lease),
+        Moment(
+            at(hour=14), "ERS dispatch to 8 MW (2 min lead time), summer-peak window at 140 USD/MWh"
+        ),
+        Moment(at(hour=17), "ERS over: the window's 30 MW, but mining above break-even stays off"),
+        Moment(at(hour=18), "finetune-demo ends: its pods go, its GPUs are free"),
+        Moment(at(hour=19), "window and peak price over: mining resumes, 10 MW a minute"),
+    ]
+
+
+@dataclass
+class Sample:
+    at: datetime
+    limit_kw: float  # the operator's target: the envelope, lowered ahead of cuts by the lead time
+    envelope_kw: float  # the envelope itself at this moment (no lead time)
+    committed_kw: float
+    draw: dict[str, float]  # kW by kind: mining, gpu, overhead
+    controllers: dict[str, int]
+    leases: dict[str, int]
+    gpus_leased: int
+    gpus_total: int
+    revenue: dict[str, float]  # USD/h by kind: mining, gpu
+    energy_cost: float  # USD/h
+    settled: bool
+    in_flight: int
+
+
+@dataclass
+class LimitChange:
+    at: datetime
+    before: float
+    after: float
+    wall: float
+    compliant_wall: float | None = None
+    compliant_at: datetime | None = None
+
+
+@dataclass
+class Ledger:
+    """Energy, money and time over the envelope, integrated over the site clock."""
+
+    energy_kwh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("mining", "gpu", "overhead"), 0.0))  # fmt: skip
+    revenue_usd: dict[str, float] = field(default_factory=lambda: {"mining": 0.0, "gpu": 0.0})
+    energy_cost_usd: float = 0.0
+    over_seconds: float = 0.0
+    changes: list[LimitChange] = field(default_factory=list)
+    last: Sample | None = None
+
+    def add(self, s: Sample) -> None:
+        last = self.last
+        if last is not None:
+            hours = max(0.0, (s.at - last.at).total_seconds()) / 3600
+            for kind, kw in last.draw.items():
+                self.energy_kwh[kind] += kw * hours
+            for kind, usd in last.revenue.items():
+                self.revenue_usd[kind] += usd * hours
+            self.energy_cost_usd += last.energy_cost * hours
+            if last.committed_kw > last.envelope_kw + 1e-6:
+                self.over_seconds += hours * 3600
+            if abs(s.limit_kw - last.limit_kw) > 1e-6:
+                self.changes.append(LimitChange(s.at, last.limit_kw, s.limit_kw, time.monotonic()))
+        for change in self.changes:
+            if change.compliant_wall is None and s.committed_kw <= s.limit_kw + 1e-6:
+                change.compliant_wall = time.monotonic()
+                change.compliant_at = s.at
+        self.last = s
+
+
+def observe(sb: Any, at: datetime) -> Sample:
+    """The site as the cluster has it (the planner's conservative accounting)."""
+    from dualcap.planning import build_fleet, plan
+    from dualcap.planning.envelope import evaluate
+
+    objects = []
+    for rt in sb.store.types():
+        if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod"):
+            objects.extend(sb.store.list_objects(rt))
+    snap = build_fleet(objects).sites[SITE]
+    p = plan(snap, at)
+    envelope = p.limit_kw or 0.0
+    if snap.budget is not None:
+        spec = snap.budget.spec.model_copy(update={"lead_time_seconds": 0})
+        envelope = evaluate(spec, at).limit_kw
+    phases: dict[str, int] = {}
+    for obj in objects:
+        if obj.get("kind") == "ComputeLease":
+            phase = (obj.get("status") or {}).get("phase") or "Pending"
+            phases[phase] = phases.get(phase, 0) + 1
+    site = next(o for o in objects if o.get("kind") == "Site")
+    status = site.get("status") or {}
+    ready = any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
+    )
+    observed = status.get("observedGeneration") == site["metadata"].get("generation")
+    quiet = not p.schedule.now and not p.schedule.deferred and not p.in_flight
+    return Sample(
+        at=at,
+        limit_kw=p.limit_kw or 0.0,
+        envelope_kw=envelope,
+        committed_kw=p.committed_kw,
+        draw={
+            "mining": p.committed.mining_kw,
+            "gpu": p.committed.gpu_kw,
+            "overhead": p.committed.overhead_kw,
+        },
+        controllers=dict(p.controllers),
+        leases=phases,
+        gpus_leased=p.gpus_leased,
+        gpus_total=p.gpus_total,
+        revenue={"mining": p.mining_revenue_usd_per_hour, "gpu": p.lease_revenue_usd_per_hour},
+        energy_cost=p.energy_cost_usd_per_hour,
+        settled=ready and observed and quiet,
+        in_flight=p.in_flight,
+    )
+
+
+def recent_events(sb: Any, n: int = 6) -> list[str]:
+    events = sorted(
+        sb.store.list_objects(sb.store.rt("", "events")),
+        key=lambda e: (
+            e.get("lastTimestamp") or "",
+            int(e["metadata"].get("resourceVersion") or 0),
+        ),
+    )
+    out = []
+    for e in events[-n:]:
+        ts = e.get("lastTimestamp") or ""
+        when = (
+            datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(LOCAL).strftime("%H:%M")
+            if ts
+            else "     "
+        )
+        out.append(f"{when} {e.get('type', ''):<7} {e.get('reason', ''):<12} {e.get('message', '')}"[:110])  # fmt: skip
+    return out
+
+
+def _bar(value: float, limit: float, width: int = 40) -> str:
+    if limit <= 0:
+        return ""
+    full = min(width, round(width * value / limit))
+    over = value > limit + 1e-6
+    return "[" + ("!" if over else "#") * full + "." * (width - full) + "]"
+
+
+class View:
+    """A live view on a terminal; on anything else, a line per change worth telling."""
+
+    def __init__(self, out: TextIO, live: bool | None = None):
+        self.out = out
+        self.live = out.isatty() if live is None else live
+        self._last_line = ""
+        self._events_seen: set[str] = set()
+
+    def moment(self, m: Moment) -> None:
+        if not self.live:
+            print(f"\n== {m.at:%H:%M} CDT  {m.story}", file=self.out, flush=True)
+
+    def show(self, s: Sample, story: str, speed: float, events: list[str]) -> None:
+        c, lp = s.controllers, s.leases
+        if self.live:
+            lines = [
+                f"dualcap demo  {SITE}   {s.at.astimezone(LOCAL):%a %d %b %H:%M:%S} CDT   site clock x{speed:.0f}",
+                f"  {story}",
+                "",
+                f"  limit      {s.limit_kw:>9,.0f} kW    committed {s.committed_kw:>9,.0f} kW    headroom {s.limit_kw - s.committed_kw:>9,.0f} kW",
+                f"             {_bar(s.committed_kw, s.limit_kw)}",
+                f"  draw       mining {s.draw['mining']:>9,.0f} kW   gpu {s.draw['gpu']:>6,.0f} kW   overhead {s.draw['overhead']:>6,.0f} kW",
+                f"  miners     mining {c.get('mining', 0):>3}   curtailing {c.get('curtailing', 0):>3}   curtailed {c.get('curtailed', 0):>3}   held {c.get('held', 0):>3}",
+                f"  leases     {'   '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}",
+                f"  GPUs       leased {s.gpus_leased} of {s.gpus_total}",
+                f"  revenue    mining {s.revenue['mining']:>7,.0f} USD/h   gpu {s.revenue['gpu']:>6,.0f} USD/h   energy {s.energy_cost:>7,.0f} USD/h",
+                "",
+                "  last events:",
+                *[f"    {e}" for e in events],
+            ]  # fmt: skip
+            self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+            self.out.flush()
+            return
+        line = (
+            f"{s.at.astimezone(LOCAL):%H:%M:%S}  limit {s.limit_kw:>7,.0f} kW  committed {s.committed_kw:>7,.0f} kW"
+            f"  mining {c.get('mining', 0):>2}  curtailed {c.get('curtailed', 0):>2}"
+            f"  leases {', '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}"
+        )
+        key = line[10:]
+        if key != self._last_line:
+            print(line, file=self.out, flush=True)
+            self._last_line = key
+        for e in events:
+            if e not in self._events_seen:
+                self._events_seen.add(e)
+                print(f"          event  {e}", file=self.out, flush=True)
+
+
+def summary(ledger: Ledger, out: TextIO, wall: float) -> None:
+    print("\n== summary", file=out)
+    print("limit changes (time to compliance: wall clock, and on the site clock):", file=out)
+    for ch in ledger.changes:
+        if ch.compliant_wall is None or ch.compliant_at is None:
+            took = "not yet"
+        else:
+            took = f"{ch.compliant_wall - ch.wall:5.2f} s  ({(ch.compliant_at - ch.at).total_seconds():4.0f} s site)"
+        print(
+            f"  {ch.at.astimezone(LOCAL):%H:%M:%S}  {ch.before:>9,.0f} -> {ch.after:>9,.0f} kW   compliant after {took}",
+            file=out,
+        )
     print(
-        "\nThis is the planner alone, offline (`dualcap plan` at each step). To watch the"
-        "\noperator apply it to a cluster: `make sandbox`, then `make run` with that kubeconfig.",
+        f"time over the envelope (site clock, the limit without lead time): {ledger.over_seconds:,.0f} s",
         file=out,
     )
+    e, r = ledger.energy_kwh, ledger.revenue_usd
+    print(
+        f"energy: mining {e['mining'] / 1000:,.1f} MWh, GPU {e['gpu'] / 1000:,.1f} MWh,"
+        f" overhead {e['overhead'] / 1000:,.1f} MWh",
+        file=out,
+    )
+    net = r["mining"] + r["gpu"] - ledger.energy_cost_usd
+    print(
+        f"revenue: mining {r['mining']:,.0f} USD, GPU leases {r['gpu']:,.0f} USD;"
+        f" energy cost {ledger.energy_cost_usd:,.0f} USD; net {net:,.0f} USD",
+        file=out,
+    )
+    print(f"({wall:.0f} s of wall time)", file=out, flush=True)
+
+
+async def play(
+    examples: Path,
+    out: TextIO = sys.stdout,
+    speed: float = 30.0,
+    keep_running: bool = False,
+    kubeconfig: Path | None = None,
+    live: bool | None = None,
+    max_phase_seconds: float = 20.0,
+) -> Ledger:
+    from dualcap.cli import load_objects
+    from dualcap.handlers.registry import State
+    from dualcap.handlers.run import OperatorThread
+    from dualcap.sandbox.app import Sandbox
+    from dualcap.sandbox.cluster import Behaviour
+
+    started = time.monotonic()
+    script = moments()
+    clock = SiteClock(script[0].at, speed)
+    sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.3), bookmark_seconds=1.0)
+    await sb.start()
+    tmp = Path(tempfile.mkdtemp(prefix="dualcap-demo-"))
+    path = sb.write_kubeconfig(kubeconfig or tmp / "kubeconfig")
+    os.environ["KUBECONFIG"] = str(path)
+    crds = examples.parent / "crds"
+    sb.load_objects(load_objects(str(crds)))
+    sb.load_objects(load_objects(str(examples)))
+    state = State(clock=clock, safety_period=timedelta(seconds=30))
+    op = OperatorThread(state)
+    view = View(out, live)
+    ledger = Ledger()
+    try:
+        await asyncio.to_thread(op.start)
+        for i, m in enumerate(script):
+            if i > 0 and clock() < m.at - LEAD:
+                ledger.add(observe(sb, clock()))
+                clock.jump(m.at - LEAD)  # the site is settled: cut to just before the moment
+            view.moment(m)
+            deadline = time.monotonic() + max_phase_seconds
+            acted = m.action is None
+            while True:
+                now = clock()
+                if not acted and now >= m.at:
+                    m.action(sb)  # type: ignore[misc]
+                    acted = True
+                state.wake(SITE)
+                s = observe(sb, now)
+                ledger.add(s)
+                view.show(s, f"{m.at:%H:%M}  {m.story}", clock.speed, recent_events(sb))
+                if (acted and now >= m.at + AFTER and s.settled) or time.monotonic() > deadline:
+                    if i == 0:  # the day is counted from the operator's first settled state
+                        ledger = Ledger(last=s)
+                    break
+                await asyncio.sleep(TICK)
+        summary(ledger, out, time.monotonic() - started)
+        if keep_running:
+            clock.set_speed(1.0)
+            print(
+                f"\nThe sandbox and the operator keep running (site clock now at wall speed)."
+                f"\n  export KUBECONFIG={path}\n  kubectl get sites,powerbudgets,computeleases -A"
+                f"\nCtrl-C to stop.",
+                file=out,
+                flush=True,
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                while True:
+                    await asyncio.sleep(1.0)
+                    state.wake(SITE)
+        return ledger
+    finally:
+        await asyncio.to_thread(op.stop)
+        await sb.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(
+    examples: Path,
+    speed: float = 30.0,
+    keep_running: bool = False,
+    kubeconfig: Path | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    logging.getLogger("kopf").setLevel(logging.ERROR)  # the view tells the story
+    logging.getLogger("dualcap").setLevel(logging.ERROR)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(play(examples, out, speed, keep_running, kubeconfig))
     return 0

@@ -138,8 +138,8 @@ def test_the_console_script_runs() -> None:
     assert json.loads(proc.stdout)["sites"][0]["name"] == "tx-rockdale-1"
 
 
-def test_demo_tells_the_day(capsys) -> None:
-    code, out, _ = run_cli(capsys, "demo", "--examples", str(EXAMPLES))
-    assert code == 0
-    assert out.count("settled:") == 7
-    assert "Resume" in out and "CreatePod" in out and "DeletePod" in out
+def test_demo_refuses_bad_arguments(capsys) -> None:
+    code, _, err = run_cli(capsys, "demo", "--examples", "/nonexistent")
+    assert code == 2 and "not a directory" in err
+    code, _, err = run_cli(capsys, "demo", "--examples", str(EXAMPLES), "--speed", "0")
+    assert code == 2 and "--speed" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import threading
@@ -74,3 +75,41 @@ def run(
     asyncio.run(
         operate(namespaces, liveness, peering, metrics_port=metrics_port, priority=priority)
     )
+
+
+class OperatorThread:
+    """The operator in its own thread and event loop, as it would be in its own process
+    (`dualcap demo`, embedding). ``start`` and ``stop`` block: call them from a thread
+    (``asyncio.to_thread``) when an event loop is running."""
+
+    def __init__(self, state: State, namespaces: Sequence[str] = ()):
+        self.state = state
+        self.namespaces = namespaces
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        ready = threading.Event()
+
+        def target() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                asyncio.run(
+                    operate(
+                        self.namespaces,
+                        liveness=None,
+                        stop_flag=self._stop,
+                        ready_flag=ready,
+                        state=self.state,
+                    )
+                )
+
+        self._thread = threading.Thread(target=target, name="dualcap-operator", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError(f"the operator did not start in {timeout:.0f}s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

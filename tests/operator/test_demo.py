@@ -1,0 +1,45 @@
+"""`dualcap demo` end to end: the sandbox, the operator in its thread, the scripted day,
+the view and the summary (measured on the cluster, not taken from the operator)."""
+
+from __future__ import annotations
+
+import io
+
+from dualcap.demo import play
+from tests.conftest import EXAMPLES
+
+
+async def test_the_demo_day(monkeypatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    out = io.StringIO()
+    ledger = await play(EXAMPLES, out=out, speed=120, live=False)
+    text = out.getvalue()
+    # Every moment told, in order, and the operator's events shown as they come.
+    stories = [line for line in text.splitlines() if line.startswith("== ")]
+    assert [s[3:8] for s in stories] == [
+        "11:00",
+        "12:00",
+        "14:00",
+        "17:00",
+        "18:00",
+        "19:00",
+        "summa",
+    ]
+    for reason in ("Curtailed", "Admitted", "Completed", "Resumed"):
+        assert f" {reason} " in text, reason
+    # The ERS cut (lead time: at 13:58) is met; the two increases are compliant at once.
+    cuts = [(c.before, c.after) for c in ledger.changes]
+    assert cuts == [(49_500, 7_500), (7_500, 29_500), (29_500, 49_500)]
+    assert all(c.compliant_wall is not None for c in ledger.changes)
+    assert ledger.changes[0].at.strftime("%H:%M") == "13:58"
+    # The lead time keeps the site inside the envelope itself: no time over it.
+    assert ledger.over_seconds == 0
+    # Energy and money add up over the day: mining dominates the energy, leases earn.
+    e, r = ledger.energy_kwh, ledger.revenue_usd
+    assert e["mining"] > 100_000 and 0 < e["gpu"] < 2_000
+    assert r["mining"] > 0 and r["gpu"] > 0 and ledger.energy_cost_usd > 0
+    assert "net " in text and "time over the envelope" in text
+    # Mining is back at the end (ramp-limited resume done), finetune-demo completed.
+    last = ledger.last
+    assert last is not None and last.controllers.get("mining") == 24
+    assert last.leases.get("Completed") == 1

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: help
 help: ## list every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dualcap needs Python >= 3.11")'
@@ -69,6 +69,13 @@ plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)
 .PHONY: demo
 demo: $(STAMP) ## the real operator on a local sandbox through an accelerated summer day (about a minute)
 	$(BIN)/dualcap demo
+
+.PHONY: simulate
+simulate: $(STAMP) ## the planner over the two example scenarios; charts in build/
+	@mkdir -p build
+	$(BIN)/dualcap simulate examples/scenarios/ercot-summer-day.yaml -o build/summer-day.png
+	@echo
+	$(BIN)/dualcap simulate examples/scenarios/ercot-scarcity-2023-08-17.yaml -o build/scarcity.png
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator); they print figures

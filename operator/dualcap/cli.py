@@ -141,6 +141,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from dualcap import simulate
+
+    try:
+        return simulate.run(args.scenario, args.output)
+    except simulate.ScenarioError as err:
+        raise InputError(str(err)) from None
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -333,6 +342,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the sandbox's kubeconfig here (default: a temporary file, printed with --keep-running)",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    simulate = sub.add_parser(
+        "simulate",
+        help="the planner over a day or a week of prices, envelope changes and lease arrivals",
+        description=(
+            "Step the planning core over a scenario (see examples/scenarios/) in 5-minute"
+            " intervals, applying its commands as an ideal cluster would; print energy,"
+            " revenue and cost by kind beside two naive policies (always mine; a fixed"
+            " GPU/mining split), and optionally write a chart."
+        ),
+    )
+    simulate.add_argument("scenario", help="a scenario file (YAML)")
+    simulate.add_argument(
+        "--output", "-o", metavar="CHART.png", help="write a PNG chart (needs matplotlib)"
+    )
+    simulate.set_defaults(func=_cmd_simulate)
     return parser
 
 

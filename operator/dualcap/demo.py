@@ -318,7 +318,7 @@ def summary(ledger: Ledger, out: TextIO, wall: float) -> None:
 
 async def play(
     examples: Path,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     speed: float = 30.0,
     keep_running: bool = False,
     kubeconfig: Path | None = None,
@@ -331,6 +331,7 @@ async def play(
     from dualcap.sandbox.app import Sandbox
     from dualcap.sandbox.cluster import Behaviour
 
+    out = out or sys.stdout
     started = time.monotonic()
     script = moments()
     clock = SiteClock(script[0].at, speed)
@@ -395,7 +396,7 @@ def run(
     speed: float = 30.0,
     keep_running: bool = False,
     kubeconfig: Path | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     logging.getLogger("kopf").setLevel(logging.ERROR)  # the view tells the story
     logging.getLogger("dualcap").setLevel(logging.ERROR)

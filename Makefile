@@ -24,6 +24,11 @@ venv: $(STAMP) ## create .venv and install dualcap with its test and dev extras
 test: $(STAMP) ## run the whole test suite (sets itself up first)
 	$(BIN)/python -m pytest -q
 
+.PHONY: soak
+soak: $(STAMP) ## the randomized fault campaign, large budget (20 sequences x 30 steps; prints figures)
+	@mkdir -p build
+	$(BIN)/python -m tests.campaign.campaign --sequences $${SEQUENCES:-20} --steps $${STEPS:-30} --json build/campaign.json
+
 .PHONY: e2e
 e2e: $(STAMP) ## the e2e scenario against the cluster of the current kubeconfig (kind in CI)
 	@$(BIN)/kubectl version --request-timeout=5s >/dev/null 2>&1 || \

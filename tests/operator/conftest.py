@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +56,9 @@ class Monitor:
     violations: list[str] = field(default_factory=list)
     samples: int = 0
     _last: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # whether the write being checked is the operator's: a node added with its miners
+    # running, or a node whose status goes stale, raises the draw without the operator
+    blame: Callable[[], bool] | None = None
 
     def check(self, *_: Any) -> None:
         self.samples += 1
@@ -87,6 +90,7 @@ class Monitor:
                 and before is not None
                 and excess > before[0] + 1e-6
                 and limit >= before[1] - 1e-6
+                and (self.blame is None or self.blame())
             ):
                 self.violations.append(
                     f"{name}: committed {committed:,.1f} kW, in flight {in_flight:,.1f}, limit {limit:,.1f}: worse than {before[0]:,.1f}"

@@ -277,7 +277,7 @@ class ComputeLease(Model):
             "x-kubernetes-validations": [
                 cel(
                     "size(self.metadata.name) <= 63",
-                    "a ComputeLease name is used as a label value: at most 63 characters",
+                    "metadata.name: a ComputeLease name is used as a label value: at most 63 characters",
                 ),
             ]
         }

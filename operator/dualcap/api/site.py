@@ -306,7 +306,7 @@ class Site(Model):
             "x-kubernetes-validations": [
                 cel(
                     "size(self.metadata.name) <= 63",
-                    "a Site name is used as a label value: at most 63 characters",
+                    "metadata.name: a Site name is used as a label value: at most 63 characters",
                 ),
             ]
         }

@@ -32,9 +32,10 @@ Key = tuple[str, str, str]  # kind, namespace, name
 OVERLAY_SECONDS = 60.0  # an overlay entry the indexes never confirm is dropped after this
 # The indexes can keep objects deleted while a watch was down: kopf re-lists after a pause
 # (peering) or an error but never drops what the new listing lacks. So a site checks its
-# view against the API every RESYNC_SECONDS, and at once when a confirmation has been
+# view against the API every RESYNC_SECONDS (two LISTs: its nodes by label, its lease
+# pods by label), and at once when a confirmation has been
 # pending for STUCK_SECONDS (a miner pod the index still shows on a curtailed node).
-RESYNC_SECONDS = 300.0
+RESYNC_SECONDS = 30.0
 STUCK_SECONDS = 15.0
 SAFETY_PERIOD = timedelta(seconds=60)  # wake at least this often, whatever happens
 SETTLING = timedelta(seconds=5)  # recheck this soon while commands are in flight
@@ -187,10 +188,10 @@ class Reconciler:
             for cmd, why in outcome.failures:
                 log.warning("site %s: %s failed: %s", name, cmd.describe(), why)
         writes += await self._statuses(site, objects, p, outcome, now)
-        writes += await self._events(site, p, outcome, now)
+        writes += await self._events(site, objects, p, outcome, now)
         for hook in self.on_plan:
             hook(p, outcome)
-        wake = now + self.safety_period
+        wake = now + min(self.safety_period, timedelta(seconds=RESYNC_SECONDS))
         if p.next_wakeup is not None:
             wake = min(wake, p.next_wakeup)
         if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
@@ -310,7 +311,9 @@ class Reconciler:
 
     # --- events --------------------------------------------------------------------------
 
-    async def _events(self, site: Obj, p: Plan, outcome: Outcome | None, now: datetime) -> int:
+    async def _events(
+        self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
+    ) -> int:
         events: list[tuple[Obj, str, str, str]] = []
         if outcome:
             curtailed = [c.name for c in outcome.done if c.kind is Kind.CURTAIL]
@@ -372,9 +375,13 @@ class Reconciler:
                 events.append((ref, "Normal", "Completed", d.message))
             if d.phase == "Failed" and before != "Failed":
                 events.append((ref, "Warning", d.reason, d.message))
+        budgets = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "PowerBudget"}
         for problem in p.problems:
             if problem.kind == "Site" and (site.get("status") or {}).get("conditions") is None:
                 events.append((site, "Warning", problem.reason, problem.message))
+            budget = budgets.get(problem.name) if problem.kind == "PowerBudget" else None
+            if budget is not None and not _stalled(budget):  # once, as it becomes Stalled
+                events.append((budget, "Warning", problem.reason, problem.message))
         for obj, type_, reason, message in events:
             await self.post_event(obj, type_, reason, message, now)
         return len(events)
@@ -414,6 +421,13 @@ class Reconciler:
                 resp.code,
                 resp.message,
             )
+
+
+def _stalled(obj: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Stalled" and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
 
 
 def _names(names: list[str], most: int = 8) -> str:

@@ -386,6 +386,14 @@ class _Planner:
                     LeaseDecision(lease, "Failed", False, "InvalidSpec", lease.error or "invalid")
                 )
                 continue
+            if lease.rejected is not None and not lease.deleting:
+                # Its template was refused at this generation: wait for an edit.
+                for pod in _live(lease.pods):
+                    gpus.charge(pod.node, pod.gpus)
+                self.decisions.append(
+                    LeaseDecision(lease, "Failed", False, "TemplateRejected", lease.rejected)
+                )
+                continue
             start, end = lease.start, lease.end
             if lease.deleting:
                 self._delete_pods(lease.pods, "LeaseDeleted", "the ComputeLease is being deleted")

@@ -146,6 +146,9 @@ class Lease:
     deleting: bool = False
     # The template asks for particular nodes (nodeSelector, affinity or tolerations).
     constrained: bool = False
+    # Why the operator refused to build its pods from this generation's template (the
+    # lease's Stalled condition, reason TemplateRejected): not admitted until edited.
+    rejected: str | None = None
     key: tuple[str, str] = field(init=False)
     start: datetime | None = field(init=False)  # parsed spec.start
     end: datetime | None = field(init=False)  # parsed spec.end
@@ -580,7 +583,22 @@ def _lease(obj: Obj, cache: ParseCache) -> Lease:
         previous_phase=status.get("phase") if isinstance(status, Mapping) else None,
         deleting=meta.get("deletionTimestamp") is not None,
         constrained=_constrained(obj),
+        rejected=_rejected(status, meta.get("generation")),
     )
+
+
+def _rejected(status: Any, generation: Any) -> str | None:
+    if not isinstance(status, Mapping) or status.get("observedGeneration") != generation:
+        return None
+    for c in status.get("conditions") or []:
+        if (
+            isinstance(c, Mapping)
+            and c.get("type") == "Stalled"
+            and c.get("status") == "True"
+            and c.get("reason") == "TemplateRejected"
+        ):
+            return str(c.get("message") or "the template was rejected")
+    return None
 
 
 def _constrained(lease: Obj) -> bool:

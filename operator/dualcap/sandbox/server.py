@@ -65,6 +65,9 @@ class Audit:
     # the same by client: the User-Agent's product ("dualcap", "kopf", "kubectl", ...)
     by_agent: dict[tuple[str, str, str, str, str, bool], int] = field(default_factory=dict)
     writers: dict[str, int] = field(default_factory=dict)  # writes by full User-Agent
+    # called with the User-Agent as a write arrives, before it is applied (fault injection:
+    # a client killed here leaves the write in flight, applied or not)
+    on_write: list[Callable[[str], None]] = field(default_factory=list)
 
     def record(
         self, verb: str, rt: ResourceType, sub: str | None, namespaced: bool, agent: str = ""
@@ -75,6 +78,8 @@ class Audit:
         self.by_agent[(product, *key)] = self.by_agent.get((product, *key), 0) + 1
         if verb in ("create", "update", "patch", "delete", "deletecollection"):
             self.writers[agent] = self.writers.get(agent, 0) + 1
+            for hook in list(self.on_write):
+                hook(agent)
 
 
 def _dumps(obj: Any) -> bytes:

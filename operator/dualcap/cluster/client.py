@@ -14,6 +14,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,12 @@ def _ssl(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if cert:
         context.load_cert_chain(cert, key)
     return context
+
+
+class StreamError(Exception):
+    def __init__(self, code: int, body: bytes):
+        super().__init__(f"{code}: {body[:200]!r}")
+        self.code = code
 
 
 class Client:
@@ -155,6 +162,49 @@ class Client:
             except (aiohttp.ClientError, TimeoutError) as err:
                 self.errors[0] = self.errors.get(0, 0) + 1
                 return Response(0, {"reason": "ConnectionError", "message": repr(err)})
+
+    async def stream(
+        self, path: str, params: dict[str, str], timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch, one JSON object per line, read on the client's loop and
+        handed to the caller's; an HTTP error status ends it with ``StreamError``."""
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        async def read() -> None:
+            try:
+                async with self.session.get(
+                    self.server + path,
+                    params=params,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
+                ) as resp:
+                    if resp.status >= 400:
+                        self.errors[resp.status] = self.errors.get(resp.status, 0) + 1
+                        body = await resp.read()
+                        caller.call_soon_threadsafe(
+                            queue.put_nowait, StreamError(resp.status, body)
+                        )
+                        return
+                    async for line in resp.content:
+                        if line.strip():
+                            caller.call_soon_threadsafe(queue.put_nowait, json.loads(line))
+            except Exception as err:
+                caller.call_soon_threadsafe(queue.put_nowait, err)
+            finally:
+                caller.call_soon_threadsafe(queue.put_nowait, done)
+
+        future = asyncio.run_coroutine_threadsafe(read(), self._loop)
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
 
     async def patch(
         self, path: str, body: Any, ctype: str = "application/merge-patch+json"

@@ -1,12 +1,14 @@
 """The kopf handlers: a table of contents, the work is in `cluster` and `planning`.
 
-- indexes of what each site's plan reads: nodes by site label, pods by node, lease pods
-  by site, leases and budgets by site, sites by name (kept slim: see projections);
-- event handlers on Nodes, Pods, ComputeLeases and PowerBudgets that only wake a site;
+- kopf indexes of leases and budgets by site and sites by name; Nodes and Pods are kept by
+  the operator's own informers (cluster/informer.py: kopf's per-object machinery does not
+  scale to tens of thousands of them), in slim projections;
+- event handlers on ComputeLeases and PowerBudgets, and informer callbacks on Nodes and
+  Pods, that only wake a site;
 - one daemon per Site: snapshot -> plan -> commands -> status, then sleep until woken, the
   plan's next wake-up, or a safety period; reconciles of one site never overlap;
 - Site deletion releases (or retains) the controllers dualcap curtailed.
-No timers or daemons on Nodes or Pods: kopf would put finalizers on them. Every handler
+No kopf handlers at all on Nodes or Pods. Every handler
 that does not block is `async def`: kopf runs a plain `def` in a thread pool, a hop per
 event that costs more than the handler (measured in bench/bench_operator.py).
 """
@@ -29,17 +31,16 @@ from dualcap.api.common import (
     CURTAILED_AT_ANNOTATION,
     CURTAILED_TAINT_KEY,
     GROUP,
-    LEASE_LABEL,
     SITE_LABEL,
     VERSION,
 )
 from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
-from dualcap.cluster import projections
 from dualcap.cluster.client import Client
+from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import Reconciler
 from dualcap.cluster.status import set_conditions
-from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION, RESUMED_AT_ANNOTATION
+from dualcap.planning.snapshot import RESUMED_AT_ANNOTATION
 
 log = logging.getLogger("dualcap")
 SITES = (GROUP, VERSION, "sites")
@@ -55,13 +56,14 @@ class State:
     client: Client | None = None
     reconciler: Reconciler | None = None
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
-    node_site: dict[str, str] = field(default_factory=dict)
     lease_site: dict[tuple[str, str], str] = field(default_factory=dict)
     reconciles: int = 0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     safety_period: timedelta = timedelta(seconds=60)
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
     metrics: Metrics | None = None
+    view: ClusterView | None = None  # Nodes and Pods (our informers, not kopf's indexes)
+    namespaces: list[str] = field(default_factory=list)  # pods watched only there (if any)
     # With peering, no site acts before this monotonic time: operators started together
     # must first see each other, or both would act until kopf pauses the lower priority.
     act_after: float = 0.0
@@ -78,6 +80,16 @@ class State:
                 self.reconciler.on_stale.append(self.metrics.stale_found)
                 self.metrics.api_errors_from(lambda: client.errors)
         return self.reconciler
+
+    async def ensure_view(self) -> ClusterView:
+        """Starts the Node and Pod informers (once) and waits for their first listing."""
+        self.ensure_client()
+        if self.view is None:
+            assert self.client is not None
+            self.view = ClusterView(self.client, self.wake, self.namespaces)
+            self.view.start()
+        await self.view.synced()
+        return self.view
 
     def wake(self, site: str | None) -> None:
         if site is None:
@@ -135,26 +147,27 @@ def _one(values: Iterable[Any] | None) -> Any:
     return None
 
 
-def gather(name: str, site: Mapping[str, Any], indexes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The objects a site's plan reads, from the indexes (the site itself excluded)."""
-    nodes_by_site, pods_by_node = indexes["nodes_by_site"], indexes["pods_by_node"]
+def gather(
+    name: str, site: Mapping[str, Any], view: ClusterView, indexes: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The objects a site's plan reads (the site itself excluded): its nodes and their
+    pods and its lease pods from the informers, its leases and budgets from kopf's indexes."""
     selector = ((site.get("spec") or {}).get("nodeSelector") or {}).get("matchLabels") or {}
     custom = (site.get("spec") or {}).get("nodeSelector") is not None and SITE_LABEL not in selector
     label = selector.get(SITE_LABEL, name)
     if custom:  # a selector not based on the site label: every node is a candidate
-        nodes = [n for key in nodes_by_site for n in nodes_by_site.get(key, ())]
+        view.custom_selectors = True
+        nodes = [n for by_name in view.nodes_by_site.values() for n in by_name.values()]
     else:
-        nodes = list(nodes_by_site.get(label, ()))
+        nodes = list(view.nodes_by_site.get(label, {}).values())
     objects: list[dict[str, Any]] = list(nodes)
     seen: set[tuple[str, str]] = set()
     for node in nodes:
-        for pod in pods_by_node.get(node["metadata"]["name"], ()):
-            key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+        for key, pod in view.pods_by_node.get(node["metadata"]["name"], {}).items():
             if key not in seen:
                 seen.add(key)
                 objects.append(pod)
-    for pod in indexes["lease_pods_by_site"].get(name, ()):
-        key = (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])
+    for key, pod in view.lease_pods_by_site.get(name, {}).items():
         if key not in seen:
             seen.add(key)
             objects.append(pod)
@@ -175,6 +188,8 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
+        if state.view is not None:
+            await state.view.stop()
         if state.client is not None:
             await state.client.close()
 
@@ -183,30 +198,6 @@ def build_registry() -> kopf.OperatorRegistry:
         return len(_state(memo).wakers)
 
     # --- indexes -------------------------------------------------------------------------
-
-    @kopf.index("nodes", id="nodes_by_site", registry=registry)
-    async def nodes_by_site(
-        name: str, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> dict[str, Any]:
-        return {labels.get(SITE_LABEL, ""): projections.node(body)}
-
-    @kopf.index("pods", id="pods_by_node", registry=registry)
-    async def pods_by_node(
-        spec: Mapping[str, Any], annotations: Mapping[str, str], body: kopf.Body, **_: Any
-    ) -> dict[str, Any] | None:
-        node = spec.get("nodeName") or annotations.get(PLANNED_NODE_ANNOTATION)
-        return {node: projections.pod(body)} if node else None
-
-    @kopf.index(
-        "pods",
-        labels={LEASE_LABEL: kopf.PRESENT, SITE_LABEL: kopf.PRESENT},
-        id="lease_pods_by_site",
-        registry=registry,
-    )
-    async def lease_pods_by_site(
-        labels: Mapping[str, str], body: kopf.Body, **_: Any
-    ) -> dict[str, Any]:
-        return {labels[SITE_LABEL]: projections.pod(body)}
 
     @kopf.index(*LEASES, id="leases_by_site", registry=registry)
     async def leases_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
@@ -221,27 +212,6 @@ def build_registry() -> kopf.OperatorRegistry:
         return {name: _plain(body)}
 
     # --- wake-ups ------------------------------------------------------------------------
-
-    @kopf.on.event("nodes", id="node_changed", registry=registry)
-    async def node_changed(name: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-        state = _state(memo)
-        site = labels.get(SITE_LABEL)
-        if site:
-            state.node_site[name] = site
-        state.wake(site)
-
-    @kopf.on.event("pods", id="pod_changed", registry=registry)
-    async def pod_changed(
-        labels: Mapping[str, str], spec: Mapping[str, Any], memo: kopf.Memo, **_: Any
-    ) -> None:
-        state = _state(memo)
-        site = (
-            labels.get(SITE_LABEL)
-            if LEASE_LABEL in labels
-            else state.node_site.get(spec.get("nodeName") or "")
-        )
-        if site is not None or LEASE_LABEL in labels:
-            state.wake(site)
 
     @kopf.on.event(*BUDGETS, id="budget_changed", registry=registry)
     async def budget_changed(spec: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
@@ -280,16 +250,7 @@ def build_registry() -> kopf.OperatorRegistry:
         state = _state(memo)
         state.loop = asyncio.get_running_loop()
         waker = state.wakers.setdefault(name, asyncio.Event())
-        indexes = {
-            k: kwargs[k]
-            for k in (
-                "nodes_by_site",
-                "pods_by_node",
-                "lease_pods_by_site",
-                "leases_by_site",
-                "budgets_by_site",
-            )
-        }
+        indexes = {k: kwargs[k] for k in ("leases_by_site", "budgets_by_site")}
         sites = kwargs["sites_by_name"]
         grace = state.act_after - time.monotonic()
         if grace > 0:
@@ -306,7 +267,8 @@ def build_registry() -> kopf.OperatorRegistry:
                 started = time.perf_counter()
                 try:
                     reconciler = state.ensure_client()
-                    result = await reconciler.reconcile(site, gather(name, site, indexes))
+                    view = await state.ensure_view()
+                    result = await reconciler.reconcile(site, gather(name, site, view, indexes))
                     state.reconciles += 1
                     delay = (result.wake_at - reconciler.clock()).total_seconds()
                     if state.metrics is not None:
@@ -322,10 +284,10 @@ def build_registry() -> kopf.OperatorRegistry:
             state.wakers.pop(name, None)
 
     @kopf.on.delete(*SITES, id="site_deleted", registry=registry)
-    async def site_deleted(name: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
-        nodes_by_site = kwargs["nodes_by_site"]
+    async def site_deleted(name: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> None:
         state = _state(memo)
         reconciler = state.ensure_client()
+        view = await state.ensure_view()
         if state.metrics is not None:
             state.metrics.forget(name)
         policy = ((spec.get("behavior") or {}).get("onDelete")) or "Release"
@@ -334,7 +296,7 @@ def build_registry() -> kopf.OperatorRegistry:
             return
         selector = ((spec.get("nodeSelector") or {}).get("matchLabels") or {}).get(SITE_LABEL, name)
         released = 0
-        for node in list(nodes_by_site.get(selector, ())):
+        for node in list(view.nodes_by_site.get(selector, {}).values()):
             annotations = node["metadata"].get("annotations") or {}
             taints = (node.get("spec") or {}).get("taints") or []
             if CURTAILED_AT_ANNOTATION not in annotations and not any(

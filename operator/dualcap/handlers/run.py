@@ -34,6 +34,7 @@ async def operate(
     and pods watched; cluster-scoped resources are always watched."""
     memo = kopf.Memo()
     memo.dualcap = state = state or State()
+    state.namespaces = list(namespaces)
     if state.metrics is None:
         state.metrics = Metrics(state.clock)
     if metrics_port:

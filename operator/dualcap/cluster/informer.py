@@ -1,0 +1,247 @@
+"""The operator's own view of Nodes and Pods: list + watch, slim projections, by site.
+
+kopf serves Sites, PowerBudgets and ComputeLeases (a few hundred objects). Nodes and Pods
+are thousands to tens of thousands, and kopf's per-object machinery does not scale to them:
+before its indexes are complete every object's worker waits on one condition that every
+other object notifies, quadratic on a cold start (2,500 objects took 47 s; 25,000 would
+take hours), and about a millisecond per watch event after that. Nor does a kopf index
+drop what a re-list no longer has.
+
+An informer here is what client-go's is: one LIST (paged), then a WATCH from its
+resourceVersion with bookmarks; a closed stream resumes from the last resourceVersion; a
+410 Gone re-lists, and the re-list *replaces* the view (what it lacks is gone). Every
+change calls ``on_change`` (the handlers wake the site it belongs to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dualcap.api.common import LEASE_LABEL, SITE_LABEL
+from dualcap.cluster import projections
+from dualcap.cluster.client import Client, StreamError
+from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION
+
+log = logging.getLogger("dualcap")
+Obj = dict[str, Any]
+Key = tuple[str, str]  # namespace, name
+PAGE = 500
+WATCH_SECONDS = 300  # the server closes a watch after this; it resumes from its last RV
+
+
+class Gone(Exception):
+    """410: the resourceVersion is older than the server's history; re-list."""
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Client,
+        path: str,
+        project: Callable[[Mapping[str, Any]], Obj],
+        on_change: Callable[[str, Obj | None, Obj | None], None],
+        name: str,
+    ):
+        self.client, self.path, self.project, self.on_change = client, path, project, on_change
+        self.name = name
+        self.items: dict[Key, Obj] = {}
+        self.synced = asyncio.Event()
+        self.relists = 0
+        self._rv = ""
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> Key:
+        meta = obj.get("metadata") or {}
+        return (str(meta.get("namespace") or ""), str(meta.get("name")))
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                if not self._rv:
+                    await self._list()
+                await self._watch()
+                backoff = 0.5
+            except Gone:
+                self._rv = ""  # re-list
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # the API is down or slow: keep the view, retry
+                log.warning("%s: watch failed (%s); retrying in %.1fs", self.name, err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _list(self) -> None:
+        fresh: dict[Key, Obj] = {}
+        cont = ""
+        while True:
+            params = {"limit": str(PAGE)}
+            if cont:
+                params["continue"] = cont
+            resp = await self.client.request("GET", self.path, params=params)
+            if resp.code == 410:
+                cont = ""  # the continue token expired: start the listing again
+                fresh.clear()
+                continue
+            if not resp.ok:
+                raise RuntimeError(f"list {self.path}: {resp.code} {resp.message}")
+            body = resp.body
+            for item in body.get("items") or []:
+                obj = self.project(item)
+                fresh[self.key(obj)] = obj
+            meta = body.get("metadata") or {}
+            cont = meta.get("continue") or ""
+            if not cont:
+                rv = str(meta.get("resourceVersion") or "")
+                break
+        old = self.items
+        self.items = fresh
+        for key, obj in fresh.items():
+            before = old.get(key)
+            if before is None or before.get("metadata", {}).get("resourceVersion") != obj[
+                "metadata"
+            ].get("resourceVersion"):
+                self.on_change("ADDED" if before is None else "MODIFIED", obj, before)
+        for key in old.keys() - fresh.keys():
+            self.on_change("DELETED", None, old[key])  # gone while we were not watching
+        if self.synced.is_set():
+            self.relists += 1
+        self._rv = rv
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        params = {
+            "watch": "1",
+            "resourceVersion": self._rv,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        try:
+            async for event in self.client.stream(self.path, params, WATCH_SECONDS + 30):
+                self._event(event)
+        except StreamError as err:
+            if err.code == 410:
+                raise Gone() from None
+            raise
+
+    def _event(self, event: Obj) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise RuntimeError(f"watch {self.path}: {obj.get('message')}")
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self._rv = str(rv)
+        if kind == "BOOKMARK":
+            return
+        slim = self.project(obj)
+        key = self.key(slim)
+        before = self.items.get(key)
+        if kind == "DELETED":
+            self.items.pop(key, None)
+            self.on_change(kind, None, before or slim)
+        else:
+            self.items[key] = slim
+            self.on_change(str(kind), slim, before)
+
+
+class ClusterView:
+    """Nodes and Pods, kept by the informers, indexed the way the site loops read them."""
+
+    def __init__(self, client: Client, wake: Callable[[str | None], None], namespaces: list[str]):
+        self.wake = wake
+        self.nodes_by_site: dict[str, dict[str, Obj]] = {}
+        self.pods_by_node: dict[str, dict[Key, Obj]] = {}
+        self.lease_pods_by_site: dict[str, dict[Key, Obj]] = {}
+        self.node_site: dict[str, str] = {}
+        self.informers = [Informer(client, "/api/v1/nodes", projections.node, self._node, "nodes")]
+        pod_paths = (
+            [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces]
+            if namespaces
+            else ["/api/v1/pods"]
+        )
+        self.informers += [
+            Informer(client, path, projections.pod, self._pod, f"pods {path}") for path in pod_paths
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(i.run(), name=i.name) for i in self.informers]
+
+    async def synced(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.informers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    @property
+    def relists(self) -> int:
+        return sum(i.relists for i in self.informers)
+
+    # --- indexes, kept on every change -------------------------------------------------
+    def _node(self, kind: str, obj: Obj | None, old: Obj | None) -> None:
+        if old is not None:
+            label = (old["metadata"].get("labels") or {}).get(SITE_LABEL, "")
+            self.nodes_by_site.get(label, {}).pop(old["metadata"]["name"], None)
+        site = None
+        if obj is not None:
+            name = obj["metadata"]["name"]
+            label = (obj["metadata"].get("labels") or {}).get(SITE_LABEL, "")
+            self.nodes_by_site.setdefault(label, {})[name] = obj
+            site = label or None
+            if site:
+                self.node_site[name] = site
+        if site is None and old is not None:
+            site = (old["metadata"].get("labels") or {}).get(SITE_LABEL) or None
+        if site:
+            self.wake(site)
+        elif self.custom_selectors:  # some Site selects nodes without the site label
+            self.wake(None)
+
+    custom_selectors = False
+
+    def _pod_node(self, pod: Obj) -> str | None:
+        return (pod.get("spec") or {}).get("nodeName") or (
+            pod["metadata"].get("annotations") or {}
+        ).get(PLANNED_NODE_ANNOTATION)
+
+    def _pod(self, kind: str, obj: Obj | None, old: Obj | None) -> None:
+        for pod, add in ((old, False), (obj, True)):
+            if pod is None:
+                continue
+            key = Informer.key(pod)
+            node = self._pod_node(pod)
+            labels = pod["metadata"].get("labels") or {}
+            lease_site = labels.get(SITE_LABEL) if LEASE_LABEL in labels else None
+            if add:
+                if node:
+                    self.pods_by_node.setdefault(node, {})[key] = pod
+                if lease_site:
+                    self.lease_pods_by_site.setdefault(lease_site, {})[key] = pod
+            else:
+                if node:
+                    self.pods_by_node.get(node, {}).pop(key, None)
+                if lease_site:
+                    self.lease_pods_by_site.get(lease_site, {}).pop(key, None)
+        pod = obj or old
+        assert pod is not None
+        labels = pod["metadata"].get("labels") or {}
+        if LEASE_LABEL in labels:
+            self.wake(labels.get(SITE_LABEL))
+        else:
+            node = self._pod_node(pod)
+            site = self.node_site.get(node or "")
+            if site:
+                self.wake(site)

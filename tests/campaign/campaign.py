@@ -188,8 +188,18 @@ class Run:
         self._over_since: float | None = None
         self._last: dict[str, tuple[float, float]] = {}
 
-    # -- the invariant checked on every write (DESIGN §8) -------------------------------
-    def monitor(self, *_: Any) -> None:
+    # -- the invariants checked on every write (DESIGN §8) ------------------------------
+    def monitor(self, rt: Any = None, kind: str = "", obj: Any = None, old: Any = None) -> None:
+        # The operator never writes a user's spec (its writes are status, kopf's metadata).
+        if (
+            rt is not None
+            and rt.group == "dualcap.io"
+            and old is not None
+            and obj is not None
+            and WRITER.get().startswith(("dualcap/", "kopf"))
+            and obj.get("spec") != old.get("spec")
+        ):
+            self.violations.append(f"the operator changed the spec of {rt.kind} {obj['metadata']['name']}")  # fmt: skip
         self._monitor.check()
         while self._monitor.violations:
             self.violations.append("envelope: " + self._monitor.violations.pop())

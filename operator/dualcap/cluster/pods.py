@@ -38,6 +38,11 @@ def check_template(template: dict[str, Any]) -> None:
             raise TemplateRejected(
                 f"volume {volume.get('name')!r} is a hostPath: lease pods may not mount the node's files"
             )
+        sources = ((volume.get("projected") or {}).get("sources")) or []
+        if any("serviceAccountToken" in (src or {}) for src in sources):
+            raise TemplateRejected(
+                f"volume {volume.get('name')!r} projects a service account token: lease pods run without one"
+            )
     for container in [
         *(spec.get("containers") or []),
         *(spec.get("initContainers") or []),

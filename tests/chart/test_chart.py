@@ -172,7 +172,7 @@ USED = {
     ("", "events", "create"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-    ("dualcap.io", "sites", "list"), ("dualcap.io", "sites", "watch"),
+    ("dualcap.io", "sites", "get"), ("dualcap.io", "sites", "list"), ("dualcap.io", "sites", "watch"),
     ("dualcap.io", "sites", "patch"),
     ("dualcap.io", "powerbudgets", "list"), ("dualcap.io", "powerbudgets", "watch"),
     ("dualcap.io", "computeleases", "list"), ("dualcap.io", "computeleases", "watch"),

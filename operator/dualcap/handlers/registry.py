@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +57,10 @@ class State:
     reconciler: Reconciler | None = None
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     lease_site: dict[tuple[str, str], str] = field(default_factory=dict)
+    sites: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> Site
+    leases: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    budgets: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # by siteRef
+    budget_site: dict[str, str] = field(default_factory=dict)
     reconciles: int = 0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     safety_period: timedelta = timedelta(seconds=60)
@@ -141,17 +145,11 @@ def settings(
     return s
 
 
-def _one(values: Iterable[Any] | None) -> Any:
-    for value in values or ():
-        return value
-    return None
-
-
 def gather(
-    name: str, site: Mapping[str, Any], view: ClusterView, indexes: Mapping[str, Any]
+    name: str, site: Mapping[str, Any], view: ClusterView, state: State
 ) -> list[dict[str, Any]]:
     """The objects a site's plan reads (the site itself excluded): its nodes and their
-    pods and its lease pods from the informers, its leases and budgets from kopf's indexes."""
+    pods and its lease pods from the informers, its leases and budgets from kopf's events."""
     selector = ((site.get("spec") or {}).get("nodeSelector") or {}).get("matchLabels") or {}
     custom = (site.get("spec") or {}).get("nodeSelector") is not None and SITE_LABEL not in selector
     label = selector.get(SITE_LABEL, name)
@@ -171,8 +169,8 @@ def gather(
         if key not in seen:
             seen.add(key)
             objects.append(pod)
-    objects += list(indexes["leases_by_site"].get(name, ()))
-    objects += list(indexes["budgets_by_site"].get(name, ()))
+    objects += list(state.leases.get(name, {}).values())
+    objects += list(state.budgets.get(name, {}).values())
     return objects
 
 
@@ -199,23 +197,37 @@ def build_registry() -> kopf.OperatorRegistry:
 
     # --- indexes -------------------------------------------------------------------------
 
-    @kopf.index(*LEASES, id="leases_by_site", registry=registry)
-    async def leases_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {str(spec.get("siteRef")): _plain(body)}
+    # --- what the site loops read, kept from the events (no kopf indexes: with any index,
+    # kopf holds every object's worker until all are indexed, quadratic on a cold start) --
 
-    @kopf.index(*BUDGETS, id="budgets_by_site", registry=registry)
-    async def budgets_by_site(spec: Mapping[str, Any], body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {str(spec.get("siteRef")): _plain(body)}
-
-    @kopf.index(*SITES, id="sites_by_name", registry=registry)
-    async def sites_by_name(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-        return {name: _plain(body)}
-
-    # --- wake-ups ------------------------------------------------------------------------
+    @kopf.on.event(*SITES, id="site_changed", registry=registry)
+    async def site_changed(
+        name: str, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
+    ) -> None:
+        state = _state(memo)
+        if type == "DELETED":
+            state.sites.pop(name, None)
+        else:
+            state.sites[name] = _plain(body)
+        state.wake(name)
 
     @kopf.on.event(*BUDGETS, id="budget_changed", registry=registry)
-    async def budget_changed(spec: Mapping[str, Any], memo: kopf.Memo, **_: Any) -> None:
-        _state(memo).wake(str(spec.get("siteRef")))
+    async def budget_changed(
+        name: str, spec: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
+    ) -> None:
+        state = _state(memo)
+        site = str(spec.get("siteRef"))
+        before = state.budget_site.get(name)
+        if before is not None and before != site:
+            state.budgets.get(before, {}).pop(name, None)
+            state.wake(before)
+        if type == "DELETED":
+            state.budgets.get(site, {}).pop(name, None)
+            state.budget_site.pop(name, None)
+        else:
+            state.budgets.setdefault(site, {})[name] = _plain(body)
+            state.budget_site[name] = site
+        state.wake(site)
 
     @kopf.on.event(*LEASES, id="lease_changed", registry=registry)
     async def lease_changed(
@@ -224,21 +236,29 @@ def build_registry() -> kopf.OperatorRegistry:
         spec: kopf.Spec,
         status: kopf.Status,
         meta: kopf.Meta,
+        body: kopf.Body,
         memo: kopf.Memo,
         type: str,
-        **kwargs: Any,
+        **_: Any,
     ) -> None:
-        sites_by_name = kwargs["sites_by_name"]
         namespace = namespace or "default"
+        key = (namespace, name)
         state = _state(memo)
         site = str(spec.get("siteRef"))
-        before = state.lease_site.get((namespace, name))
-        state.lease_site[(namespace, name)] = site
+        before = state.lease_site.get(key)
         if before and before != site:
+            state.leases.get(before, {}).pop(key, None)
             state.wake(before)  # its pods there are now orphans to remove
-        if site in sites_by_name:
+        if type == "DELETED":
+            state.leases.get(site, {}).pop(key, None)
+            state.lease_site.pop(key, None)
             state.wake(site)
-        elif type != "DELETED":
+            return
+        state.leases.setdefault(site, {})[key] = _plain(body)
+        state.lease_site[key] = site
+        if site in state.sites:
+            state.wake(site)
+        else:
             await _report_unknown_site(state, name, namespace, site, status, meta)
 
     # --- the site loop -------------------------------------------------------------------
@@ -250,8 +270,6 @@ def build_registry() -> kopf.OperatorRegistry:
         state = _state(memo)
         state.loop = asyncio.get_running_loop()
         waker = state.wakers.setdefault(name, asyncio.Event())
-        indexes = {k: kwargs[k] for k in ("leases_by_site", "budgets_by_site")}
-        sites = kwargs["sites_by_name"]
         grace = state.act_after - time.monotonic()
         if grace > 0:
             log.info("site %s: waiting %.0fs to see peering operators before acting", name, grace)
@@ -259,7 +277,7 @@ def build_registry() -> kopf.OperatorRegistry:
         try:
             while not stopped:
                 waker.clear()
-                site = _one(sites.get(name))
+                site = state.sites.get(name)
                 if site is None:
                     await _wait(waker, stopped, 1.0)
                     continue
@@ -268,7 +286,7 @@ def build_registry() -> kopf.OperatorRegistry:
                 try:
                     reconciler = state.ensure_client()
                     view = await state.ensure_view()
-                    result = await reconciler.reconcile(site, gather(name, site, view, indexes))
+                    result = await reconciler.reconcile(site, gather(name, site, view, state))
                     state.reconciles += 1
                     delay = (result.wake_at - reconciler.clock()).total_seconds()
                     if state.metrics is not None:
@@ -356,6 +374,10 @@ async def _report_unknown_site(
     ):
         return
     reconciler = state.ensure_client()
+    # The Sites' events may not all have come yet (a cold start): ask the API itself.
+    found = await reconciler.client.request("GET", f"/apis/{API_VERSION}/sites/{site}")
+    if found.code != 404:
+        return  # it exists (its loop will take the lease), or we cannot tell now
     now = datetime.now(UTC)
     message = f"no Site {site!r}: the lease waits until it exists"
     wanted = {

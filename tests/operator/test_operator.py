@@ -390,3 +390,35 @@ async def test_deleting_the_site_releases_its_controllers(site: Running) -> None
         CURTAILED_AT_ANNOTATION in (n["metadata"].get("annotations") or {})
         for n in nodes(sb).values()
     )
+
+
+async def test_stale_telemetry_is_counted_at_full_power(site: Running) -> None:
+    """A node whose kubelet stops reporting (NotReady: its status is stale) counts at full
+    power; dualcap neither resumes it nor spends the power it might be drawing."""
+    sb, clock = site.sb, site.clock
+    await site.settle()
+    await set_event(sb, 20_000, clock)
+    await site.settle()
+    stale = sorted(curtailed(sb))[0]
+    assert sb.cluster is not None
+    # The node going stale raises the committed draw by itself, not by dualcap's doing.
+    site.monitor.blame = lambda: False
+    sb.cluster.set_node_ready(stale, False)
+    site.monitor.blame = None
+    clock.advance(minutes=10)  # past minCurtailedSeconds: resuming is allowed again
+    await set_event(sb, None, clock)
+    for _ in range(8):  # ramp-limited resume, a minute at a time
+        clock.advance(minutes=1)
+        site.state.wake(SITE)
+        await asyncio.sleep(0.3)
+
+    async def counted():
+        rt = sb.store.rt("dualcap.io", "sites")
+        status = (sb.store.get(rt, None, SITE) or {}).get("status") or {}
+        return status if (status.get("controllers") or {}).get("unready") == 1 else None
+
+    status = await wait_for(counted, timeout=15, what="the stale node counted as unready")
+    assert stale in curtailed(sb)  # not resumed on stale data
+    assert status["committedKW"] <= status["limitKW"]
+    # Its full power is in the committed draw: every other controller cannot also mine.
+    assert status["controllers"]["mining"] <= 23

@@ -40,6 +40,7 @@ from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, LEA
 from dualcap.planning import build_fleet, plan
 from dualcap.sandbox.app import Sandbox
 from dualcap.sandbox.cluster import Behaviour
+from tests.operator.conftest import Monitor, cluster_objects
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "tx-rockdale-1"
@@ -161,14 +162,6 @@ class Operator:
         return self.proc.pid if self.proc else -1
 
 
-def cluster_objects(sb: Sandbox) -> list[dict[str, Any]]:
-    out = []
-    for rt in sb.store.types():
-        if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod"):
-            out.extend(sb.store.list_objects(rt))
-    return out
-
-
 def marked(node: dict[str, Any]) -> bool:
     ann = node["metadata"].get("annotations") or {}
     taints = (node.get("spec") or {}).get("taints") or []
@@ -227,7 +220,6 @@ class Run:
 
     async def run(self) -> list[str]:
         from dualcap.cli import load_objects
-        from tests.operator.conftest import Monitor
 
         self.sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.2), bookmark_seconds=1.0)
         await self.sb.start()

@@ -31,6 +31,7 @@ from typing import Any
 import kopf
 
 from dualcap.cluster.client import Client, Response
+from tests.sandbox.conftest import wait_for
 
 NS = "dualcap-e2e"
 SITE = "e2e"
@@ -71,14 +72,7 @@ async def ok(resp: Awaitable[Response], *allowed: int) -> Any:
 
 
 async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.25)
+    return await wait_for(check, timeout=timeout, interval=0.25, what=what)
 
 
 @asynccontextmanager

@@ -83,12 +83,16 @@ simulate: $(STAMP) ## the planner over the two example scenarios; charts in buil
 	$(BIN)/dualcap simulate examples/scenarios/ercot-scarcity-2023-08-17.yaml -o build/scarcity.png
 
 .PHONY: bench
-bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator); they print figures
+bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator limit drop); they print figures
 	$(BIN)/python bench/bench_plan.py
 	@echo
 	$(BIN)/python bench/bench_sandbox.py
 	@echo
 	$(BIN)/python bench/bench_operator.py
+
+.PHONY: bench-scale
+bench-scale: $(STAMP) ## the scale benchmark: 40 sites, 5,000 nodes, 20,000 pods (several minutes)
+	$(BIN)/python bench/bench_scale.py
 
 .PHONY: run
 run: $(STAMP) ## the operator against the current kubeconfig (KUBECONFIG), e.g. a `make sandbox`

@@ -505,11 +505,23 @@ class Run:
         for key, n in pods.items():
             if key not in lease_keys:
                 self.violations.append(f"settled: {n} orphaned pods of deleted lease {key}")
+        # Above the limit once settled only when nothing controllable is left: every
+        # controller curtailed (or held by a person, or NotReady) and no preemptible lease
+        # running; the fixed load, idle GPU nodes and guaranteed leases are not shed.
         limit = p.limit_kw or 0.0
-        held_kw = sum(c.committed_it_kw for c in build_fleet(objects).sites[SITE].controllers if c.name in self.cordoned)  # fmt: skip
-        if p.committed_kw > limit + 1e-6 and held_kw == 0:
+        snap = build_fleet(objects).sites[SITE]
+        dispatchable_mining = [
+            c.name for c in snap.controllers if c.dispatchable and c.name in mining
+        ]
+        preemptible_running = [
+            d.lease.key
+            for d in p.leases
+            if d.runs and d.lease.spec is not None and d.lease.spec.preemptible
+        ]
+        if p.committed_kw > limit + 1e-6 and (dispatchable_mining or preemptible_running):
             self.violations.append(
                 f"settled: committed {p.committed_kw:,.0f} kW above the limit {limit:,.0f} kW"
+                f" with {len(dispatchable_mining)} controllers mining and {len(preemptible_running)} preemptible leases running"
             )
         self.safety("settled")
 

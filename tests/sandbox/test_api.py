@@ -291,8 +291,10 @@ async def test_watch_too_old_is_gone(client, sandbox) -> None:
     _, a = await client.post(NODES, node("a"))
     await client.post(NODES, node("b"))
     sandbox.store.compact()
+    # As the API server: the watch opens, its one event is an ERROR with the 410 Status.
     (event,) = await client.watch(NODES, {"resourceVersion": a["metadata"]["resourceVersion"]}, 1)
-    assert event["code"] == 410 and event["object"]["reason"] == "Expired"
+    assert event["type"] == "ERROR"
+    assert event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
 
 
 async def test_patches(client) -> None:

@@ -467,7 +467,20 @@ class Api:
             if raw_rv and raw_rv.isdigit() and raw_rv != "0"
             else None
         )
-        watcher, backlog = self.store.watch(t.rt, t.namespace, since)
+        try:
+            watcher, backlog = self.store.watch(t.rt, t.namespace, since)
+        except ApiError as err:
+            if err.code != 410:
+                raise
+            # As the API server does: the watch opens (200), and its one event is an ERROR
+            # carrying the 410 Status; the client re-lists.
+            gone = web.StreamResponse(
+                headers={"Content-Type": JSON, "Transfer-Encoding": "chunked"}
+            )
+            await gone.prepare(request)
+            await gone.write(_dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+            await gone.write_eof()
+            return gone
         timeout = float(q.get("timeoutSeconds") or 1800)
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
         response = web.StreamResponse(

@@ -1,4 +1,5 @@
 -- Argo CD health of a dualcap ComputeLease: by phase, after kstatus' observedGeneration
+-- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 -- and Stalled. Pending and Admitted leases progress; a preempted one is Suspended until
 -- power returns; Running and Completed are healthy; Failed is degraded.
 local hs = {}

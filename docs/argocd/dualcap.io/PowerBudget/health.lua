@@ -1,4 +1,5 @@
 -- Argo CD health of a dualcap PowerBudget (kstatus conditions: Ready, Stalled).
+-- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 local hs = {}
 local function condition(obj, type)
   if obj.status == nil or obj.status.conditions == nil then return nil end

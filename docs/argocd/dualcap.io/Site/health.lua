@@ -1,4 +1,5 @@
 -- Argo CD health of a dualcap Site (kstatus conditions: Ready, Reconciling, Stalled,
+-- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 -- plus WithinEnvelope).
 local hs = {}
 local function condition(obj, type)

@@ -1,7 +1,7 @@
 -- Argo CD health of a dualcap ComputeLease: by phase, after kstatus' observedGeneration
--- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 -- and Stalled. Pending and Admitted leases progress; a preempted one is Suspended until
 -- power returns; Running and Completed are healthy; Failed is degraded.
+-- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 local hs = {}
 local function condition(obj, type)
   if obj.status == nil or obj.status.conditions == nil then return nil end

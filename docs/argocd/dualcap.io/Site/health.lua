@@ -1,6 +1,6 @@
 -- Argo CD health of a dualcap Site (kstatus conditions: Ready, Reconciling, Stalled,
--- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 -- plus WithinEnvelope).
+-- Self-contained: Argo CD takes one script per kind, so `condition` is repeated in each.
 local hs = {}
 local function condition(obj, type)
   if obj.status == nil or obj.status.conditions == nil then return nil end

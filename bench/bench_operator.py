@@ -160,13 +160,6 @@ async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
                             last.append(time.perf_counter())
 
             watcher = asyncio.create_task(watch())
-            spies = []
-            if os.environ.get("BENCH_PROFILE"):  # py-spy on both processes during the drop
-                for who, pid in (("operator", op.pid), ("sandbox", sb.proc.pid)):
-                    out = f"{os.environ['BENCH_PROFILE']}-{who}.txt"
-                    cmd = ["py-spy", "record", "--pid", str(pid), "-d", "3", "-r", "200"]
-                    cmd += ["--format", "raw", "-o", out]
-                    spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))  # noqa: ASYNC220
             await asyncio.sleep(0.5)
             t0 = time.perf_counter()
             async with s.patch(
@@ -184,8 +177,6 @@ async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
                 if time.perf_counter() - t0 > 120:
                     raise SystemExit(f"the operator did not curtail: {json.dumps(status)[:500]}")
             watcher.cancel()
-            for spy in spies:
-                spy.wait(30)
             assert len(nodes) >= CONTROLLERS
             print(
                 f"  operator: first curtail accepted {(last[0] - t0) * 1000:.0f} ms after the budget patch"

@@ -94,27 +94,10 @@ def rss_mb(pid: int) -> float:
 async def run(url: str, kubeconfig: Path, limits: dict[str, float]) -> None:
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     start = time.perf_counter()
-    spy = os.environ.get("BENCH_PROFILE")  # py-spy the operator's cold start into this file
     op = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
         [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--metrics-port", "0", "-q"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    if spy:
-        cmd = [
-            "py-spy",
-            "record",
-            "--pid",
-            str(op.pid),
-            "-d",
-            "20",
-            "-r",
-            "100",
-            "--format",
-            "raw",
-            "-o",
-            spy,
-        ]
-        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
             while True:

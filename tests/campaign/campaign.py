@@ -40,7 +40,7 @@ from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, LEA
 from dualcap.planning import build_fleet, plan
 from dualcap.sandbox.app import Sandbox
 from dualcap.sandbox.cluster import Behaviour
-from tests.operator.conftest import Monitor, cluster_objects
+from tests.operator.conftest import Monitor, cluster_objects, operator_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "tx-rockdale-1"
@@ -140,13 +140,7 @@ class Operator:
         self.starts = 0
 
     def start(self) -> None:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dualcap", "run", "--liveness", "none",
-                 "--metrics-port", "0", "--log-format", "plain"],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+        self.proc = operator_process(str(self.kubeconfig), self.log)
         self.starts += 1
 
     def kill(self) -> None:

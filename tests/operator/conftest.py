@@ -4,17 +4,19 @@ drives, and a monitor that checks the envelope invariant on every change of the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dualcap.handlers.registry import State
-from dualcap.handlers.run import operate
+from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
 from dualcap.planning.envelope import evaluate
 from dualcap.planning.snapshot import ControllerState
@@ -100,51 +102,23 @@ class Monitor:
 
 @dataclass
 class Running:
-    """The operator in its own thread and event loop, as it would be in its own process
-    (kopf cancels every task of its loop when it stops)."""
+    """The operator in its own thread and event loop, as it would be in its own process,
+    with the test's clock and the sandbox it runs against."""
 
     sb: Sandbox
     state: State
     clock: Clock
     monitor: Monitor
-    thread: threading.Thread | None = None
-    stop: threading.Event | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _task: asyncio.Task[None] | None = None
+    thread: OperatorThread | None = None
 
     async def start(self) -> None:
         self.state = State(clock=self.clock, safety_period=self.state.safety_period)
-        self.stop = threading.Event()
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()  # type: ignore[assignment]
-            await operate(liveness=None, stop_flag=self.stop, ready_flag=ready, state=self.state)
-
-        def target() -> None:
-            with contextlib.suppress(asyncio.CancelledError):
-                asyncio.run(main())
-
-        self.thread = threading.Thread(target=target, name="operator", daemon=True)
-        self.thread.start()
-        assert await asyncio.to_thread(ready.wait, 30), "the operator did not start"
-
-    async def kill(self) -> None:
-        """Stop at once, as a crash would (no graceful shutdown)."""
-        if self._loop and self._task:
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        if self.thread:
-            await asyncio.to_thread(self.thread.join, 20)
-            self.thread = None
+        self.thread = OperatorThread(self.state)
+        await asyncio.to_thread(self.thread.start)
 
     async def shutdown(self) -> None:
-        if self.stop:
-            self.stop.set()
         if self.thread:
-            await asyncio.to_thread(self.thread.join, 20)
-            if self.thread.is_alive():
-                await self.kill()
+            await asyncio.to_thread(self.thread.stop)
             self.thread = None
 
     def _observed(self, site: str) -> bool:
@@ -222,3 +196,14 @@ async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     finally:
         await running.shutdown()
         assert monitor.violations == [], monitor.violations[:3]
+
+
+def operator_process(kubeconfig: str | None, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A real `dualcap run` process (a kill is a kill), its output appended to ``log``."""
+    env = dict(os.environ) if kubeconfig is None else dict(os.environ, KUBECONFIG=kubeconfig)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--metrics-port", "0",
+             "--log-format", "plain", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip

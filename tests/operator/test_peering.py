@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from dualcap.sandbox.app import Sandbox
+from tests.operator.conftest import operator_process
 from tests.operator.test_operator import curtailed, set_event
 from tests.operator.test_restart import settled, site_status
 from tests.sandbox.conftest import wait_for
@@ -25,12 +25,7 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "dualcap"
 
 
 def start(priority: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--metrics-port", "0",
-             "--log-format", "plain", "--peering", "dualcap", "--priority", str(priority)],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
+    return operator_process(None, log, "--peering", "dualcap", "--priority", str(priority))
 
 
 def pids_that_wrote(sb: Sandbox, since: dict[str, int]) -> set[int]:

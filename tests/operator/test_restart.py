@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,30 +17,9 @@ import pytest
 
 from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY
 from dualcap.sandbox.app import Sandbox
-from tests.operator.conftest import SITE, Monitor
+from tests.operator.conftest import SITE, Monitor, operator_process
 from tests.operator.test_operator import curtailed, lease_pods, nodes, set_event
 from tests.sandbox.conftest import wait_for
-
-
-def start_operator(log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dualcap",
-                "run",
-                "--liveness",
-                "none",
-                "--metrics-port",
-                "0",
-                "--log-format",
-                "plain",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
 
 
 def site_status(sb: Sandbox) -> dict[str, Any]:
@@ -80,7 +57,7 @@ async def test_killed_mid_batch_it_converges_with_no_duplicates_or_orphans(
     monitor = Monitor(sb, wall)
     sb.store.listeners.append(monitor.check)
     log = tmp_path / "operator.log"
-    op = start_operator(log)
+    op = operator_process(None, log)
     try:
         await wait_for(lambda: settled(sb, 1e9), timeout=60, what="the site to settle")
         pods_before = Counter(p["metadata"]["name"] for p in lease_pods(sb))
@@ -102,7 +79,7 @@ async def test_killed_mid_batch_it_converges_with_no_duplicates_or_orphans(
         sb.faults.clear()
         assert len(half) > 0, half
 
-        op = start_operator(log)
+        op = operator_process(None, log)
         await wait_for(lambda: settled(sb, 15_001), timeout=60, what="convergence after restart")
         status = site_status(sb)
         assert status["committedKW"] <= 15_000 * 0.99

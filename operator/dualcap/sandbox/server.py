@@ -61,8 +61,7 @@ class Target:
 class Audit:
     """Every request the API served: (verb, group, resource, subresource, namespaced)."""
 
-    requests: dict[tuple[str, str, str, str, bool], int] = field(default_factory=dict)
-    # the same by client: the User-Agent's product ("dualcap", "kopf", "kubectl", ...)
+    # by client: the User-Agent's product ("dualcap", "kopf", "kubectl", ...)
     by_agent: dict[tuple[str, str, str, str, str, bool], int] = field(default_factory=dict)
     writers: dict[str, int] = field(default_factory=dict)  # writes by full User-Agent
     # called with the User-Agent as a write arrives, before it is applied (fault injection:
@@ -73,13 +72,21 @@ class Audit:
         self, verb: str, rt: ResourceType, sub: str | None, namespaced: bool, agent: str = ""
     ) -> None:
         key = (verb, rt.group, rt.plural, sub or "", namespaced)
-        self.requests[key] = self.requests.get(key, 0) + 1
         product = agent.split("/", 1)[0].split(" ", 1)[0]
         self.by_agent[(product, *key)] = self.by_agent.get((product, *key), 0) + 1
         if verb in ("create", "update", "patch", "delete", "deletecollection"):
             self.writers[agent] = self.writers.get(agent, 0) + 1
             for hook in list(self.on_write):
                 hook(agent)
+
+    @property
+    def requests(self) -> dict[tuple[str, str, str, str, bool], int]:
+        """The same, whoever the client."""
+        out: dict[tuple[str, str, str, str, bool], int] = {}
+        for (_, verb, group, plural, sub, namespaced), n in self.by_agent.items():
+            key = (verb, group, plural, sub, namespaced)
+            out[key] = out.get(key, 0) + n
+        return out
 
 
 def _dumps(obj: Any) -> bytes:

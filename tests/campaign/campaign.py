@@ -360,7 +360,9 @@ class Run:
         elif step.kind == "outage":
             rule = sb.faults.add(path=r"^/(api|apis)(/|$)", code=503, times=-1)
             sb.faults.rules.insert(0, sb.faults.rules.pop())  # before any other rule
-            await asyncio.sleep(0.7)  # requests already past the faults (latency) land
+            # Requests already past the faults (sleeping in a latency rule of up to 0.6 s)
+            # land first; on a loaded machine that can take well over the latency itself.
+            await asyncio.sleep(2.0)
             writes = self.operator_writes()
             await asyncio.sleep(a["seconds"])
             sb.faults.rules.remove(rule)

@@ -30,7 +30,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dualcap.cluster.apply import _node_patch
+from dualcap.api.marks import curtail_patch
 from fleetgen import site_objects
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +192,7 @@ async def bare_side(sb: Sandbox, names: list[str]) -> float:
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
     async with aiohttp.ClientSession(connector=connector) as s:
         nodes = await tainted_nodes(s, sb.url)
-        bodies = {n: json.dumps(_node_patch(nodes[n], True, at)) for n in names}
+        bodies = {n: json.dumps(curtail_patch(nodes[n], at)) for n in names}
         bound = asyncio.Semaphore(CONCURRENCY)
 
         async def one(name: str) -> None:

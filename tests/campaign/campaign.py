@@ -36,7 +36,8 @@ from typing import Any
 
 import aiohttp
 
-from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, LEASE_LABEL
+from dualcap.api.common import LEASE_LABEL
+from dualcap.api.marks import is_marked
 from dualcap.planning import build_fleet, plan
 from dualcap.sandbox.app import Sandbox
 from dualcap.sandbox.cluster import Behaviour
@@ -156,12 +157,7 @@ class Operator:
         return self.proc.pid if self.proc else -1
 
 
-def marked(node: dict[str, Any]) -> bool:
-    ann = node["metadata"].get("annotations") or {}
-    taints = (node.get("spec") or {}).get("taints") or []
-    return CURTAILED_AT_ANNOTATION in ann or any(
-        t.get("key") == CURTAILED_TAINT_KEY for t in taints
-    )
+marked = is_marked
 
 
 class Run:

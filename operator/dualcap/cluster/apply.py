@@ -15,18 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, LEASE_LABEL
+from dualcap.api.common import LEASE_LABEL
 from dualcap.api.lease import ComputeLease
+from dualcap.api.marks import curtail_patch, resume_patch
 from dualcap.cluster.client import Client, Response
 from dualcap.cluster.pods import TemplateRejected, lease_pod
 from dualcap.planning.commands import Command, Kind
-from dualcap.planning.snapshot import RESUMED_AT_ANNOTATION
-
-CURTAIL_TAINT = {"key": CURTAILED_TAINT_KEY, "value": "true", "effect": "NoExecute"}
-
-
-def stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -40,31 +34,6 @@ class Outcome:
     failures: list[tuple[Command, str]] = field(default_factory=list)
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)  # lease -> why
     done: list[Command] = field(default_factory=list)
-
-
-def _node_patch(node: Mapping[str, Any], curtail: bool, at: datetime) -> dict[str, Any]:
-    taints = [
-        t
-        for t in (node.get("spec") or {}).get("taints") or []
-        if t.get("key") != CURTAILED_TAINT_KEY
-    ]
-    if curtail:
-        taints.append(dict(CURTAIL_TAINT))
-    annotations: dict[str, Any] = {}
-    existing = (node.get("metadata") or {}).get("annotations") or {}
-    if curtail:
-        annotations[CURTAILED_AT_ANNOTATION] = existing.get(CURTAILED_AT_ANNOTATION) or stamp(at)
-        annotations[RESUMED_AT_ANNOTATION] = None
-    else:
-        annotations[CURTAILED_AT_ANNOTATION] = None
-        annotations[RESUMED_AT_ANNOTATION] = stamp(at)
-    return {
-        "metadata": {
-            "resourceVersion": node["metadata"]["resourceVersion"],
-            "annotations": annotations,
-        },
-        "spec": {"unschedulable": True if curtail else None, "taints": taints or None},
-    }
 
 
 async def apply_commands(
@@ -85,9 +54,8 @@ async def apply_commands(
             if node is None:
                 outcome.failures.append((cmd, "node not in the operator's view"))
                 return
-            resp = await client.patch(
-                f"/api/v1/nodes/{cmd.name}", _node_patch(node, cmd.kind is Kind.CURTAIL, at)
-            )
+            patch = curtail_patch(node, at) if cmd.kind is Kind.CURTAIL else resume_patch(node, at)
+            resp = await client.patch(f"/api/v1/nodes/{cmd.name}", patch)
             _record(outcome, cmd, resp, ("Node", "", cmd.name))
         elif cmd.kind is Kind.CREATE_POD:
             assert cmd.namespace and cmd.lease and cmd.node and cmd.index is not None

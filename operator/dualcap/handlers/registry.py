@@ -28,19 +28,17 @@ import kopf
 
 from dualcap.api.common import (
     API_VERSION,
-    CURTAILED_AT_ANNOTATION,
-    CURTAILED_TAINT_KEY,
     GROUP,
     SITE_LABEL,
     VERSION,
 )
 from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
+from dualcap.api.marks import is_marked, release_patch
 from dualcap.cluster.client import Client
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import Reconciler
 from dualcap.cluster.status import set_conditions
-from dualcap.planning.snapshot import RESUMED_AT_ANNOTATION
 
 log = logging.getLogger("dualcap")
 SITES = (GROUP, VERSION, "sites")
@@ -315,21 +313,9 @@ def build_registry() -> kopf.OperatorRegistry:
         selector = ((spec.get("nodeSelector") or {}).get("matchLabels") or {}).get(SITE_LABEL, name)
         released = 0
         for node in list(view.nodes_by_site.get(selector, {}).values()):
-            annotations = node["metadata"].get("annotations") or {}
-            taints = (node.get("spec") or {}).get("taints") or []
-            if CURTAILED_AT_ANNOTATION not in annotations and not any(
-                t.get("key") == CURTAILED_TAINT_KEY for t in taints
-            ):
+            if not is_marked(node):
                 continue
-            patch = {
-                "metadata": {
-                    "annotations": {CURTAILED_AT_ANNOTATION: None, RESUMED_AT_ANNOTATION: None}
-                },
-                "spec": {
-                    "unschedulable": None,
-                    "taints": [t for t in taints if t.get("key") != CURTAILED_TAINT_KEY] or None,
-                },
-            }
+            patch = release_patch(node)
             resp = await reconciler.client.patch(f"/api/v1/nodes/{node['metadata']['name']}", patch)
             if not resp.ok and resp.code != 404:
                 raise kopf.TemporaryError(

@@ -24,7 +24,6 @@ import pydantic
 from dualcap.api.budget import PowerBudget
 from dualcap.api.common import (
     CURTAILED_AT_ANNOTATION,
-    CURTAILED_TAINT_KEY,
     HASHRATE_THS_ANNOTATION,
     IDLE_POWER_KW_ANNOTATION,
     LEASE_LABEL,
@@ -35,10 +34,10 @@ from dualcap.api.common import (
     parse_rfc3339,
 )
 from dualcap.api.lease import ComputeLease, ComputeLeaseSpec
+from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
 from dualcap.api.site import Site
 from dualcap.planning.quantity import parse_count
 
-RESUMED_AT_ANNOTATION = "dualcap.io/resumed-at"
 PLANNED_NODE_ANNOTATION = "dualcap.io/node"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -502,15 +501,14 @@ def _controller(node: Obj, site: Site, index: _Index, problems: list[Problem]) -
         if not pod_terminal(pod) and selector.matches(_meta(pod).get("labels"))
     )
     cordoned = bool(spec.get("unschedulable"))
-    tainted = any(t.get("key") == CURTAILED_TAINT_KEY for t in spec.get("taints") or [])
-    annotated = CURTAILED_AT_ANNOTATION in annotations
-    marked = annotated or tainted
+    marked = is_marked(node)
+    complete = marks_complete(node)
     if not node_ready(node):
         state = ControllerState.UNREADY
     elif cordoned and not marked:
         state = ControllerState.HELD
     elif marked:
-        confirmed = tainted and cordoned and annotated and mining_pods == 0
+        confirmed = complete and mining_pods == 0
         state = ControllerState.CURTAILED if confirmed else ControllerState.CURTAILING
     else:
         state = ControllerState.MINING
@@ -521,7 +519,7 @@ def _controller(node: Obj, site: Site, index: _Index, problems: list[Problem]) -
         state=state,
         mining_pods=mining_pods,
         marked=marked,
-        marks_complete=tainted and cordoned and annotated,
+        marks_complete=complete,
         curtailed_at=_time(annotations.get(CURTAILED_AT_ANNOTATION)),
         resumed_at=_time(annotations.get(RESUMED_AT_ANNOTATION)),
     )

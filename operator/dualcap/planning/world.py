@@ -13,20 +13,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from dualcap.api.common import (
-    CURTAILED_AT_ANNOTATION,
-    CURTAILED_TAINT_KEY,
-    LEASE_LABEL,
-    SITE_LABEL,
-)
+from dualcap.api.common import LEASE_LABEL, SITE_LABEL
+from dualcap.api.marks import curtail_patch, merge_patch, resume_patch
 from dualcap.planning.commands import Command, Kind
-from dualcap.planning.snapshot import RESUMED_AT_ANNOTATION
 
 Obj = dict[str, Any]
-
-
-def _stamp(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -58,17 +49,8 @@ def apply(
     miner_labels = miner_labels or {"app": "miner-agent"}
     for cmd in commands:
         if cmd.kind is Kind.CURTAIL:
-            node = by_key[("Node", "", cmd.name)]
-            spec = node.setdefault("spec", {})
-            spec["unschedulable"] = True
-            taints = [t for t in spec.get("taints") or [] if t.get("key") != CURTAILED_TAINT_KEY]
-            spec["taints"] = [
-                *taints,
-                {"key": CURTAILED_TAINT_KEY, "value": "true", "effect": "NoExecute"},
-            ]
-            ann = node["metadata"].setdefault("annotations", {})
-            ann.setdefault(CURTAILED_AT_ANNOTATION, _stamp(at))
-            ann.pop(RESUMED_AT_ANNOTATION, None)
+            key = ("Node", "", cmd.name)
+            by_key[key] = merge_patch(by_key[key], curtail_patch(by_key[key], at))
             if confirm:
                 for key in [
                     k
@@ -79,17 +61,8 @@ def apply(
                 ]:
                     del by_key[key]
         elif cmd.kind is Kind.RESUME:
-            node = by_key[("Node", "", cmd.name)]
-            spec = node.setdefault("spec", {})
-            spec.pop("unschedulable", None)
-            spec["taints"] = [
-                t for t in spec.get("taints") or [] if t.get("key") != CURTAILED_TAINT_KEY
-            ]
-            if not spec["taints"]:
-                del spec["taints"]
-            ann = node["metadata"].setdefault("annotations", {})
-            ann.pop(CURTAILED_AT_ANNOTATION, None)
-            ann[RESUMED_AT_ANNOTATION] = _stamp(at)
+            key = ("Node", "", cmd.name)
+            by_key[key] = merge_patch(by_key[key], resume_patch(by_key[key], at))
             pod = miner_pod(cmd.name, miner_labels)
             by_key[_key(pod)] = pod
         elif cmd.kind is Kind.CREATE_POD:

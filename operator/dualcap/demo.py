@@ -326,7 +326,7 @@ async def play(
     max_phase_seconds: float = 20.0,
 ) -> Ledger:
     from dualcap.cli import load_objects
-    from dualcap.handlers.registry import State
+    from dualcap.cluster.operator import Operator
     from dualcap.handlers.run import OperatorThread
     from dualcap.sandbox.app import Sandbox
     from dualcap.sandbox.cluster import Behaviour
@@ -343,7 +343,7 @@ async def play(
     crds = examples.parent / "crds"
     sb.load_objects(load_objects(str(crds)))
     sb.load_objects(load_objects(str(examples)))
-    state = State(clock=clock, safety_period=timedelta(seconds=30))
+    state = Operator(clock=clock, safety_period=timedelta(seconds=30))
     op = OperatorThread(state)
     view = View(out, live)
     ledger = Ledger()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dualcap.handlers.registry import State
+from dualcap.cluster.operator import Operator
 from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
 from dualcap.planning.envelope import evaluate
@@ -106,13 +106,17 @@ class Running:
     with the test's clock and the sandbox it runs against."""
 
     sb: Sandbox
-    state: State
+    state: Operator
     clock: Clock
     monitor: Monitor
     thread: OperatorThread | None = None
 
     async def start(self) -> None:
-        self.state = State(clock=self.clock, safety_period=self.state.safety_period)
+        self.state = Operator(
+            clock=self.clock,
+            safety_period=self.state.safety_period,
+            resync_seconds=self.state.resync_seconds,
+        )
         self.thread = OperatorThread(self.state)
         await asyncio.to_thread(self.thread.start)
 
@@ -189,7 +193,7 @@ async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     monitor = Monitor(sandbox, clock)
     await asyncio.sleep(0.3)  # the DaemonSet's miners start
     sandbox.store.listeners.append(monitor.check)
-    running = Running(sandbox, State(safety_period=timedelta(seconds=0.3)), clock, monitor)
+    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), clock, monitor)
     await running.start()
     try:
         yield running

@@ -184,6 +184,27 @@ class LabelSelector(Model):
     def of(cls, **labels: str) -> LabelSelector:
         return cls(match_labels=dict(labels))
 
+    def to_query(self) -> str:
+        """The selector as the API's ``labelSelector`` parameter: the server selects exactly
+        what ``matches`` selects."""
+        terms = [f"{k}={v}" for k, v in sorted((self.match_labels or {}).items())]
+        for req in self.match_expressions or []:
+            values = ",".join(sorted(req.values or []))
+            terms.append(
+                {
+                    "In": f"{req.key} in ({values})",
+                    "NotIn": f"{req.key} notin ({values})",
+                    "Exists": req.key,
+                    "DoesNotExist": f"!{req.key}",
+                }[req.operator]
+            )
+        return ",".join(terms)
+
+    def site_label(self) -> str | None:
+        """The value of ``dualcap.io/site`` every selected node must carry, if the selector
+        says so: a fast path to the nodes of a site (never a substitute for ``matches``)."""
+        return (self.match_labels or {}).get(SITE_LABEL)
+
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

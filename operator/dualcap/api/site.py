@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -330,5 +331,25 @@ class Site(Model):
         return self.metadata.name or ""
 
     def node_selector(self) -> LabelSelector:
-        """The site's node selector, with the default of DESIGN.md §2 filled in."""
-        return self.spec.node_selector or LabelSelector.of(**{SITE_LABEL: self.name})
+        """Which nodes belong to the site: its ``spec.nodeSelector``, by default the label
+        ``dualcap.io/site: <name>``."""
+        return self.spec.node_selector or default_node_selector(self.name)
+
+
+def default_node_selector(site: str) -> LabelSelector:
+    return LabelSelector.of(**{SITE_LABEL: site})
+
+
+def node_selector_of(site: Mapping[str, Any]) -> LabelSelector | None:
+    """Which nodes belong to the Site object ``site`` (a plain object, as the API returns
+    it): the one decision of site membership, for the planner, the operator's view, its
+    resync against the API and the release of a deleted Site. None when the selector is
+    invalid: such a Site selects no node (and is reported invalid by the planner)."""
+    name = str((site.get("metadata") or {}).get("name") or "")
+    raw = (site.get("spec") or {}).get("nodeSelector")
+    if raw is None:
+        return default_node_selector(name)
+    try:
+        return LabelSelector.model_validate(raw)
+    except ValueError:
+        return None

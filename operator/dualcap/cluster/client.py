@@ -23,6 +23,8 @@ import kopf
 
 from dualcap import __version__
 
+ConnectionInfo = kopf.ConnectionInfo  # the credentials kopf logged in with
+
 
 @dataclass
 class Response:

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dualcap.api.common import LEASE_LABEL, SITE_LABEL
+from dualcap.api.common import LEASE_LABEL, SITE_LABEL, LabelSelector
 from dualcap.cluster import projections
 from dualcap.cluster.client import Client, StreamError
 from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION
@@ -50,7 +50,6 @@ class Informer:
         self.name = name
         self.items: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
-        self.relists = 0
         self._rv = ""
 
     @staticmethod
@@ -108,8 +107,6 @@ class Informer:
                 self.on_change("ADDED" if before is None else "MODIFIED", obj, before)
         for key in old.keys() - fresh.keys():
             self.on_change("DELETED", None, old[key])  # gone while we were not watching
-        if self.synced.is_set():
-            self.relists += 1
         self._rv = rv
         self.synced.set()
 
@@ -152,14 +149,25 @@ class Informer:
 
 
 class ClusterView:
-    """Nodes and Pods, kept by the informers, indexed the way the site loops read them."""
+    """Nodes and Pods, kept by the informers, indexed the way the site loops read them.
 
-    def __init__(self, client: Client, wake: Callable[[str | None], None], namespaces: list[str]):
-        self.wake = wake
-        self.nodes_by_site: dict[str, dict[str, Obj]] = {}
+    The view knows no Site: which site a node belongs to is the Sites' selectors' business
+    (``Operator.sites_selecting``). A change calls ``wake_labels`` with the labels of the
+    node concerned (before and after, or of the node a pod runs on), and ``wake_site`` for
+    a lease pod, which carries its site's label."""
+
+    def __init__(
+        self,
+        client: Client,
+        wake_labels: Callable[[Mapping[str, str]], None],
+        wake_site: Callable[[str], None],
+        namespaces: list[str],
+    ):
+        self.wake_labels, self.wake_site = wake_labels, wake_site
+        self.nodes: dict[str, Obj] = {}
+        self.nodes_by_site_label: dict[str, dict[str, Obj]] = {}
         self.pods_by_node: dict[str, dict[Key, Obj]] = {}
         self.lease_pods_by_site: dict[str, dict[Key, Obj]] = {}
-        self.node_site: dict[str, str] = {}
         self.informers = [Informer(client, "/api/v1/nodes", projections.node, self._node, "nodes")]
         pod_paths = (
             [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces]
@@ -186,31 +194,35 @@ class ClusterView:
                 await task
         self._tasks = []
 
-    @property
-    def relists(self) -> int:
-        return sum(i.relists for i in self.informers)
+    def nodes_for(self, selector: LabelSelector) -> list[Obj]:
+        """The nodes ``selector`` selects (the site label, when it names one, narrows the
+        search; the selector alone decides)."""
+        label = selector.site_label()
+        candidates = (
+            self.nodes_by_site_label.get(label, {}) if label is not None else self.nodes
+        ).values()
+        return [n for n in candidates if selector.matches(n["metadata"].get("labels"))]
 
     # --- indexes, kept on every change -------------------------------------------------
     def _node(self, kind: str, obj: Obj | None, old: Obj | None) -> None:
-        if old is not None:
-            label = (old["metadata"].get("labels") or {}).get(SITE_LABEL, "")
-            self.nodes_by_site.get(label, {}).pop(old["metadata"]["name"], None)
-        site = None
-        if obj is not None:
-            name = obj["metadata"]["name"]
-            label = (obj["metadata"].get("labels") or {}).get(SITE_LABEL, "")
-            self.nodes_by_site.setdefault(label, {})[name] = obj
-            site = label or None
-            if site:
-                self.node_site[name] = site
-        if site is None and old is not None:
-            site = (old["metadata"].get("labels") or {}).get(SITE_LABEL) or None
-        if site:
-            self.wake(site)
-        elif self.custom_selectors:  # some Site selects nodes without the site label
-            self.wake(None)
-
-    custom_selectors = False
+        for node, add in ((old, False), (obj, True)):
+            if node is None:
+                continue
+            name = node["metadata"]["name"]
+            labels = node["metadata"].get("labels") or {}
+            label = labels.get(SITE_LABEL)
+            if add:
+                self.nodes[name] = node
+                if label is not None:
+                    self.nodes_by_site_label.setdefault(label, {})[name] = node
+            else:
+                self.nodes.pop(name, None)
+                if label is not None:
+                    by_name = self.nodes_by_site_label.get(label, {})
+                    by_name.pop(name, None)
+                    if not by_name:
+                        self.nodes_by_site_label.pop(label, None)
+            self.wake_labels(labels)
 
     def _pod_node(self, pod: Obj) -> str | None:
         return (pod.get("spec") or {}).get("nodeName") or (
@@ -225,23 +237,27 @@ class ClusterView:
             node = self._pod_node(pod)
             labels = pod["metadata"].get("labels") or {}
             lease_site = labels.get(SITE_LABEL) if LEASE_LABEL in labels else None
-            if add:
-                if node:
-                    self.pods_by_node.setdefault(node, {})[key] = pod
-                if lease_site:
-                    self.lease_pods_by_site.setdefault(lease_site, {})[key] = pod
-            else:
-                if node:
-                    self.pods_by_node.get(node, {}).pop(key, None)
-                if lease_site:
-                    self.lease_pods_by_site.get(lease_site, {}).pop(key, None)
+            if node:
+                on_node = self.pods_by_node.setdefault(node, {})
+                if add:
+                    on_node[key] = pod
+                else:
+                    on_node.pop(key, None)
+                    if not on_node:
+                        del self.pods_by_node[node]
+            if lease_site:
+                of_site = self.lease_pods_by_site.setdefault(lease_site, {})
+                if add:
+                    of_site[key] = pod
+                else:
+                    of_site.pop(key, None)
+                    if not of_site:
+                        del self.lease_pods_by_site[lease_site]
         pod = obj or old
         assert pod is not None
         labels = pod["metadata"].get("labels") or {}
-        if LEASE_LABEL in labels:
-            self.wake(labels.get(SITE_LABEL))
-        else:
-            node = self._pod_node(pod)
-            site = self.node_site.get(node or "")
-            if site:
-                self.wake(site)
+        if LEASE_LABEL in labels and labels.get(SITE_LABEL):
+            self.wake_site(labels[SITE_LABEL])
+        node = self.nodes.get(self._pod_node(pod) or "")
+        if node is not None:
+            self.wake_labels(node["metadata"].get("labels") or {})

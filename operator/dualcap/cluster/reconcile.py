@@ -17,13 +17,14 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
+from dualcap.api.site import node_selector_of
+from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
+from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
-from dualcap.planning.commands import Kind
 from dualcap.planning.dispatch import Plan
-from dualcap.planning.report import rfc3339
 from dualcap.planning.snapshot import ControllerState
 
 log = logging.getLogger("dualcap")
@@ -117,6 +118,24 @@ class Overlay:
 
 
 @dataclass
+class SiteMemory:
+    """What the reconciler keeps for one site between reconciles."""
+
+    resynced_at: float  # monotonic time of the last resync
+    overlay: Overlay = field(default_factory=Overlay)
+    stuck_since: float | None = None  # since when confirmations have waited
+
+    def resync_due(self, every: float) -> bool:
+        """Every ``every`` seconds, and sooner while confirmations seem stuck."""
+        now = time.monotonic()
+        stuck = self.stuck_since
+        soon = min(every, STUCK_SECONDS)
+        return now - self.resynced_at > every or (
+            stuck is not None and now - stuck > soon and now - self.resynced_at > soon
+        )
+
+
+@dataclass
 class Result:
     plan: Plan
     outcome: Outcome | None
@@ -132,34 +151,38 @@ class Reconciler:
         client: Client,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         safety_period: timedelta = SAFETY_PERIOD,
+        resync_seconds: float = RESYNC_SECONDS,
     ):
         self.client = client
         self.clock = clock
         self.safety_period = safety_period
+        self.resync_seconds = resync_seconds
         self.cache = ParseCache()
-        self.overlays: dict[str, Overlay] = {}
-        self.status_writes = 0
+        self.memory: dict[str, SiteMemory] = {}  # per site, dropped with the Site (forget)
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
-        self.resynced_at: dict[str, float] = {}  # site -> monotonic time of its last resync
-        self.stuck_since: dict[str, float] = {}  # site -> since when confirmations wait
         self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
 
     async def reconcile(self, site: Obj, objects: list[Obj]) -> Result:
         name = site["metadata"]["name"]
-        overlay = self.overlays.setdefault(name, Overlay())
+        memory = self.memory.get(name)
+        if memory is None:
+            memory = self.memory[name] = SiteMemory(resynced_at=time.monotonic())
+        overlay = memory.overlay
         objects = overlay.merge([site, *objects])
         fleet = build_fleet(objects, self.cache)
         snap = fleet.sites[name]
-        if self._resync_due(name) and await self._resync(name, site, snap, objects, overlay):
+        if memory.resync_due(self.resync_seconds) and await self._resync(
+            name, site, snap, objects, memory
+        ):
             objects = overlay.merge(objects)
             fleet = build_fleet(objects, self.cache)
             snap = fleet.sites[name]
         now = self.clock()
         p = plan(snap, now)
         if p.in_flight and not p.schedule.now:
-            self.stuck_since.setdefault(name, time.monotonic())
+            memory.stuck_since = memory.stuck_since or time.monotonic()
         else:
-            self.stuck_since.pop(name, None)
+            memory.stuck_since = None
         writes = 0
         outcome = None
         if p.schedule.now and snap.site is not None:
@@ -188,10 +211,12 @@ class Reconciler:
             for cmd, why in outcome.failures:
                 log.warning("site %s: %s failed: %s", name, cmd.describe(), why)
         writes += await self._statuses(site, objects, p, outcome, now)
-        writes += await self._events(site, objects, p, outcome, now)
+        for event in reconcile_events(site, objects, p, outcome):
+            await events.post(self.client, event, now)
+            writes += 1
         for hook in self.on_plan:
             hook(p, outcome)
-        wake = now + min(self.safety_period, timedelta(seconds=RESYNC_SECONDS))
+        wake = now + min(self.safety_period, timedelta(seconds=self.resync_seconds))
         if p.next_wakeup is not None:
             wake = min(wake, p.next_wakeup)
         if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
@@ -200,25 +225,22 @@ class Reconciler:
 
     # --- resync: the view checked against the API -------------------------------------------
 
-    def _resync_due(self, name: str) -> bool:
-        now = time.monotonic()
-        last = self.resynced_at.setdefault(name, now)
-        stuck = self.stuck_since.get(name)
-        return now - last > RESYNC_SECONDS or (
-            stuck is not None and now - stuck > STUCK_SECONDS and now - last > STUCK_SECONDS
-        )
+    def forget(self, name: str) -> None:
+        """Drops what was kept for site ``name`` (its Site is gone)."""
+        self.memory.pop(name, None)
 
     async def _resync(
-        self, name: str, site: Obj, snap: Any, objects: list[Obj], overlay: Overlay
+        self, name: str, site: Obj, snap: Any, objects: list[Obj], memory: SiteMemory
     ) -> bool:
         """Lists the site's nodes, its lease pods and the pods on nodes whose curtailment
         waits; entries of the view the API no longer has are buried. True if any was."""
-        self.resynced_at[name] = time.monotonic()
-        selector = ((site.get("spec") or {}).get("nodeSelector") or {}).get("matchLabels") or {
-            SITE_LABEL: name
-        }
+        memory.resynced_at = time.monotonic()
+        overlay = memory.overlay
+        selector = node_selector_of(site)
+        if selector is None:
+            return False  # an invalid selector selects nothing: nothing to check
         lists: dict[str, dict[str, str]] = {
-            "nodes": {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
+            "nodes": {"labelSelector": selector.to_query()},
             "lease-pods": {"labelSelector": f"{SITE_LABEL}={name}"},
         }
         waiting = [c.name for c in snap.controllers if c.state is ControllerState.CURTAILING]
@@ -265,7 +287,6 @@ class Reconciler:
         resp = await self.client.patch(
             path + "/status", {"status": _replace_nulls(current, wanted)}
         )
-        self.status_writes += 1
         if not resp.ok and resp.code != 404:
             log.warning("status write %s failed: %s %s", path, resp.code, resp.message)
         return 1
@@ -308,131 +329,6 @@ class Reconciler:
             f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
         )
         return writes
-
-    # --- events --------------------------------------------------------------------------
-
-    async def _events(
-        self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
-    ) -> int:
-        events: list[tuple[Obj, str, str, str]] = []
-        if outcome:
-            curtailed = [c.name for c in outcome.done if c.kind is Kind.CURTAIL]
-            resumed = [c.name for c in outcome.done if c.kind is Kind.RESUME]
-            if curtailed:
-                kw = -sum(c.delta_kw for c in outcome.done if c.kind is Kind.CURTAIL)
-                reasons = sorted({c.reason for c in outcome.done if c.kind is Kind.CURTAIL})
-                events.append(
-                    (
-                        site,
-                        "Normal",
-                        "Curtailed",
-                        f"curtailed {len(curtailed)} controllers ({kw:,.0f} kW; {', '.join(reasons)}): {_names(curtailed)}",
-                    )
-                )
-            if resumed:
-                events.append(
-                    (
-                        site,
-                        "Normal",
-                        "Resumed",
-                        f"resumed {len(resumed)} controllers: {_names(resumed)}",
-                    )
-                )
-            for (ns, lease_name), why in outcome.rejected.items():
-                ref = {
-                    "apiVersion": API_VERSION,
-                    "kind": "ComputeLease",
-                    "metadata": {"name": lease_name, "namespace": ns},
-                }
-                events.append((ref, "Warning", "TemplateRejected", why))
-        for d in p.leases:
-            before = d.lease.previous_phase
-            ref = {
-                "apiVersion": API_VERSION,
-                "kind": "ComputeLease",
-                "metadata": {
-                    "name": d.lease.name,
-                    "namespace": d.lease.namespace,
-                    "uid": d.lease.uid,
-                },
-            }
-            if (
-                d.admitted_now
-                and outcome
-                and any(
-                    c.lease == d.lease.name and c.namespace == d.lease.namespace
-                    for c in outcome.done
-                )
-            ):
-                events.append((ref, "Normal", "Admitted", d.message))
-            if d.preempted_now and before not in ("Preempted",) and d.reason != "Hold":
-                events.append((ref, "Warning", "Preempted", d.message))
-            if (
-                d.phase == "Completed"
-                and before not in ("Completed", None)
-                and not d.lease.deleting
-            ):
-                events.append((ref, "Normal", "Completed", d.message))
-            if d.phase == "Failed" and before != "Failed":
-                events.append((ref, "Warning", d.reason, d.message))
-        budgets = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "PowerBudget"}
-        for problem in p.problems:
-            if problem.kind == "Site" and (site.get("status") or {}).get("conditions") is None:
-                events.append((site, "Warning", problem.reason, problem.message))
-            budget = budgets.get(problem.name) if problem.kind == "PowerBudget" else None
-            if budget is not None and not _stalled(budget):  # once, as it becomes Stalled
-                events.append((budget, "Warning", problem.reason, problem.message))
-        for obj, type_, reason, message in events:
-            await self.post_event(obj, type_, reason, message, now)
-        return len(events)
-
-    async def post_event(
-        self, obj: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
-    ) -> None:
-        meta = obj.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'dualcap')}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": type_,
-            "source": {"component": "dualcap"},
-            "reportingComponent": "dualcap",
-            "reportingInstance": "dualcap",
-            "firstTimestamp": rfc3339(now),
-            "lastTimestamp": rfc3339(now),
-            "count": 1,
-        }
-        resp = await self.client.create(f"/api/v1/namespaces/{namespace}/events", event)
-        if not resp.ok:
-            log.info(
-                "event %s on %s not posted: %s %s",
-                reason,
-                meta.get("name"),
-                resp.code,
-                resp.message,
-            )
-
-
-def _stalled(obj: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Stalled" and c.get("status") == "True"
-        for c in (obj.get("status") or {}).get("conditions") or []
-    )
-
-
-def _names(names: list[str], most: int = 8) -> str:
-    shown = ", ".join(sorted(names)[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:

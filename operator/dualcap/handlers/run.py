@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import kopf
 
 from dualcap.cluster.metrics import Metrics
-from dualcap.handlers.registry import State, build_registry, settings
+from dualcap.cluster.operator import Operator
+from dualcap.handlers.registry import build_registry, settings
 
 # kopf announces an operator in the peering object as it starts; this is how long a new
 # operator waits to learn of peers before acting.
@@ -26,14 +27,14 @@ async def operate(
     peering: str | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
-    state: State | None = None,
+    state: Operator | None = None,
     metrics_port: int | None = None,
     priority: int = 0,
 ) -> None:
     """Run until ``stop_flag`` (or cancellation). ``namespaces`` limits the ComputeLeases
     and pods watched; cluster-scoped resources are always watched."""
     memo = kopf.Memo()
-    memo.dualcap = state = state or State()
+    memo.dualcap = state = state or Operator()
     state.namespaces = list(namespaces)
     if state.metrics is None:
         state.metrics = Metrics(state.clock)
@@ -83,7 +84,7 @@ class OperatorThread:
     (`dualcap demo`, embedding). ``start`` and ``stop`` block: call them from a thread
     (``asyncio.to_thread``) when an event loop is running."""
 
-    def __init__(self, state: State, namespaces: Sequence[str] = ()):
+    def __init__(self, state: Operator, namespaces: Sequence[str] = ()):
         self.state = state
         self.namespaces = namespaces
         self._stop = threading.Event()

@@ -1,0 +1,379 @@
+"""The operator as a service: what the kopf handlers call.
+
+- ``Resources``: Sites, PowerBudgets and ComputeLeases as kopf's events deliver them, kept
+  by name and grouped by the site they name (no kopf index: with any index, kopf holds
+  every object's worker until all are indexed, quadratic on a cold start);
+- the ``ClusterView``: Nodes and Pods from the operator's own informers;
+- one loop per Site: gather its objects -> reconcile (snapshot -> plan -> commands ->
+  status -> events) -> sleep until woken, the plan's next wake-up or a safety period;
+- Site deletion: release (or retain) the controllers dualcap curtailed; per-site state is
+  dropped with the Site.
+
+Which nodes belong to a site is decided in one place, ``node_selector_of``: the view, the
+resync against the API and the release all ask it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
+from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
+from dualcap.api.marks import is_marked, release_patch
+from dualcap.api.site import node_selector_of
+from dualcap.cluster import events
+from dualcap.cluster.client import Client, ConnectionInfo
+from dualcap.cluster.informer import ClusterView
+from dualcap.cluster.metrics import Metrics
+from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
+from dualcap.cluster.status import set_conditions
+
+log = logging.getLogger("dualcap")
+Obj = dict[str, Any]
+LeaseKey = tuple[str, str]  # namespace, name
+
+
+class TryAgain(Exception):
+    """Not possible yet (not logged in, the API refused a release): retry after ``delay``."""
+
+    def __init__(self, message: str, delay: float = 1.0):
+        super().__init__(message)
+        self.delay = delay
+
+
+class Stopped(Protocol):
+    """A daemon's stop flag (kopf's ``DaemonStopped``)."""
+
+    def __bool__(self) -> bool: ...
+
+    async def wait(self, timeout: float | None = None) -> Any: ...
+
+
+def _site_ref(body: Mapping[str, Any]) -> str:
+    return str((body.get("spec") or {}).get("siteRef"))
+
+
+@dataclass
+class Resources:
+    """dualcap's own objects as their events arrive; each change says which sites to wake."""
+
+    sites: dict[str, Obj] = field(default_factory=dict)
+    budgets: dict[str, Obj] = field(default_factory=dict)  # name -> PowerBudget
+    leases: dict[LeaseKey, Obj] = field(default_factory=dict)
+    # Each Site's node selector, parsed once per change of the Site:
+    selectors: dict[str, LabelSelector | None] = field(default_factory=dict)
+    _by_site_label: dict[str, set[str]] = field(default_factory=dict)  # label value -> sites
+    _custom: set[str] = field(default_factory=set)  # sites selecting by other labels
+    _budgets_by_site: dict[str, dict[str, Obj]] = field(default_factory=dict)
+    _leases_by_site: dict[str, dict[LeaseKey, Obj]] = field(default_factory=dict)
+
+    def site_event(self, name: str, body: Mapping[str, Any] | None) -> set[str]:
+        old = self.selectors.pop(name, None)
+        label = old.site_label() if old is not None else None
+        if label is not None:
+            self._by_site_label.get(label, set()).discard(name)
+        self._custom.discard(name)
+        if body is None:
+            self.sites.pop(name, None)
+            return {name}
+        site = self.sites[name] = copy.deepcopy(dict(body))
+        selector = self.selectors[name] = node_selector_of(site)
+        label = selector.site_label() if selector is not None else None
+        if label is not None:
+            self._by_site_label.setdefault(label, set()).add(name)
+        elif selector is not None:
+            self._custom.add(name)
+        return {name}
+
+    def sites_selecting(self, labels: Mapping[str, str]) -> list[str]:
+        """The sites whose selector selects a node with ``labels``."""
+        candidates = self._by_site_label.get(labels.get(SITE_LABEL, ""), set()) | self._custom
+        found = []
+        for name in candidates:
+            selector = self.selectors.get(name)
+            if selector is not None and selector.matches(dict(labels)):
+                found.append(name)
+        return found
+
+    def budget_event(self, name: str, body: Mapping[str, Any] | None) -> set[str]:
+        return _move(self.budgets, self._budgets_by_site, name, body)
+
+    def lease_event(self, key: LeaseKey, body: Mapping[str, Any] | None) -> set[str]:
+        return _move(self.leases, self._leases_by_site, key, body)
+
+    def budgets_of(self, site: str) -> list[Obj]:
+        return list(self._budgets_by_site.get(site, {}).values())
+
+    def leases_of(self, site: str) -> list[Obj]:
+        return list(self._leases_by_site.get(site, {}).values())
+
+
+def _move(
+    by_key: dict[Any, Obj], by_site: dict[str, dict[Any, Obj]], key: Any, body: Any
+) -> set[str]:
+    """Stores (or, body None, drops) ``key``; the sites it left and joined are woken."""
+    wake = set()
+    old = by_key.pop(key, None)
+    if old is not None:
+        before = _site_ref(old)
+        group = by_site.get(before, {})
+        group.pop(key, None)
+        if not group:
+            by_site.pop(before, None)
+        wake.add(before)
+    if body is not None:
+        obj = by_key[key] = copy.deepcopy(dict(body))
+        site = _site_ref(obj)
+        by_site.setdefault(site, {})[key] = obj
+        wake.add(site)
+    return wake
+
+
+@dataclass
+class Operator:
+    """What the handlers share (kopf's memo holds one)."""
+
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    safety_period: timedelta = timedelta(seconds=60)
+    resync_seconds: float = RESYNC_SECONDS  # the view checked against the API this often
+    namespaces: list[str] = field(default_factory=list)  # pods watched only there (if any)
+    metrics: Metrics | None = None
+    connection: ConnectionInfo | None = None
+    # With peering, no site acts before this monotonic time: operators started together
+    # must first see each other, or both would act until kopf pauses the lower priority.
+    act_after: float = 0.0
+    resources: Resources = field(default_factory=Resources)
+    reconciles: int = 0
+    client: Client | None = None
+    reconciler: Reconciler | None = None
+    view: ClusterView | None = None
+    wakers: dict[str, asyncio.Event] = field(default_factory=dict)
+    loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def ensure_client(self) -> Reconciler:
+        if self.reconciler is None:
+            if self.connection is None:
+                raise TryAgain("not logged in yet", delay=1)
+            self.client = client = Client(self.connection)
+            self.reconciler = Reconciler(
+                client, self.clock, self.safety_period, self.resync_seconds
+            )
+            if self.metrics is not None:
+                self.reconciler.on_plan.append(self.metrics.plan_applied)
+                self.reconciler.on_stale.append(self.metrics.stale_found)
+                self.metrics.api_errors_from(lambda: client.errors)
+        return self.reconciler
+
+    async def ensure_view(self) -> ClusterView:
+        """Starts the Node and Pod informers (once) and waits for their first listing."""
+        self.ensure_client()
+        if self.view is None:
+            assert self.client is not None
+            self.view = ClusterView(self.client, self.wake_labels, self.wake, self.namespaces)
+            self.view.start()
+        await self.view.synced()
+        return self.view
+
+    async def close(self) -> None:
+        if self.view is not None:
+            await self.view.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    # --- waking ---------------------------------------------------------------------------
+
+    def wake(self, site: str | None) -> None:
+        """Wakes the loop of ``site`` (every site's, None): from any thread."""
+        if site is None:
+            targets = list(self.wakers.values())
+        else:
+            targets = [self.wakers[site]] if site in self.wakers else []
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for event in targets:
+            if self.loop is None or running is self.loop:
+                event.set()
+            else:  # from another thread (tests, embedding): hand it to the operator's loop
+                self.loop.call_soon_threadsafe(event.set)
+
+    def wake_labels(self, labels: Mapping[str, str]) -> None:
+        """Wakes every site whose selector selects a node with ``labels``."""
+        for name in self.resources.sites_selecting(labels):
+            self.wake(name)
+
+    # --- events from kopf -------------------------------------------------------------------
+
+    def on_site(self, name: str, body: Mapping[str, Any] | None) -> None:
+        for site in self.resources.site_event(name, body):
+            self.wake(site)
+        if body is None:
+            self.forget(name)
+
+    def on_budget(self, name: str, body: Mapping[str, Any] | None) -> None:
+        for site in self.resources.budget_event(name, body):
+            self.wake(site)
+
+    async def on_lease(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
+        for site in self.resources.lease_event((namespace, name), body):
+            self.wake(site)
+        if body is not None and _site_ref(body) not in self.resources.sites:
+            await self._report_unknown_site(body)
+
+    # --- the site loop ----------------------------------------------------------------------
+
+    def gather(self, name: str, site: Mapping[str, Any], view: ClusterView) -> list[Obj]:
+        """The objects a site's plan reads (the site itself excluded): the nodes its
+        selector selects and their pods, its lease pods, its leases and budgets."""
+        selector = self.resources.selectors.get(name)
+        nodes = view.nodes_for(selector) if selector is not None else []
+        objects: list[Obj] = list(nodes)
+        seen: set[tuple[str, str]] = set()
+        pod_groups = [view.pods_by_node.get(n["metadata"]["name"], {}) for n in nodes]
+        pod_groups.append(view.lease_pods_by_site.get(name, {}))
+        for group in pod_groups:
+            for key, pod in group.items():
+                if key not in seen:
+                    seen.add(key)
+                    objects.append(pod)
+        return objects + self.resources.leases_of(name) + self.resources.budgets_of(name)
+
+    async def run_site(self, name: str, stopped: Stopped) -> None:
+        """The site's loop, until ``stopped``: reconciles of one site never overlap."""
+        self.loop = asyncio.get_running_loop()
+        waker = self.wakers.setdefault(name, asyncio.Event())
+        grace = self.act_after - time.monotonic()
+        if grace > 0:
+            log.info("site %s: waiting %.0fs to see peering operators before acting", name, grace)
+            await stopped.wait(grace)
+        try:
+            while not stopped:
+                waker.clear()
+                delay = await self.reconcile_once(name)
+                await _wait(waker, stopped, min(max(delay, 0.05), 60.0))
+        finally:
+            self.wakers.pop(name, None)
+            if name not in self.resources.sites:  # deleted, not merely paused (peering)
+                self.forget(name)
+
+    async def reconcile_once(self, name: str) -> float:
+        """One reconcile of ``name``; the seconds until the next one is due."""
+        site = self.resources.sites.get(name)
+        if site is None:
+            return 1.0
+        started = time.perf_counter()
+        try:
+            reconciler = self.ensure_client()
+            view = await self.ensure_view()
+            result = await reconciler.reconcile(site, self.gather(name, site, view))
+        except TryAgain as err:
+            return err.delay
+        except Exception:  # one bad reconcile must not stop the site's loop
+            log.exception("site %s: reconcile failed; retrying", name)
+            if self.metrics is not None:
+                self.metrics.reconciled(name, time.perf_counter() - started, False)
+            return 5.0
+        self.reconciles += 1
+        if self.metrics is not None:
+            self.metrics.reconciled(name, time.perf_counter() - started, True)
+        return (result.wake_at - reconciler.clock()).total_seconds()
+
+    def forget(self, name: str) -> None:
+        """Drops every piece of state kept for site ``name``."""
+        if self.reconciler is not None:
+            self.reconciler.forget(name)
+        if self.metrics is not None:
+            self.metrics.forget(name)
+
+    # --- Site deletion ----------------------------------------------------------------------
+
+    async def release(self, name: str, site: Mapping[str, Any]) -> int:
+        """The Site ``name`` is being deleted: with ``onDelete: Release`` (the default) its
+        controllers that dualcap curtailed are handed back; the count released."""
+        reconciler = self.ensure_client()
+        view = await self.ensure_view()
+        self.forget(name)
+        policy = ((site.get("spec") or {}).get("behavior") or {}).get("onDelete") or "Release"
+        if policy != "Release":
+            log.info("site %s deleted: curtailed controllers retained (onDelete: Retain)", name)
+            return 0
+        selector = node_selector_of(site)
+        released = 0
+        for node in view.nodes_for(selector) if selector is not None else []:
+            if not is_marked(node):
+                continue
+            node_name = node["metadata"]["name"]
+            resp = await reconciler.client.patch(f"/api/v1/nodes/{node_name}", release_patch(node))
+            if not resp.ok and resp.code != 404:
+                raise TryAgain(f"releasing {node_name}: {resp.code} {resp.message}", delay=5)
+            released += 1
+        log.info("site %s deleted: released %d curtailed controllers", name, released)
+        return released
+
+    # --- a lease that names no Site -----------------------------------------------------------
+
+    async def _report_unknown_site(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        status = body.get("status") or {}
+        site = _site_ref(body)
+        conditions = status.get("conditions") or []
+        if any(
+            c.get("type") == STALLED
+            and c.get("reason") == SITE_NOT_FOUND
+            and c.get("status") == "True"
+            for c in conditions
+        ):
+            return
+        reconciler = self.ensure_client()
+        # The Sites' events may not all have come yet (a cold start): ask the API itself.
+        found = await reconciler.client.request("GET", f"/apis/{API_VERSION}/sites/{site}")
+        if found.code != 404:
+            return  # it exists (its loop will take the lease), or we cannot tell now
+        now = self.clock()
+        namespace = meta.get("namespace") or "default"
+        message = f"no Site {site!r}: the lease waits until it exists"
+        wanted = {
+            "observedGeneration": meta.get("generation"),
+            "phase": "Pending",
+            "conditions": set_conditions(
+                conditions,
+                [
+                    ("Admitted", False, SITE_NOT_FOUND, message),
+                    ("Ready", False, SITE_NOT_FOUND, message),
+                    (STALLED, True, SITE_NOT_FOUND, message),
+                ],
+                meta.get("generation"),
+                now,
+            ),
+        }
+        await reconciler.client.patch(
+            f"/apis/{API_VERSION}/namespaces/{namespace}/computeleases/{meta.get('name')}/status",
+            {"status": wanted},
+        )
+        ref = events.lease_ref(namespace, str(meta.get("name")), meta.get("uid"))
+        await events.post(
+            reconciler.client, events.Event(ref, events.WARNING, SITE_NOT_FOUND, message), now
+        )
+
+
+async def _wait(waker: asyncio.Event, stopped: Stopped, seconds: float) -> None:
+    wake = asyncio.ensure_future(waker.wait())
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({wake, stop}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (wake, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -160,12 +160,22 @@ class Operator:
 marked = is_marked
 
 
+class Violations(list[str]):
+    """Each violation says where in its sequence it was found (``at``: the step being
+    taken, or the settling around the sequence), so a failure reads with its replay."""
+
+    at = "set-up"
+
+    def append(self, message: str) -> None:
+        super().append(f"{message} [at {self.at}]")
+
+
 class Run:
     """One sequence on a fresh sandbox."""
 
     def __init__(self, seed: int, steps: list[Step], stats: Stats, tmp: Path, verbose: bool):
         self.seed, self.steps, self.stats, self.tmp, self.verbose = seed, steps, stats, tmp, verbose
-        self.violations: list[str] = []
+        self.violations = Violations()
         self.cordoned: set[str] = set()
         self.leases: list[tuple[str, str]] = []
         self.most_pods: dict[tuple[str, str], int] = {}  # the most pods each lease has owned
@@ -231,8 +241,10 @@ class Run:
             code, body = await self.http("PATCH", f"{API}/powerbudgets/{SITE}", {"spec": {"events": None, "windows": None, "leadTimeSeconds": 0}})  # fmt: skip
             assert code == 200, body
             self.op.start()
+            self.violations.at = "the first settle"
             await self.settled("the first settle")
             for i, step in enumerate(self.steps):
+                self.violations.at = f"step {i} ({step})"
                 if self.verbose:
                     print(f"  [{self.seed}:{i}] {step}", flush=True)
                 await self.do(step)
@@ -245,6 +257,7 @@ class Run:
                     )
                     self.op.start()
                 self.safety(f"after step {i} ({step})")
+            self.violations.at = "convergence after the sequence"
             await self.heal()
             await self.settled("convergence after the sequence")
             await self.converged()
@@ -262,6 +275,10 @@ class Run:
             self.op.kill()
             await self.session.close()
             await self.sb.stop()
+            if self.violations and self.op.log.exists():  # it goes with the tmp dir: keep its end
+                tail = self.op.log.read_text(errors="replace").splitlines()[-15:]
+                self.violations.at = "the end"
+                self.violations.append("operator log, last lines:\n    " + "\n    ".join(tail))
         return self.violations
 
     # -- steps -------------------------------------------------------------------------
@@ -556,6 +573,10 @@ async def campaign(sequences: int, steps: int, first_seed: int = 1, verbose: boo
             if violations:
                 minimal = await shrink(seed, plan_steps, tmp) if shrink_failures else plan_steps
                 stats.violations += [f"seed {seed}: {v}" for v in violations]
+                stats.violations.append(
+                    f"seed {seed}: replay with `python -m tests.campaign.campaign --seed {seed}"
+                    f" --sequences 1 --steps {steps} --verbose`"
+                )
                 stats.violations.append(
                     f"seed {seed}: shrunk to {len(minimal)} steps: " + "; ".join(map(str, minimal))
                 )

@@ -1,4 +1,4 @@
-"""Benchmark: planning time (DESIGN.md §8). Prints figures; asserts nothing.
+"""Benchmark: planning time (targets in the README, Performance). Prints figures; asserts nothing.
 
 make bench      # or: .venv/bin/python bench/bench_plan.py
 """

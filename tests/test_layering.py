@@ -1,4 +1,4 @@
-"""DESIGN.md §1: the layering is one-way; `planning` and `api` import no kopf and no client."""
+"""The layering of docs/architecture.md §1 is one-way; `planning` and `api` import no kopf and no client."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A randomized fault campaign: the real operator (a `dualcap run` process, so that a kill is
 a kill) on the sandbox, driven through long random sequences of what goes wrong on real
-sites, with the invariants of DESIGN.md §8 checked after every step and on every write.
+sites, with the reliability invariants (README, Reliability) checked after every step and on every write.
 
 The failure classes are those that found most bugs in real operators (Sieve, OSDI'22;
 Acto, SOSP'23): stale or missing views of the cluster (dropped watches, 410 Gone and
@@ -182,7 +182,7 @@ class Run:
         self._over_since: float | None = None
         self._last: dict[str, tuple[float, float]] = {}
 
-    # -- the invariants checked on every write (DESIGN §8) ------------------------------
+    # -- the invariants checked on every write (README, Reliability) ------------------------------
     def monitor(self, rt: Any = None, kind: str = "", obj: Any = None, old: Any = None) -> None:
         # The operator never writes a user's spec (its writes are status, kopf's metadata).
         if (

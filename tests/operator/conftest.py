@@ -50,7 +50,7 @@ def cluster_objects(sb: Sandbox) -> list[dict[str, Any]]:
 @dataclass
 class Monitor:
     """Checks, on every write to the cluster, that committed draw is above the limit only
-    by what curtailments already issued will free (DESIGN.md §8), and never worse than it
+    by what curtailments already issued will free (docs/architecture.md §4, make before break), and never worse than it
     was unless the limit itself dropped."""
 
     sb: Sandbox

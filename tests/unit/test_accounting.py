@@ -1,4 +1,4 @@
-"""Power accounting (DESIGN.md §3): conservative committed draw, planned draw, overrides."""
+"""Power accounting (docs/architecture.md §3): conservative committed draw, planned draw, overrides."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`dualcap plan`: the stable JSON of DESIGN.md §5, the table, and clear errors (exit 2)."""
+"""`dualcap plan`: the stable JSON (README, Planning offline), the table, and clear errors (exit 2)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dualcap.cli import main
 from tests.conftest import EXAMPLES, example_objects
 
 AT = "2026-07-14T15:00:00Z"
-DESIGN_KEYS = [
+STABLE_KEYS = [
     "name", "limitKW", "committedKW", "plannedKW", "curtail", "resume", "admit", "preempt",
     "running", "mining", "revenueUSDPerHour", "energyCostUSDPerHour",
 ]  # fmt: skip
@@ -31,7 +31,7 @@ def test_json_is_the_stable_interface(capsys) -> None:
     doc = json.loads(out)
     assert list(doc) == ["at", "sites"] and doc["at"] == AT
     (s,) = doc["sites"]
-    assert list(s)[: len(DESIGN_KEYS)] == DESIGN_KEYS
+    assert list(s)[: len(STABLE_KEYS)] == STABLE_KEYS
     assert s["name"] == "tx-rockdale-1"
     assert s["limitKW"] == 49_500
     assert s["curtail"] == ["asic-c25"]  # the least efficient controller makes room

@@ -1,4 +1,4 @@
-"""Dispatch (DESIGN.md §5): leases by priority, all or nothing, the shed order, mining by
+"""Dispatch (docs/architecture.md §4): leases by priority, all or nothing, the shed order, mining by
 profit with hysteresis and ramp, people's cordons, make-before-break."""
 
 from __future__ import annotations

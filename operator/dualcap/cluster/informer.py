@@ -258,6 +258,6 @@ class ClusterView:
         labels = pod["metadata"].get("labels") or {}
         if LEASE_LABEL in labels and labels.get(SITE_LABEL):
             self.wake_site(labels[SITE_LABEL])
-        node = self.nodes.get(self._pod_node(pod) or "")
-        if node is not None:
-            self.wake_labels(node["metadata"].get("labels") or {})
+        host = self.nodes.get(self._pod_node(pod) or "")
+        if host is not None:
+            self.wake_labels(host["metadata"].get("labels") or {})

@@ -20,7 +20,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ class Stopped(Protocol):
 
     def __bool__(self) -> bool: ...
 
-    async def wait(self, timeout: float | None = None) -> Any: ...
+    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
 
 
 def _site_ref(body: Mapping[str, Any]) -> str:

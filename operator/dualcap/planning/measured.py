@@ -1,0 +1,129 @@
+"""What the miner agents measured: MinerBlock reports, and their recent history.
+
+A report counts only while it is fresh (newer than the Site's ``staleAfterSeconds``); a
+stale or missing one counts as none (nameplate power, nothing confirmed on its strength).
+A mining block counts at the *peak* of its reports over the last few minutes, since
+miners' draw swings with temperature and tuning and the envelope must hold at the swing's
+top; a sleeping block counts at what it measures asleep. The history is kept here as a
+plain data structure (the operator feeds it from MinerBlock events; `dualcap plan` from
+the reports in its file), so the planner stays pure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from dualcap.api.common import parse_rfc3339
+
+PEAK_WINDOW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReport:
+    """One MinerBlock report, as the planner counts it."""
+
+    node: str
+    observed_at: datetime
+    miners: int
+    mining: int
+    sleeping: int
+    unreachable: int
+    power_kw: float  # measured sum of the reachable miners (the recent peak, from History)
+    hashrate_ths: float  # measured sum
+    # Hashrate of the whole block while it mines, from its latest report with miners
+    # mining (scaled to every miner): the economics of a block asleep now.
+    mining_hashrate_ths: float | None = None
+
+    def fresh(self, now: datetime, stale_after: timedelta) -> bool:
+        return now - self.observed_at <= stale_after
+
+    @property
+    def asleep(self) -> bool:
+        """Every miner measured asleep: none mining, none unreachable."""
+        return self.mining == 0 and self.unreachable == 0 and self.sleeping == self.miners
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _kw(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def report_from(block: Mapping[str, Any]) -> BlockReport | None:
+    """The report in a MinerBlock object's status; None when there is none or it does not
+    add up (a report that cannot be read counts as no report)."""
+    meta = block.get("metadata") or {}
+    status = block.get("status") or {}
+    if not isinstance(status, Mapping):
+        return None
+    counts = [_count(status.get(k)) for k in ("miners", "mining", "sleeping", "unreachable")]
+    power, hashrate = _kw(status.get("powerKW")), _kw(status.get("hashrateTHs"))
+    raw_at = status.get("observedAt")
+    if None in counts or power is None or hashrate is None or not isinstance(raw_at, str):
+        return None
+    miners, mining, sleeping, unreachable = (c for c in counts if c is not None)
+    if mining + sleeping + unreachable > miners:
+        return None
+    try:
+        observed_at = parse_rfc3339(raw_at)
+    except ValueError:
+        return None
+    node = str((block.get("spec") or {}).get("nodeName") or meta.get("name") or "")
+    scaled = hashrate * miners / mining if mining else None
+    return BlockReport(
+        node, observed_at, miners, mining, sleeping, unreachable, power, hashrate, scaled
+    )
+
+
+class History:
+    """Recent reports per block: the peak of the mining ones, and the last mining hashrate."""
+
+    def __init__(self, window: timedelta = PEAK_WINDOW):
+        self.window = window
+        self._reports: dict[str, deque[BlockReport]] = {}
+        self._mining_hashrate: dict[str, float] = {}
+
+    def observe(self, report: BlockReport) -> None:
+        reports = self._reports.setdefault(report.node, deque())
+        if reports and reports[-1].observed_at >= report.observed_at:
+            return  # the same report again (or an older one): nothing new
+        reports.append(report)
+        if report.mining_hashrate_ths is not None:
+            self._mining_hashrate[report.node] = report.mining_hashrate_ths
+        while reports and report.observed_at - reports[0].observed_at > self.window:
+            reports.popleft()
+
+    def forget(self, node: str) -> None:
+        self._reports.pop(node, None)
+        self._mining_hashrate.pop(node, None)
+
+    def nodes(self) -> list[str]:
+        return list(self._reports)
+
+    def report(self, node: str) -> BlockReport | None:
+        """The latest report of ``node``, its power the peak of the recent ones while any
+        miner mines (asleep: as measured now)."""
+        reports = self._reports.get(node)
+        if not reports:
+            return None
+        latest = reports[-1]
+        power = latest.power_kw
+        if latest.mining or latest.unreachable:
+            power = max(r.power_kw for r in reports)
+        return replace(
+            latest,
+            power_kw=power,
+            mining_hashrate_ths=self._mining_hashrate.get(node, latest.mining_hashrate_ths),
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from dualcap.demo import play
+from dualcap_demo.demo import play
 from tests.conftest import EXAMPLES
 
 

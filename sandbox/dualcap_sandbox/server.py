@@ -25,24 +25,24 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from dualcap.sandbox.definitions import SCHEMA_VERSION, schema_for
-from dualcap.sandbox.faults import Faults
-from dualcap.sandbox.openapi import OpenApi
-from dualcap.sandbox.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from dualcap.sandbox.resources import ResourceType, from_crd
-from dualcap.sandbox.schema import CelCompileError, Validator, iter_rules, prune_and_default
-from dualcap.sandbox.selectors import (
+from dualcap_sandbox.definitions import SCHEMA_VERSION, schema_for
+from dualcap_sandbox.faults import Faults
+from dualcap_sandbox.openapi import OpenApi
+from dualcap_sandbox.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from dualcap_sandbox.resources import ResourceType, from_crd
+from dualcap_sandbox.schema import CelCompileError, Validator, iter_rules, prune_and_default
+from dualcap_sandbox.selectors import (
     SelectorError,
     fields_match,
     labels_match,
     parse_field_selector,
     parse_label_selector,
 )
-from dualcap.sandbox.store import ApiError, Event, Obj, Store, conflict, not_found, now_rfc3339
-from dualcap.sandbox.tables import table
+from dualcap_sandbox.store import ApiError, Event, Obj, Store, conflict, not_found, now_rfc3339
+from dualcap_sandbox.tables import table
 
 JSON = "application/json"
-log = logging.getLogger("dualcap.sandbox")
+log = logging.getLogger("dualcap_sandbox")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -699,7 +699,7 @@ class Api:
             schema = (version.get("schema") or {}).get("openAPIV3Schema") or {}
             try:
                 for rule in iter_rules(schema):
-                    from dualcap.sandbox.schema import compile_rule
+                    from dualcap_sandbox.schema import compile_rule
 
                     compile_rule(rule)
             except CelCompileError as err:

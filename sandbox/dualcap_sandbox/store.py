@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.sandbox.resources import BUILTIN, ResourceType
+from dualcap_sandbox.resources import BUILTIN, ResourceType
 
 Obj = dict[str, Any]
 HISTORY = 20_000  # events kept per resource for watches that resume

@@ -1,4 +1,4 @@
-"""`dualcap demo`: the real operator on a local sandbox cluster, through an accelerated day.
+"""`dualcap-demo`: the real operator on a local sandbox cluster, through an accelerated day.
 
 The sandbox (an in-process Kubernetes API with a scheduler, kubelets and taint eviction)
 is loaded with the examples; the operator runs in its own thread against it, on a site
@@ -325,11 +325,10 @@ async def play(
     live: bool | None = None,
     max_phase_seconds: float = 20.0,
 ) -> Ledger:
-    from dualcap.cli import load_objects
     from dualcap.handlers.registry import State
     from dualcap.handlers.run import OperatorThread
-    from dualcap.sandbox.app import Sandbox
-    from dualcap.sandbox.cluster import Behaviour
+    from dualcap_sandbox.app import Sandbox
+    from dualcap_sandbox.cluster import Behaviour
 
     out = out or sys.stdout
     started = time.monotonic()
@@ -341,8 +340,8 @@ async def play(
     path = sb.write_kubeconfig(kubeconfig or tmp / "kubeconfig")
     os.environ["KUBECONFIG"] = str(path)
     crds = examples.parent / "crds"
-    sb.load_objects(load_objects(str(crds)))
-    sb.load_objects(load_objects(str(examples)))
+    sb.load_files([str(crds)])
+    sb.load_files([str(examples)])
     state = State(clock=clock, safety_period=timedelta(seconds=30))
     op = OperatorThread(state)
     view = View(out, live)

@@ -1,10 +1,11 @@
-"""`dualcap demo` end to end: the sandbox, the operator in its thread, the scripted day,
+"""`dualcap-demo` end to end: the sandbox, the operator in its thread, the scripted day,
 the view and the summary (measured on the cluster, not taken from the operator)."""
 
 from __future__ import annotations
 
 import io
 
+from dualcap_demo.cli import main
 from dualcap_demo.demo import play
 from tests.conftest import EXAMPLES
 
@@ -43,3 +44,10 @@ async def test_the_demo_day(monkeypatch) -> None:
     last = ledger.last
     assert last is not None and last.controllers.get("mining") == 24
     assert last.leases.get("Completed") == 1
+
+
+def test_the_demo_refuses_bad_arguments(capsys) -> None:
+    assert main(["--examples", "/nonexistent"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["--examples", str(EXAMPLES), "--speed", "0"]) == 2
+    assert "--speed" in capsys.readouterr().err

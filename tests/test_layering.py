@@ -96,3 +96,9 @@ def test_the_operator_wheel_carries_no_sandbox() -> None:
     ]
     assert not shipped, f"the operator's wheel would carry {shipped}"
     assert not (PACKAGE / "sandbox").exists() and not (PACKAGE / "demo.py").exists()
+    # The image builds the wheel from the operator's source root only.
+    copies = [
+        line for line in (PACKAGE.parent.parent / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    ]  # fmt: skip
+    assert copies and not any("sandbox" in line for line in copies), copies

@@ -272,7 +272,7 @@ class View:
         c, lp = s.controllers, s.leases
         if self.live:
             lines = [
-                f"dualcap demo  {SITE}   {s.at.astimezone(LOCAL):%a %d %b %H:%M:%S} CDT   site clock x{speed:.0f}",
+                f"dualcap-demo  {SITE}   {s.at.astimezone(LOCAL):%a %d %b %H:%M:%S} CDT   site clock x{speed:.0f}",
                 f"  {story}",
                 "",
                 f"  limit      {s.limit_kw:>9,.0f} kW    committed {s.committed_kw:>9,.0f} kW    headroom {s.limit_kw - s.committed_kw:>9,.0f} kW",

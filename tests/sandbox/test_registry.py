@@ -47,13 +47,16 @@ async def test_a_terminating_pod_stays_through_writes_until_its_kubelet_is_done(
     await wait_for(lambda: _is(phase(client, "p"), None), what="the pod gone")
 
 
-async def test_a_pod_deleted_with_grace_zero_goes_at_once(client) -> None:
+async def test_a_pod_deleted_with_grace_zero_goes_at_once_even_while_terminating(client) -> None:
     await client.post(NODES, node("n"))
-    await client.post(PODS, gpu_pod("p", 0, nodeName="n"))
+    for name in ("p", "q"):
+        await client.post(PODS, gpu_pod(name, 0, nodeName="n"))
     code, _ = await client.delete(f"{PODS}/p", params={"gracePeriodSeconds": "0"})
-    assert code == 200
-    code, _ = await client.get(f"{PODS}/p")
-    assert code == 404
+    assert code == 200 and (await client.get(f"{PODS}/p"))[0] == 404
+    code, q = await client.delete(f"{PODS}/q")
+    assert code == 200 and q["metadata"]["deletionTimestamp"]  # terminating
+    code, _ = await client.delete(f"{PODS}/q", params={"gracePeriodSeconds": "0"})  # forced
+    assert code == 200 and (await client.get(f"{PODS}/q"))[0] == 404
 
 
 async def test_content_of_a_terminating_namespace_can_be_updated_not_created(client) -> None:

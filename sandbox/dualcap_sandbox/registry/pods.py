@@ -51,7 +51,10 @@ class PodStrategy(Strategy):
     def delete(self, registry: Registry, rt: ResourceType, old: Obj, opts: Options) -> Obj:
         bound = bool((old.get("spec") or {}).get("nodeName"))
         if not (registry.pod_grace and bound and str(opts.grace_period) != "0"):
-            return registry.mark_or_remove(rt, old)
+            # Unbound, or forced (grace 0, even while terminating): only finalizers hold it.
+            if old["metadata"].get("finalizers"):
+                return registry.mark_or_remove(rt, old)
+            return registry.store.remove(rt, old)
         if old["metadata"].get("deletionTimestamp"):
             return old  # already terminating
         grace = opts.grace_period

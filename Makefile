@@ -10,15 +10,15 @@ STAMP  := $(VENV)/.installed
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dualcap needs Python >= 3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./sandbox -e '.[dev]'
 	@touch $@
 
 .PHONY: venv
-venv: $(STAMP) ## create .venv and install dualcap with its test and dev extras
+venv: $(STAMP) ## create .venv and install dualcap (test and dev extras) and the sandbox
 
 .PHONY: test
 test: $(STAMP) ## run the whole test suite (sets itself up first)
@@ -39,16 +39,16 @@ e2e: $(STAMP) ## the e2e scenario against the cluster of the current kubeconfig 
 
 .PHONY: lint
 lint: $(STAMP) ## ruff: lint and format check
-	$(BIN)/ruff check operator tests bench tools
-	$(BIN)/ruff format --check operator tests bench tools
+	$(BIN)/ruff check operator sandbox tests bench tools
+	$(BIN)/ruff format --check operator sandbox tests bench tools
 
 .PHONY: fmt
 fmt: $(STAMP) ## ruff: fix what can be fixed and format
-	$(BIN)/ruff check --fix operator tests bench tools
-	$(BIN)/ruff format operator tests bench tools
+	$(BIN)/ruff check --fix operator sandbox tests bench tools
+	$(BIN)/ruff format operator sandbox tests bench tools
 
 .PHONY: typecheck
-typecheck: $(STAMP) ## mypy on the package (strict on api and planning)
+typecheck: $(STAMP) ## mypy on the operator and the sandbox (strict on api and planning)
 	$(BIN)/mypy
 
 .PHONY: crds
@@ -73,7 +73,7 @@ plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)
 
 .PHONY: demo
 demo: $(STAMP) ## the real operator on a local sandbox through an accelerated summer day (about a minute)
-	$(BIN)/dualcap demo
+	$(BIN)/dualcap-demo
 
 .PHONY: simulate
 simulate: $(STAMP) ## the planner over the two example scenarios; charts in build/
@@ -100,8 +100,8 @@ run: $(STAMP) ## the operator against the current kubeconfig (KUBECONFIG), e.g. 
 
 .PHONY: sandbox
 sandbox: $(STAMP) ## a local Kubernetes API with the CRDs and examples; kubeconfig ./sandbox.kubeconfig
-	$(BIN)/dualcap sandbox --kubeconfig sandbox.kubeconfig --load crds --load examples
+	$(BIN)/dualcap-sandbox --kubeconfig sandbox.kubeconfig --load crds --load examples
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info operator/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info operator/*.egg-info sandbox/*.egg-info

@@ -72,8 +72,7 @@ class Sandbox:
             [
                 sys.executable,
                 "-m",
-                "dualcap",
-                "sandbox",
+                "dualcap_sandbox",
                 "--port",
                 str(self.port),
                 "--kubeconfig",

@@ -1,6 +1,6 @@
 """Benchmark: the sandbox API's speed (issue 4). Prints figures; asserts nothing.
 
-The sandbox runs in its own process (`dualcap sandbox`), the client here, both on
+The sandbox runs in its own process (`dualcap-sandbox`), the client here, both on
 loopback: requests per second for GET and PATCH in consecutive batches (flat, or not, as
 the request count grows) and the time to list 5,000 nodes.
 """
@@ -110,8 +110,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "dualcap",
-                "sandbox",
+                "dualcap_sandbox",
                 "--port",
                 str(port),
                 "--kubeconfig",
@@ -125,7 +124,7 @@ def main() -> None:
             while not kc.exists() and time.time() < deadline:
                 time.sleep(0.05)
             print(
-                f"dualcap sandbox benchmark (server in its own process, {CONCURRENCY} concurrent requests, loopback)"
+                f"dualcap-sandbox benchmark (server in its own process, {CONCURRENCY} concurrent requests, loopback)"
             )
             asyncio.run(run(f"http://127.0.0.1:{port}"))
         finally:

@@ -155,7 +155,7 @@ def main() -> None:
         kubeconfig = tmp / "kubeconfig"
         t = time.perf_counter()
         sb = subprocess.Popen(
-            [sys.executable, "-m", "dualcap", "sandbox", "--port", str(port), "--kubeconfig",
+            [sys.executable, "-m", "dualcap_sandbox", "--port", str(port), "--kubeconfig",
              str(kubeconfig), "--load", str(ROOT / "crds"), "--load", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip

@@ -1,15 +1,15 @@
-"""`dualcap` command line: crds, plan, demo."""
+"""`dualcap` command line: crds, plan, run, simulate."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from dualcap.manifests import InputError, load_objects
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -25,56 +25,6 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("---\n".join(files.values()))
     return 0
-
-
-class InputError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2."""
-
-
-def _objects_from(text: str, source: str) -> list[dict[str, Any]]:
-    import yaml
-
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise InputError(f"{source}: not valid YAML or JSON{where}") from err
-    out: list[dict[str, Any]] = []
-    for doc in docs:
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise InputError(f"{source}: expected Kubernetes objects, found {type(doc).__name__}")
-        kind = str(doc.get("kind", ""))
-        if kind.endswith("List") and isinstance(doc.get("items"), list):
-            item_kind = kind[: -len("List")] if kind != "List" else None
-            for item in doc["items"]:
-                if isinstance(item, dict):
-                    if item_kind and "kind" not in item:
-                        item = {**item, "kind": item_kind}
-                    out.append(item)
-        else:
-            out.append(doc)
-    return out
-
-
-def load_objects(path: str) -> list[dict[str, Any]]:
-    """Kubernetes objects from a file, a directory of .yaml/.yml/.json files, or '-'."""
-    if path == "-":
-        return _objects_from(sys.stdin.read(), "<stdin>")
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
-        if not files:
-            raise InputError(f"{path}: no .yaml, .yml or .json files")
-        return [o for f in files for o in _objects_from(f.read_text(), str(f))]
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        return _objects_from(p.read_text(), path)
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not a text file") from err
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -119,28 +69,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from dualcap import demo
-
-    examples = Path(args.examples)
-    if not examples.is_dir():
-        raise InputError(
-            f"{examples}: not a directory (run from the repository, or pass --examples)"
-        )
-    if not (examples.parent / "crds").is_dir():
-        raise InputError(
-            f"{examples.parent / 'crds'}: not a directory (the CRDs sit beside the examples)"
-        )
-    if args.speed <= 0:
-        raise InputError("--speed: must be positive")
-    return demo.run(
-        examples,
-        speed=args.speed,
-        keep_running=args.keep_running,
-        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-    )
-
-
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from dualcap import simulate
 
@@ -148,18 +76,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return simulate.run(args.scenario, args.output)
     except simulate.ScenarioError as err:
         raise InputError(str(err)) from None
-
-
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from dualcap.sandbox.app import serve
-    from dualcap.sandbox.cluster import Behaviour
-
-    behaviour = Behaviour(pod_termination_seconds=args.termination_seconds)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, args.kubeconfig, args.load or [], behaviour))
-    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -281,67 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     run.add_argument("--quiet", "-q", action="store_true", help="warnings and errors only")
     run.set_defaults(func=_cmd_run)
-
-    sandbox = sub.add_parser(
-        "sandbox",
-        help="serve a local Kubernetes API with cluster behaviour (no cluster needed)",
-        description=(
-            "Serve an in-memory Kubernetes API on localhost, with a scheduler, kubelets,"
-            " NoExecute eviction, DaemonSets and garbage collection, until interrupted."
-            " Writes a kubeconfig that kubectl and the operator can use."
-        ),
-    )
-    sandbox.add_argument(
-        "--kubeconfig",
-        default="sandbox.kubeconfig",
-        help="where to write the kubeconfig (default: ./sandbox.kubeconfig)",
-    )
-    sandbox.add_argument(
-        "--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)"
-    )
-    sandbox.add_argument(
-        "--load",
-        action="append",
-        metavar="FILE",
-        help="YAML to create at start (a file or directory; repeatable)",
-    )
-    sandbox.add_argument(
-        "--termination-seconds",
-        type=float,
-        default=2.0,
-        help="how long a pod takes to stop (a miner's preStop)",
-    )
-    sandbox.set_defaults(func=_cmd_sandbox)
-
-    demo = sub.add_parser(
-        "demo",
-        help="the operator on a local sandbox cluster through an accelerated summer day",
-        description=(
-            "Start a sandbox cluster with the examples, run the operator against it, and play"
-            " a summer day at the example site: a lease arrives, the summer-peak window and an"
-            " ERS dispatch cut the limit, the dispatch ends, a lease ends, mining resumes."
-            " Ends with a summary (time to compliance, time over the envelope, energy and"
-            " revenue by kind) in about a minute."
-        ),
-    )
-    demo.add_argument("--examples", default="examples", help="the examples directory (its sibling crds/ is loaded too)")  # fmt: skip
-    demo.add_argument(
-        "--speed",
-        type=float,
-        default=30.0,
-        help="how much faster than the wall the site clock runs through each moment (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--keep-running",
-        action="store_true",
-        help="after the day, keep the sandbox and the operator running for kubectl (Ctrl-C stops)",
-    )
-    demo.add_argument(
-        "--kubeconfig",
-        metavar="PATH",
-        help="write the sandbox's kubeconfig here (default: a temporary file, printed with --keep-running)",
-    )
-    demo.set_defaults(func=_cmd_demo)
 
     simulate = sub.add_parser(
         "simulate",

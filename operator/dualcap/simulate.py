@@ -96,7 +96,7 @@ def _series(value: Any, key: str, path: str) -> list[float]:
 
 
 def load(path: str | Path) -> Scenario:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
 
     p = Path(path)
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from dualcap.api import ComputeLease, PowerBudget, Site
 from dualcap.api.crd import all_crds
-from dualcap.sandbox.schema import validate_custom_resource
+from dualcap_sandbox.schema import validate_custom_resource
 from tests.api.test_examples import CUSTOM
 from tests.conftest import crd_schemas
 

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 
 from dualcap.api import ComputeLease, PowerBudget, Site
-from dualcap.sandbox.schema import validate_custom_resource
+from dualcap_sandbox.schema import validate_custom_resource
 from tests.conftest import example_objects
 
 MODELS = {"Site": Site, "PowerBudget": PowerBudget, "ComputeLease": ComputeLease}

@@ -39,8 +39,8 @@ import aiohttp
 from dualcap.api.common import LEASE_LABEL
 from dualcap.api.marks import is_marked
 from dualcap.planning import build_fleet, plan
-from dualcap.sandbox.app import Sandbox
-from dualcap.sandbox.cluster import Behaviour
+from dualcap_sandbox.app import Sandbox
+from dualcap_sandbox.cluster import Behaviour
 from tests.operator.conftest import Monitor, cluster_objects, operator_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,7 +220,7 @@ class Run:
         return items[min(int(r * len(items)), len(items) - 1)] if items else None
 
     async def run(self) -> list[str]:
-        from dualcap.cli import load_objects
+        from dualcap.manifests import load_objects
 
         self.sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.2), bookmark_seconds=1.0)
         await self.sb.start()

@@ -20,7 +20,7 @@ from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
 from dualcap.planning.envelope import evaluate
 from dualcap.planning.snapshot import ControllerState
-from dualcap.sandbox.app import Sandbox
+from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES
 
 NIGHT = datetime(2026, 7, 14, 11, 0, tzinfo=UTC)  # 06:00 in Texas: cheap energy, no window
@@ -166,7 +166,7 @@ class Running:
 
 @pytest.fixture
 async def sandbox(tmp_path, monkeypatch) -> AsyncIterator[Sandbox]:
-    from dualcap.sandbox.cluster import Behaviour
+    from dualcap_sandbox.cluster import Behaviour
 
     sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.1), bookmark_seconds=1.0)
     await sb.start()
@@ -186,7 +186,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     """The example site in the sandbox, its miners running, and the operator on it."""
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
 
     sandbox.load_objects(load_objects(str(CRDS)))
     sandbox.load_objects(load_objects(str(EXAMPLES)))

@@ -1,11 +1,13 @@
-"""`dualcap demo` end to end: the sandbox, the operator in its thread, the scripted day,
+"""`dualcap-demo` end to end: the sandbox, the operator in its thread, the scripted day,
 the view and the summary (measured on the cluster, not taken from the operator)."""
 
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
-from dualcap.demo import play
+from dualcap_demo.cli import main
+from dualcap_demo.demo import play
 from tests.conftest import EXAMPLES
 
 
@@ -39,7 +41,30 @@ async def test_the_demo_day(monkeypatch) -> None:
     assert e["mining"] > 100_000 and 0 < e["gpu"] < 2_000
     assert r["mining"] > 0 and r["gpu"] > 0 and ledger.energy_cost_usd > 0
     assert "net " in text and "time over the envelope" in text
+    # The 19:00 resumption is shown as it happens on the site clock: ramp-limited, never
+    # more than the site's 10 MW in any minute, until all 24 controllers mine.
+    lines = text[text.index("== 19:00") : text.index("== summary")].splitlines()
+    seen = [
+        (datetime.strptime(line[:8], "%H:%M:%S"), float(line.split("committed")[1].split("kW")[0].replace(",", "")))
+        for line in lines
+        if line[:2].isdigit()
+    ]  # fmt: skip
+    assert any("mining 24" in line for line in lines)
+    for i, (t1, kw1) in enumerate(seen):
+        for t2, kw2 in seen[i + 1 :]:
+            if (t2 - t1).total_seconds() < 60:
+                assert kw2 - kw1 <= 10_000 + 1, (
+                    f"{kw2 - kw1:,.0f} kW within a minute at {t2:%H:%M:%S}"
+                )
+    assert (seen[-1][0] - seen[0][0]).total_seconds() >= 4 * 60  # 24 controllers, 5 a minute
     # Mining is back at the end (ramp-limited resume done), finetune-demo completed.
     last = ledger.last
     assert last is not None and last.controllers.get("mining") == 24
     assert last.leases.get("Completed") == 1
+
+
+def test_the_demo_refuses_bad_arguments(capsys) -> None:
+    assert main(["--examples", "/nonexistent"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["--examples", str(EXAMPLES), "--speed", "0"]) == 2
+    assert "--speed" in capsys.readouterr().err

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualcap.sandbox.app import Sandbox
+from dualcap_sandbox.app import Sandbox
 from tests.e2e.scenario import Target, connect, run_scenario
 
 
 async def test_e2e_scenario_on_the_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
     from tests.conftest import CRDS
 
     sandbox.load_objects(load_objects(str(CRDS)))

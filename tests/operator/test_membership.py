@@ -82,7 +82,7 @@ def yard_objects(limit_kw: float) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def yard(sandbox, clock: Clock) -> AsyncIterator[Running]:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
     from tests.conftest import CRDS
 
     sandbox.load_objects(load_objects(str(CRDS)))

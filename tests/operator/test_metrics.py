@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
-from dualcap.sandbox.app import free_port
+from dualcap_sandbox.app import free_port
 from tests.operator.conftest import SITE, Running
 from tests.operator.test_operator import curtailed, set_event
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualcap.sandbox.app import Sandbox
+from dualcap_sandbox.app import Sandbox
 from tests.operator.conftest import operator_process
 from tests.operator.test_operator import curtailed, set_event
 from tests.operator.test_restart import settled, site_status
@@ -37,7 +37,7 @@ def pids_that_wrote(sb: Sandbox, since: dict[str, int]) -> set[int]:
 
 
 async def test_two_operators_never_both_act(sandbox: Sandbox, tmp_path: Path) -> None:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
     from tests.conftest import CRDS, EXAMPLES
 
     sb = sandbox

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY
-from dualcap.sandbox.app import Sandbox
+from dualcap_sandbox.app import Sandbox
 from tests.operator.conftest import SITE, Monitor, operator_process
 from tests.operator.test_operator import curtailed, lease_pods, nodes, set_event
 from tests.sandbox.conftest import wait_for
@@ -48,7 +48,7 @@ def wall() -> Any:
 async def test_killed_mid_batch_it_converges_with_no_duplicates_or_orphans(
     sandbox: Sandbox, wall: Any, tmp_path: Path
 ) -> None:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
     from tests.conftest import CRDS, EXAMPLES
 
     sb = sandbox

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dualcap.sandbox.app import Sandbox
-from dualcap.sandbox.cluster import Behaviour
+from dualcap_sandbox.app import Sandbox
+from dualcap_sandbox.cluster import Behaviour
 from tests.conftest import CRDS
 
 
@@ -129,7 +129,7 @@ async def client(sandbox: Sandbox) -> AsyncIterator[Client]:
 
 @pytest.fixture
 def with_crds(sandbox: Sandbox) -> Sandbox:
-    from dualcap.cli import load_objects
+    from dualcap.manifests import load_objects
 
     sandbox.load_objects(load_objects(str(CRDS)))
     return sandbox

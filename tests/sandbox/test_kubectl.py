@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import shutil
 import sys
@@ -131,10 +133,7 @@ async def test_wait_delete_and_server_side_apply(kubectl) -> None:
 
 async def test_a_bad_custom_resource_is_refused_with_a_clear_message(kubectl) -> None:
     await kubectl("apply", "-f", str(CRDS))
-    # (`kubectl create namespace` sends protobuf, which the sandbox refuses with a 415.)
-    await kubectl(
-        "apply", "-f", "-", stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: acme}\n"
-    )
+    await kubectl("create", "namespace", "acme")
     bad = """
 apiVersion: dualcap.io/v1alpha1
 kind: ComputeLease
@@ -175,3 +174,42 @@ async def test_plain_install_applies_with_kubectl(kubectl) -> None:
         "deployment.apps/dualcap created",
     ):
         assert line in out, out
+
+
+async def test_kubectl_create_sends_protobuf_and_the_objects_read_back(kubectl, sandbox) -> None:
+    """The first commands a newcomer types: kubectl's typed clients send protobuf bodies."""
+    seen: list[str] = []
+    sandbox.api.audit.on_write.append(seen.append)
+    _, out, _ = await kubectl("create", "namespace", "team-a")
+    assert out.strip() == "namespace/team-a created"
+    _, out, _ = await kubectl("-n", "team-a", "create", "configmap", "settings",
+                              "--from-literal=a=b", "--from-literal=limit=49.5 MW")  # fmt: skip
+    assert out.strip() == "configmap/settings created"
+    _, out, _ = await kubectl("-n", "team-a", "create", "secret", "generic", "token",
+                              "--from-literal=a=b")  # fmt: skip
+    assert out.strip() == "secret/token created"
+    _, out, _ = await kubectl("-n", "team-a", "create", "serviceaccount", "runner")
+    assert out.strip() == "serviceaccount/runner created"
+    assert len(seen) == 4 and all(agent.startswith("kubectl") for agent in seen)
+
+    async def read(*args: str) -> dict:
+        _, text, _ = await kubectl("get", *args, "-o", "json")
+        return json.loads(text)
+
+    ns = await read("namespace", "team-a")
+    assert ns["status"]["phase"] == "Active" and ns["spec"]["finalizers"] == ["kubernetes"]
+    assert ns["metadata"]["uid"] and ns["metadata"]["creationTimestamp"]
+    cm = await read("-n", "team-a", "configmap", "settings")
+    assert cm["data"] == {"a": "b", "limit": "49.5 MW"}
+    assert cm["metadata"]["namespace"] == "team-a" and "binaryData" not in cm
+    secret = await read("-n", "team-a", "secret", "token")
+    assert secret["type"] == "Opaque" and secret["data"] == {"a": "Yg=="}  # base64 of "b"
+    _, value, _ = await kubectl(
+        "-n", "team-a", "get", "secret", "token", "-o", "jsonpath={.data.a}"
+    )
+    assert base64.b64decode(value) == b"b"
+    sa = await read("-n", "team-a", "serviceaccount", "runner")
+    assert sa["metadata"]["name"] == "runner" and sa["kind"] == "ServiceAccount"
+    # The same names again: AlreadyExists, as from a real API server.
+    code, _, err = await kubectl("create", "namespace", "team-a", check=False)
+    assert code != 0 and 'namespaces "team-a" already exists' in err

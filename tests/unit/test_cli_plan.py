@@ -136,10 +136,3 @@ def test_the_console_script_runs() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["sites"][0]["name"] == "tx-rockdale-1"
-
-
-def test_demo_refuses_bad_arguments(capsys) -> None:
-    code, _, err = run_cli(capsys, "demo", "--examples", "/nonexistent")
-    assert code == 2 and "not a directory" in err
-    code, _, err = run_cli(capsys, "demo", "--examples", str(EXAMPLES), "--speed", "0")
-    assert code == 2 and "--speed" in err

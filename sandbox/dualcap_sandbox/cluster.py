@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 import copy
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dualcap.planning.dispatch import tolerates
-from dualcap.planning.quantity import parse_quantity
-from dualcap.sandbox.resources import ResourceType
-from dualcap.sandbox.store import Obj, Store, now_rfc3339
+from dualcap_sandbox.quantity import quantity
+from dualcap_sandbox.resources import ResourceType
+from dualcap_sandbox.store import Obj, Store, now_rfc3339
+from dualcap_sandbox.tolerations import eviction_delay, tolerated
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DAEMON_TOLERATIONS = [
@@ -111,7 +112,7 @@ def pod_requests(pod: Obj) -> dict[str, float]:
         merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
         for k, v in merged.items():
             try:
-                total[k] = total.get(k, 0.0) + parse_quantity(v)
+                total[k] = total.get(k, 0.0) + quantity(v)
             except ValueError:
                 continue
     for c in spec.get("initContainers") or []:
@@ -119,7 +120,7 @@ def pod_requests(pod: Obj) -> dict[str, float]:
         merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
         for k, v in merged.items():
             try:
-                total[k] = max(total.get(k, 0.0), parse_quantity(v))
+                total[k] = max(total.get(k, 0.0), quantity(v))
             except ValueError:
                 continue
     return total
@@ -406,12 +407,12 @@ class Cluster:
         tolerations = spec.get("tolerations") or []
         if not node_ready(node):
             return "node(s) were not ready"
-        if (node.get("spec") or {}).get("unschedulable") and not tolerates(
+        if (node.get("spec") or {}).get("unschedulable") and not tolerated(
             tolerations, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
         ):
             return "node(s) were unschedulable"
         for taint in (node.get("spec") or {}).get("taints") or []:
-            if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(
+            if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(
                 tolerations, taint
             ):
                 return f"node(s) had untolerated taint {{{taint.get('key')}: {taint.get('value', '')}}}"
@@ -434,7 +435,7 @@ class Cluster:
                     return f"Insufficient {k}"
                 continue
             try:
-                cap = parse_quantity(allocatable[k])
+                cap = quantity(allocatable[k])
             except ValueError:
                 continue
             if used.get(k, 0.0) + v > cap + 1e-9:
@@ -533,22 +534,12 @@ class Cluster:
     def _evict_pod(self, pod: Obj, taints: list[Mapping[str, Any]]) -> None:
         tolerations = (pod.get("spec") or {}).get("tolerations") or []
         key = ("evict", pod["metadata"].get("namespace") or "", pod["metadata"]["name"])
-        seconds: float | None = None
-        for taint in taints:
-            matching = [t for t in tolerations if tolerates([t], taint)]
-            if not matching:
-                self.api.delete_object(self.rt["pods"], pod)
-                self.timers.pop(key, None)
-                return
-            limits = [
-                float(t["tolerationSeconds"])
-                for t in matching
-                if t.get("tolerationSeconds") is not None
-            ]
-            if limits and len(limits) == len(matching):
-                seconds = min(limits) if seconds is None else min(seconds, min(limits))
-        if seconds is not None:
-            self.timers.setdefault(key, time.monotonic() + seconds)
+        delay = eviction_delay(tolerations, taints)
+        if delay <= 0:
+            self.api.delete_object(self.rt["pods"], pod)
+            self.timers.pop(key, None)
+        elif math.isfinite(delay):
+            self.timers.setdefault(key, time.monotonic() + delay)
         else:
             self.timers.pop(key, None)
 
@@ -575,7 +566,7 @@ class Cluster:
             for node in nodes:
                 name = node["metadata"]["name"]
                 eligible = node_matches(tpl_spec, node) and all(
-                    tolerates(tolerations, t)
+                    tolerated(tolerations, t)
                     for t in (node.get("spec") or {}).get("taints") or []
                     if t.get("effect") in ("NoSchedule", "NoExecute")
                 )

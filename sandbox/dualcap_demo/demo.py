@@ -1,4 +1,4 @@
-"""`dualcap demo`: the real operator on a local sandbox cluster, through an accelerated day.
+"""`dualcap-demo`: the real operator on a local sandbox cluster, through an accelerated day.
 
 The sandbox (an in-process Kubernetes API with a scheduler, kubelets and taint eviction)
 is loaded with the examples; the operator runs in its own thread against it, on a site
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -117,6 +118,7 @@ class Sample:
     energy_cost: float  # USD/h
     settled: bool
     in_flight: int
+    ramp_held: int = 0  # controllers the plan would resume now but for the ramp limit
 
 
 @dataclass
@@ -160,8 +162,23 @@ class Ledger:
         self.last = s
 
 
+def _without_ramp(snap: Any) -> Any:
+    """The same site with no ramp limit: where the ramp is taking it."""
+    site = snap.site
+    if site is None:
+        return snap
+    behavior = site.spec.behavior.model_copy(update={"max_ramp_up_kw_per_minute": 10_000_000.0})
+    spec = site.spec.model_copy(update={"behavior": behavior})
+    return dataclasses.replace(snap, site=site.model_copy(update={"spec": spec}))
+
+
 def observe(sb: Any, at: datetime) -> Sample:
-    """The site as the cluster has it (the planner's conservative accounting)."""
+    """The site as the cluster has it (the planner's conservative accounting).
+
+    It is settled once the operator has nothing left to do at this moment: no command to
+    send or waiting, nothing in flight, and no resume held back by the ramp limit (the
+    ramp spreads a resumption over minutes; the moment lasts until it is done).
+    """
     from dualcap.planning import build_fleet, plan
     from dualcap.planning.envelope import evaluate
 
@@ -187,6 +204,7 @@ def observe(sb: Any, at: datetime) -> Sample:
     )
     observed = status.get("observedGeneration") == site["metadata"].get("generation")
     quiet = not p.schedule.now and not p.schedule.deferred and not p.in_flight
+    ramp_held = len(set(plan(_without_ramp(snap), at).mining) - set(p.mining))
     return Sample(
         at=at,
         limit_kw=p.limit_kw or 0.0,
@@ -203,8 +221,9 @@ def observe(sb: Any, at: datetime) -> Sample:
         gpus_total=p.gpus_total,
         revenue={"mining": p.mining_revenue_usd_per_hour, "gpu": p.lease_revenue_usd_per_hour},
         energy_cost=p.energy_cost_usd_per_hour,
-        settled=ready and observed and quiet,
+        settled=ready and observed and quiet and not ramp_held,
         in_flight=p.in_flight,
+        ramp_held=ramp_held,
     )
 
 
@@ -253,13 +272,13 @@ class View:
         c, lp = s.controllers, s.leases
         if self.live:
             lines = [
-                f"dualcap demo  {SITE}   {s.at.astimezone(LOCAL):%a %d %b %H:%M:%S} CDT   site clock x{speed:.0f}",
+                f"dualcap-demo  {SITE}   {s.at.astimezone(LOCAL):%a %d %b %H:%M:%S} CDT   site clock x{speed:.0f}",
                 f"  {story}",
                 "",
                 f"  limit      {s.limit_kw:>9,.0f} kW    committed {s.committed_kw:>9,.0f} kW    headroom {s.limit_kw - s.committed_kw:>9,.0f} kW",
                 f"             {_bar(s.committed_kw, s.limit_kw)}",
                 f"  draw       mining {s.draw['mining']:>9,.0f} kW   gpu {s.draw['gpu']:>6,.0f} kW   overhead {s.draw['overhead']:>6,.0f} kW",
-                f"  miners     mining {c.get('mining', 0):>3}   curtailing {c.get('curtailing', 0):>3}   curtailed {c.get('curtailed', 0):>3}   held {c.get('held', 0):>3}",
+                f"  miners     mining {c.get('mining', 0):>3}   curtailing {c.get('curtailing', 0):>3}   curtailed {c.get('curtailed', 0):>3}   held {c.get('held', 0):>3}   waiting for the ramp {s.ramp_held:>3}",
                 f"  leases     {'   '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}",
                 f"  GPUs       leased {s.gpus_leased} of {s.gpus_total}",
                 f"  revenue    mining {s.revenue['mining']:>7,.0f} USD/h   gpu {s.revenue['gpu']:>6,.0f} USD/h   energy {s.energy_cost:>7,.0f} USD/h",
@@ -274,6 +293,7 @@ class View:
             f"{s.at.astimezone(LOCAL):%H:%M:%S}  limit {s.limit_kw:>7,.0f} kW  committed {s.committed_kw:>7,.0f} kW"
             f"  mining {c.get('mining', 0):>2}  curtailed {c.get('curtailed', 0):>2}"
             f"  leases {', '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}"
+            + (f"  ({s.ramp_held} waiting for the ramp)" if s.ramp_held else "")
         )
         key = line[10:]
         if key != self._last_line:
@@ -325,11 +345,10 @@ async def play(
     live: bool | None = None,
     max_phase_seconds: float = 20.0,
 ) -> Ledger:
-    from dualcap.cli import load_objects
     from dualcap.cluster.operator import Operator
     from dualcap.handlers.run import OperatorThread
-    from dualcap.sandbox.app import Sandbox
-    from dualcap.sandbox.cluster import Behaviour
+    from dualcap_sandbox.app import Sandbox
+    from dualcap_sandbox.cluster import Behaviour
 
     out = out or sys.stdout
     started = time.monotonic()
@@ -341,8 +360,8 @@ async def play(
     path = sb.write_kubeconfig(kubeconfig or tmp / "kubeconfig")
     os.environ["KUBECONFIG"] = str(path)
     crds = examples.parent / "crds"
-    sb.load_objects(load_objects(str(crds)))
-    sb.load_objects(load_objects(str(examples)))
+    sb.load_files([str(crds)])
+    sb.load_files([str(examples)])
     state = Operator(clock=clock, safety_period=timedelta(seconds=30))
     op = OperatorThread(state)
     view = View(out, live)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dualcap.sandbox.definitions import resolve
+from dualcap_sandbox.definitions import resolve
 
 
 class PatchError(ValueError):

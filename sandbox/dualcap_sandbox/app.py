@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from dualcap.sandbox.cluster import Behaviour, Cluster
-from dualcap.sandbox.faults import Faults
-from dualcap.sandbox.server import Api
-from dualcap.sandbox.store import ApiError, Store
+from dualcap_sandbox.cluster import Behaviour, Cluster
+from dualcap_sandbox.faults import Faults
+from dualcap_sandbox.manifests import ManifestError, read_objects
+from dualcap_sandbox.server import Api
+from dualcap_sandbox.store import ApiError, Store
 
 # Load order: what other objects need must exist first.
 _FIRST = ("CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "Node")
@@ -98,9 +99,7 @@ class Sandbox:
         return created
 
     def load_files(self, paths: list[str]) -> int:
-        from dualcap.cli import load_objects
-
-        objects = [o for p in paths for o in load_objects(p)]
+        objects = [o for p in paths for o in read_objects(p)]
         return len(self.load_objects(objects))
 
     async def settle(self, seconds: float = 0.05) -> None:
@@ -117,8 +116,10 @@ async def serve(port: int, kubeconfig_path: str, load: list[str], behaviour: Beh
                 n = sandbox.load_files(load)
             except ApiError as err:
                 raise SystemExit(
-                    f"dualcap sandbox: error: loading {', '.join(load)}: {err.message}"
+                    f"dualcap-sandbox: error: loading {', '.join(load)}: {err.message}"
                 ) from err
+            except ManifestError as err:
+                raise SystemExit(f"dualcap-sandbox: error: {err}") from err
             print(f"loaded {n} objects", flush=True)
         path = sandbox.write_kubeconfig(kubeconfig_path)
         print(f"sandbox API at {sandbox.url}", flush=True)

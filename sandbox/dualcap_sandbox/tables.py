@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.sandbox.resources import ResourceType
+from dualcap_sandbox.resources import ResourceType
 
 Obj = dict[str, Any]
 _FILTER = re.compile(r"^\?\(@\.([\w.]+)\s*==\s*[\"']([^\"']*)[\"']\)$")

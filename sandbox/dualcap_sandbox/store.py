@@ -9,7 +9,6 @@ watcher and in-process listener (the cluster controllers).
 from __future__ import annotations
 
 import asyncio
-import copy
 import secrets
 import uuid
 from collections import deque
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.sandbox.resources import BUILTIN, ResourceType
+from dualcap_sandbox.resources import BUILTIN, ResourceType
 
 Obj = dict[str, Any]
 HISTORY = 20_000  # events kept per resource for watches that resume
@@ -232,8 +231,9 @@ class Store:
         return obj
 
     def replace(self, rt: ResourceType, obj: Obj, old: Obj) -> Obj:
-        """Store ``obj`` in place of ``old`` (same name); deletes it when it is being
-        deleted and has no finalizer left."""
+        """Store ``obj`` in place of ``old`` (same name); what is immutable stays (identity,
+        creation, a deletion once marked). Whether a write finishes a deletion is the
+        registry's decision, not the store's."""
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._next_rv())
         for immutable in ("uid", "creationTimestamp", "name", "namespace"):
@@ -244,45 +244,25 @@ class Store:
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         table = self.tables[rt.key]
-        key = (meta.get("namespace") or "", meta["name"])
-        # Namespaces are held by spec.finalizers until their content is gone.
-        held = meta.get("finalizers") or (
-            rt.kind == "Namespace" and (obj.get("spec") or {}).get("finalizers")
-        )
-        if meta.get("deletionTimestamp") and not held:
-            table.objects.pop(key, None)
-            self._index_owners(rt, old, None)
-            self._emit(rt, "DELETED", obj, old)
-            return obj
-        table.objects[key] = obj
+        table.objects[(meta.get("namespace") or "", meta["name"])] = obj
         self._index_owners(rt, old, obj)
         self._emit(rt, "MODIFIED", obj, old)
         return obj
 
-    def delete(self, rt: ResourceType, old: Obj, grace: bool = False) -> Obj:
-        """Delete now, or mark for deletion when finalizers (or ``grace``) hold it."""
-        meta = old["metadata"]
-        if meta.get("finalizers") or grace:
-            if meta.get("deletionTimestamp"):
-                return old  # already being deleted
-            obj = copy.deepcopy(old)
-            obj["metadata"]["deletionTimestamp"] = now_rfc3339()
-            obj["metadata"]["resourceVersion"] = str(self._next_rv())
-            table = self.tables[rt.key]
-            table.objects[(meta.get("namespace") or "", meta["name"])] = obj
-            self._emit(rt, "MODIFIED", obj, old)
-            return obj
-        return self.remove(rt, old)
-
-    def remove(self, rt: ResourceType, old: Obj) -> Obj:
-        """Remove at once, whatever holds it (graceful deletion done, GC, namespaces)."""
+    def remove(self, rt: ResourceType, old: Obj, last: Obj | None = None) -> Obj:
+        """Remove at once; the DELETED event carries ``last`` (the final write, e.g. the
+        last finalizer removed) or ``old``."""
         table = self.tables[rt.key]
         key = (old["metadata"].get("namespace") or "", old["metadata"]["name"])
         if key not in table.objects:
             return old
         del table.objects[key]
-        obj = dict(old)
-        obj["metadata"] = dict(old["metadata"], resourceVersion=str(self._next_rv()))
+        final = last if last is not None else old
+        obj = dict(final, apiVersion=rt.api_version, kind=rt.kind)
+        obj["metadata"] = dict(final["metadata"], resourceVersion=str(self._next_rv()))
+        for immutable in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"):
+            if immutable in old["metadata"]:
+                obj["metadata"][immutable] = old["metadata"][immutable]
         self._index_owners(rt, old, None)
         self._emit(rt, "DELETED", obj, old)
         return obj

@@ -8,8 +8,8 @@ import hashlib
 import json
 from typing import Any
 
-from dualcap.sandbox.definitions import SCHEMA_VERSION, definitions
-from dualcap.sandbox.resources import ResourceType
+from dualcap_sandbox.definitions import SCHEMA_VERSION, definitions
+from dualcap_sandbox.resources import ResourceType
 
 _QUERY = [
     ("dryRun", "When present, modifications are not persisted."),

@@ -181,6 +181,12 @@ class Prometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("Prometheus is not running")
+        return self._process.pid
+
     def _config(self) -> str:
         interval = f"{int(self.scrape_seconds * 1000)}ms"
         return (

@@ -87,6 +87,7 @@ class FakeExporter:
         labels = {
             "gpu": str(gpu),
             "UUID": f"GPU-{host}-{gpu:04d}",
+            "pci_bus_id": f"00000000:{gpu + 7:02X}:00.0",
             "device": f"nvidia{gpu}",
             "modelName": "NVIDIA H100 80GB HBM3",
             host_label: host,
@@ -116,10 +117,8 @@ class FakeExporter:
     async def _metrics(self, request: web.Request) -> web.Response:
         self.scrapes += 1
         return web.Response(
-            text=self.exposition(),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff"},
+            body=self.exposition().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
     def start(self) -> FakeExporter:

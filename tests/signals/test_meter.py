@@ -161,3 +161,18 @@ async def test_negative_reading(sign: str, raw: int) -> None:
 )
 def test_register_semantics(w: int, w_sf: int, sign: str, watts: float) -> None:
     assert m.site_watts(w, w_sf & 0xFFFF, sign) == pytest.approx(watts)
+
+
+async def test_a_meter_that_goes_away_fails_within_the_timeout_then_is_unreachable() -> None:
+    peer = await SunSpecMeterPeer().start()
+    peer.set_watts(1000)
+    async with SunSpecMeterClient(spec(peer), timeout_seconds=0.5) as client:
+        assert (await client.read()).watts == 1000
+        await peer.stop()
+        reasons = []
+        for _ in range(2):
+            with pytest.raises(MeterError) as caught:
+                await client.read()
+            reasons.append(caught.value.reason)
+    assert reasons[0] in (m.TIMEOUT, m.UNREACHABLE)
+    assert reasons[1] == m.UNREACHABLE

@@ -104,7 +104,8 @@ def site_watts(w: int, w_sf: int, sign: str) -> float:
 
 
 class SunSpecMeterClient:
-    """Reads one SunSpec meter, poll after poll, over one Modbus TCP connection."""
+    """Reads one SunSpec meter, poll after poll, over one Modbus TCP connection (one poll
+    at a time: the poll loop awaits each read before the next)."""
 
     def __init__(
         self,
@@ -141,6 +142,9 @@ class SunSpecMeterClient:
         except MeterError:
             self.close()
             raise
+        except (OSError, ModbusException) as err:
+            self.close()
+            raise MeterError(UNREACHABLE, f"{self.where}: {err}") from err
 
     def close(self) -> None:
         """Drop the connection and what was discovered (the next read starts afresh)."""

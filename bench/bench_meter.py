@@ -129,6 +129,25 @@ async def bench(ports: list[int], prometheus: Prometheus) -> None:
         check = await gpu_clients[0].gpu_power_by_node(DCGM_POWER_QUERY, nodes[0])
         assert len(check) == NODES_PER_SITE
 
+        # The same figures when every site shares one query (same URL, same expression):
+        # run once a round, its answer split among the sites.
+        shared_latency: list[float] = []
+        shared_cpu: list[float] = []
+        shared_prom_cpu: list[float] = []
+        everyone = [n for site_nodes in nodes for n in site_nodes]
+        for r in range(WARMUP_ROUNDS + ROUNDS):
+            cpu = time.process_time()
+            before = cpu_seconds_of(prometheus.pid)
+            start = time.perf_counter()
+            power = await gpu_clients[0].gpu_power_by_node(DCGM_POWER_QUERY, everyone)
+            per_site = [{n: power[n] for n in site_nodes if n in power} for site_nodes in nodes]
+            elapsed = time.perf_counter() - start
+            if r >= WARMUP_ROUNDS:
+                shared_latency.append(elapsed)
+                shared_cpu.append(time.process_time() - cpu)
+                shared_prom_cpu.append(cpu_seconds_of(prometheus.pid) - before)
+            assert all(len(site) == NODES_PER_SITE for site in per_site)
+
     series = len(ports) * NODES_PER_SITE * GPUS_PER_NODE
     print(f"Measurement loop: {len(ports)} sites, {ROUNDS} rounds (all sites at once a round)")
     print(f"SunSpec meters over Modbus TCP ({len(ports)} pymodbus servers on 127.0.0.1):")
@@ -151,11 +170,19 @@ async def bench(ports: list[int], prometheus: Prometheus) -> None:
         f"  Prometheus CPU per round: median {statistics.median(prom_cpu) * 1000:.0f} ms,"
         f" max {max(prom_cpu) * 1000:.0f} ms"
     )
-    per_round = statistics.median(meter_cpu) + statistics.median(gpu_cpu)
+    print("The same GPU power when the sites share one query a round (one answer, split):")
+    print(line("the shared query", shared_latency))
     print(
-        f"At a 5 s poll: {per_round / 5 * 100:.2f}% of one core for the clients"
-        f" ({per_round * 1000:.1f} ms of CPU per 5 s)"
+        f"  client CPU per round: median {statistics.median(shared_cpu) * 1000:.1f} ms,"
+        f" max {max(shared_cpu) * 1000:.1f} ms; Prometheus CPU per round: median"
+        f" {statistics.median(shared_prom_cpu) * 1000:.0f} ms"
     )
+    for label, gpu in (("a query a site", gpu_cpu), ("one shared query", shared_cpu)):
+        per_round = statistics.median(meter_cpu) + statistics.median(gpu)
+        print(
+            f"At a 5 s poll, {label}: {per_round / 5 * 100:.2f}% of one core for the"
+            f" clients ({per_round * 1000:.1f} ms of CPU per 5 s)"
+        )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ A stub of the query API stands in only where the test must control time or the w
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -216,3 +217,16 @@ async def test_a_shared_session_is_reused_and_left_open(prometheus: Prometheus) 
         for _ in range(3):
             await site_draw(prometheus.url, f'sum({SITE_METRIC}{{site="west"}})', session=session)
         assert not session.closed
+
+
+async def test_credentials_in_the_url_are_used_and_never_reported() -> None:
+    async def basic(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if auth != "Basic " + base64.b64encode(b"reader:hunter2").decode():
+            return web.Response(status=401)
+        return web.Response(status=502, text="<html>proxy error</html>", content_type="text/html")
+
+    async with QueryApiStub(basic) as stub:
+        err = await site_failure(f"http://reader:hunter2@127.0.0.1:{stub.port}", "up")
+    assert err.reason == p.BAD_RESPONSE  # past the authentication
+    assert "hunter2" not in str(err) and "reader" not in str(err)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from dualcap.signals.reading import Reading, SignalError
 
@@ -77,6 +78,9 @@ class PrometheusClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.endpoint = url.rstrip("/") + "/api/v1/query"
+        # What messages name: the endpoint without credentials (conditions and Events are
+        # readable by anyone who can read the Site).
+        self.where = str(URL(self.endpoint).with_user(None))
         self.timeout_seconds = timeout_seconds
         self.headers = {"Accept": "application/json"}
         if bearer_token:
@@ -109,11 +113,11 @@ class PrometheusClient:
             raise _api_error(body, promql)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise PrometheusError(BAD_RESPONSE, f"{self.endpoint}: no data in the answer")
+            raise PrometheusError(BAD_RESPONSE, f"{self.where}: no data in the answer")
         kind = data.get("resultType")
         result = data.get("result")
         if kind == "scalar" and isinstance(result, list):
-            return [_sample({}, result, self.endpoint)]
+            return [_sample({}, result, self.where)]
         if kind != "vector" or not isinstance(result, list):
             raise PrometheusError(
                 BAD_RESPONSE,
@@ -122,8 +126,8 @@ class PrometheusClient:
         samples = []
         for entry in result:
             if not isinstance(entry, dict) or not isinstance(entry.get("metric"), dict):
-                raise PrometheusError(BAD_RESPONSE, f"{self.endpoint}: malformed series {entry!r}")
-            samples.append(_sample(entry["metric"], entry.get("value"), self.endpoint))
+                raise PrometheusError(BAD_RESPONSE, f"{self.where}: malformed series {entry!r}")
+            samples.append(_sample(entry["metric"], entry.get("value"), self.where))
         return samples
 
     async def _post(self, promql: str) -> dict[str, Any]:
@@ -136,25 +140,25 @@ class PrometheusClient:
                 status = response.status
         except TimeoutError as err:
             raise PrometheusError(
-                TIMEOUT, f"{self.endpoint} did not answer within {self.timeout_seconds:g} s"
+                TIMEOUT, f"{self.where} did not answer within {self.timeout_seconds:g} s"
             ) from err
         except aiohttp.ClientConnectionError as err:
-            raise PrometheusError(UNREACHABLE, f"cannot reach {self.endpoint}: {err}") from err
+            raise PrometheusError(UNREACHABLE, f"cannot reach {self.where}: {err}") from err
         except aiohttp.ClientError as err:
-            raise PrometheusError(BAD_RESPONSE, f"{self.endpoint}: {err}") from err
+            raise PrometheusError(BAD_RESPONSE, f"{self.where}: {err}") from err
         if status in (401, 403):
-            raise PrometheusError(UNAUTHORIZED, f"{self.endpoint} answered HTTP {status}")
+            raise PrometheusError(UNAUTHORIZED, f"{self.where} answered HTTP {status}")
         try:
             body = json.loads(raw)
         except ValueError as err:
             raise PrometheusError(
                 BAD_RESPONSE,
-                f"{self.endpoint} answered HTTP {status} that is not JSON: {raw[:120]!r}",
+                f"{self.where} answered HTTP {status} that is not JSON: {raw[:120]!r}",
             ) from err
         if not isinstance(body, dict):
-            raise PrometheusError(BAD_RESPONSE, f"{self.endpoint} answered HTTP {status}: {body!r}")
+            raise PrometheusError(BAD_RESPONSE, f"{self.where} answered HTTP {status}: {body!r}")
         if status != 200 and body.get("status") != "error":
-            raise PrometheusError(BAD_RESPONSE, f"{self.endpoint} answered HTTP {status}")
+            raise PrometheusError(BAD_RESPONSE, f"{self.where} answered HTTP {status}")
         return body
 
     async def site_draw(self, promql: str) -> Reading:

@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian's prometheus package, for the tests that query a real Prometheus (tests/signals).
+PROMETHEUS_STAMP := build/prometheus/.ready
+PROMETHEUS_SYSTEM ?= /usr/bin/prometheus
 
 .DEFAULT_GOAL := help
 
@@ -20,8 +23,30 @@ $(STAMP): pyproject.toml sandbox/pyproject.toml
 .PHONY: venv
 venv: $(STAMP) ## create .venv and install dualcap (test and dev extras) and the sandbox
 
+# Prometheus from Debian: installed as root (apt-get update only if the install fails), else
+# the .deb unpacked into build/prometheus. When neither works its tests skip, saying why.
+$(PROMETHEUS_STAMP):
+	@mkdir -p build/prometheus
+	@if [ -x $(PROMETHEUS_SYSTEM) ]; then \
+	  touch $@; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	         apt-get install -y -q --no-install-recommends prometheus; }; } >build/prometheus/install.log 2>&1 \
+	    && touch $@ \
+	    || echo "make: could not install prometheus (build/prometheus/install.log); its tests will skip" >&2; \
+	else \
+	  ( cd build/prometheus && rm -f prometheus_*.deb && apt-get download prometheus \
+	    && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb ) >build/prometheus/install.log 2>&1 \
+	    && touch $@ \
+	    || echo "make: could not unpack prometheus (build/prometheus/install.log); its tests will skip" >&2; \
+	fi
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS_STAMP) ## set up Prometheus for the tests (Debian's package, or its .deb unpacked into build/)
+
 .PHONY: test
-test: $(STAMP) ## run the whole test suite (sets itself up first)
+test: $(STAMP) $(PROMETHEUS_STAMP) ## run the whole test suite (sets itself up first, Prometheus included)
 	$(BIN)/python -m pytest -q
 
 .PHONY: soak

@@ -1,0 +1,1 @@
+"""Signals from outside the cluster: demand-response dispatches, energy prices, hashprice."""

@@ -1,0 +1,102 @@
+"""How old an outside input is: every adapter's reading carries when it was observed.
+
+A reading is fresh while it is younger than the adapter's limit; past it, the consumer
+falls back to its static value. The age is exported as ``dualcap_signal_age_seconds``
+so a stalled feed shows on a dashboard before it shows in a bill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from prometheus_client import CollectorRegistry, Gauge
+
+T = TypeVar("T")
+
+
+class SignalError(Exception):
+    """Bad or unreachable input. ``reason`` is a stable CamelCase word (for a condition or
+    a metric label), ``message`` says what was wrong and where."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Signal(Generic[T]):
+    """One reading of an outside input: its value, when the source observed it (aware
+    datetime) and where it came from (a URL, a file, a VTN)."""
+
+    value: T
+    observed_at: datetime
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.observed_at.tzinfo is None:
+            raise ValueError("observed_at must carry a time zone")
+
+    def age(self, now: datetime) -> float:
+        """Seconds since the observation; a reading from a clock ahead of ours is 0 old."""
+        return max(0.0, (now - self.observed_at).total_seconds())
+
+    def fresh(self, now: datetime, stale_after: timedelta | float) -> bool:
+        limit = stale_after.total_seconds() if isinstance(stale_after, timedelta) else stale_after
+        return self.age(now) <= limit
+
+
+class SignalAge:
+    """The ``dualcap_signal_age_seconds{site,source}`` gauge. ``source`` is the kind of
+    input (``openadr``, ``ercot-rt``, ``hashprice``), never a URL: labels stay bounded."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.gauge = Gauge(
+            "dualcap_signal_age_seconds",
+            "Age of the latest outside input an adapter holds, in seconds.",
+            ["site", "source"],
+            registry=self.registry,
+        )
+
+    def observe(self, site: str, source: str, signal: Signal[object], now: datetime) -> float:
+        age = signal.age(now)
+        self.gauge.labels(site=site, source=source).set(age)
+        return age
+
+    def value(self, site: str, source: str) -> float | None:
+        return self.registry.get_sample_value(
+            "dualcap_signal_age_seconds", {"site": site, "source": source}
+        )
+
+
+async def read_source(location: str, timeout_seconds: float = 10.0) -> str:
+    """The text at a file path or an http(s) URL; anything else, or a failure to read it,
+    is a ``SignalError`` (``Unreachable`` or ``HttpError``)."""
+    if location.startswith(("http://", "https://")):
+        import aiohttp
+
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=timeout_seconds)
+                ) as session,
+                session.get(location) as resp,
+            ):
+                body = await resp.text(errors="replace")
+                if resp.status != 200:
+                    raise SignalError(
+                        "HttpError", f"{location}: HTTP {resp.status}: {body[:120]!r}"
+                    )
+                return body
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise SignalError("Unreachable", f"{location}: {err!r}") from err
+    import asyncio
+    from pathlib import Path
+
+    try:
+        return await asyncio.to_thread(Path(location).read_text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise SignalError("Unreachable", f"{location}: {err}") from err

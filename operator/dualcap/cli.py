@@ -198,6 +198,15 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_openadr(args: argparse.Namespace) -> int:
+    from dualcap.signals import openadr
+
+    try:
+        return openadr.run(args.config, args.metrics_port)
+    except openadr.ConfigError as err:
+        raise InputError(str(err)) from None
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -428,6 +437,29 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--at", metavar="RFC3339", help="the time to price (default: now)")
     prices.add_argument("--output", "-o", choices=["table", "json"], default="table")
     prices.set_defaults(func=_cmd_prices)
+
+    openadr = sub.add_parser(
+        "openadr",
+        help="an OpenADR 2.0b VEN: a VTN's demand-response events into PowerBudgets of its own",
+        description=(
+            "Register with an aggregator's OpenADR 2.0b VTN, poll it, and write each event"
+            " into a PowerBudget named openadr-<site> (labelled dualcap.io/adapter=openadr),"
+            " opting in when the site can comply and out, with the reason, when the event's"
+            " limit is below the site's non-curtailable floor. Credentials: the pod's service"
+            " account, else KUBECONFIG."
+        ),
+    )
+    openadr.add_argument(
+        "--config", "-c", required=True, metavar="FILE", help="the VEN's YAML configuration"
+    )
+    openadr.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve dualcap_signal_age_seconds on this port at /metrics (default: off)",
+    )
+    openadr.set_defaults(func=_cmd_openadr)
     return parser
 
 

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import signal
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -813,6 +814,10 @@ def run(config_path: str, metrics_port: int = 0) -> int:
     from dualcap.cluster.client import Client
 
     config = load_config(config_path)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("openleadr").setLevel(logging.WARNING)  # a line per poll otherwise
     settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(
         logger=log, settings=settings
@@ -826,14 +831,14 @@ def run(config_path: str, metrics_port: int = 0) -> int:
         if metrics_port:
             start_http_server(metrics_port, registry=adapter.metrics.registry)
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):  # a pod's stop: finish the tick, close
+            loop.add_signal_handler(number, stop.set)
         try:
             await adapter.run(stop)
         finally:
             await client.close()
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0

@@ -122,10 +122,12 @@ class Vtn:
     active: dict[str, objects.Event] = field(default_factory=dict)
     delivered_at: dict[tuple[str, int], datetime] = field(default_factory=dict)
     server: OpenADRServer | None = None
+    tls: dict[str, Any] = field(default_factory=dict)  # OpenADRServer's cert/http_* arguments
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
+        scheme = "https" if self.tls.get("http_cert") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{PATH}"
 
     def send(self, event: objects.Event) -> None:
         """Deliver on the VEN's next poll (a new event, a modification or a cancellation)."""
@@ -165,6 +167,7 @@ class Vtn:
             http_port=self.port,
             requested_poll_freq=timedelta(seconds=self.poll_seconds),
             show_fingerprint=False,
+            **self.tls,
         )
         server.add_handler("on_create_party_registration", self._register)
         server.add_handler("on_poll", self._poll)

@@ -583,6 +583,8 @@ class Adapter:
     _dirty: set[str] = field(default_factory=set)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ven: Any = None
+    _answers: int = 0  # messages received from the VTN, valid or not
+    _contacts: int = 0  # polls answered with a valid message
 
     # -- the VEN side
 
@@ -609,6 +611,7 @@ class Adapter:
             disable_signature=signing is None,
             show_fingerprint=False,
         )
+        ven.add_hook("after_receive_xml", self._answered)
         ven.add_handler("on_event", self.on_event)
         ven.add_handler("on_update_event", self.on_event)
         return ven
@@ -623,15 +626,31 @@ class Adapter:
             timeout=aiohttp.ClientTimeout(total=self.config.request_timeout_seconds),
         )
 
+    def _answered(self, _xml: str) -> None:
+        self._answers += 1
+
     def _contact(self, result: Any) -> None:
         if isinstance(result, tuple) and result[0] is not None:
             self.last_contact = self.clock()
+            self._contacts += 1
+
+    def _silence(self, answers_before: int) -> None:
+        """Why a request got nothing usable: no answer, or an answer openleadr refused."""
+        if self._answers > answers_before:
+            self._problem(
+                "RefusedAnswer",
+                f"VTN {self.config.vtn_url} answered with a message that failed its schema,"
+                " signature or fingerprint check (openleadr's log says which)",
+            )
+        else:
+            self._problem("Unreachable", f"VTN {self.config.vtn_url} did not answer")
 
     async def _register(self) -> bool:
         ven = self._ven
+        before = self._answers
         kind, payload = await ven.query_registration()
         if kind is None:
-            self._problem("Unreachable", f"VTN {self.config.vtn_url} did not answer")
+            self._silence(before)
             return False
         self.last_contact = self.clock()
         await ven.create_party_registration(
@@ -778,7 +797,10 @@ class Adapter:
             if not self.registered:
                 self.registered = await self._register()
             else:
+                before, contacts = self._answers, self._contacts
                 await self._ven._poll()
+                if self._contacts == contacts:
+                    self._silence(before)
         except Exception as err:  # a VTN answering garbage must not stop the adapter
             self._problem(
                 "BadResponse", f"VTN {self.config.vtn_url}: {err.__class__.__name__}: {err}"

@@ -209,3 +209,32 @@ async def test_a_vtn_answering_garbage(cluster: Cluster):
         assert await cluster.budget(BUDGET) is None
     finally:
         await runner.cleanup()
+
+
+async def test_an_open_ended_event_stays_in_force_until_the_vtn_ends_it(cluster: Cluster, vtn: Vtn):
+    cfg = config(vtn, openEndedHours=0.002)  # 7.2 s at a time, renewed at half time
+    async with Running(Adapter(cfg, cluster.client)) as a:
+        await until(lambda: _true(a.registered), what="registration")
+        vtn.send(load_dispatch("ers-open", datetime.now(UTC) - timedelta(seconds=1), 0, 18_000))
+
+        async def end() -> str | None:
+            got = events_of(await cluster.budget(BUDGET))
+            return got[0]["end"] if got else None
+
+        first = await until(end, what="the open-ended event")
+        await until(lambda: _later(end, first), timeout=15, what="its end renewed")
+        vtn.send(
+            load_dispatch(
+                "ers-open", datetime.now(UTC), 0, 18_000, modification=1, status="cancelled"
+            )
+        )
+
+        async def gone() -> bool:
+            return await end() is None
+
+        await until(gone, what="the cancellation")
+
+
+async def _later(end: Any, first: str) -> bool:
+    now = await end()
+    return now is not None and now > first

@@ -28,7 +28,7 @@ import re
 import signal
 import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -581,7 +581,6 @@ class Adapter:
     problems: list[str] = field(default_factory=list)  # the latest ones, for logs and tests
     written: int = 0
     _dirty: set[str] = field(default_factory=set)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ven: Any = None
     _answers: int = 0  # messages received from the VTN, valid or not
     _contacts: int = 0  # polls answered with a valid message
@@ -666,8 +665,10 @@ class Adapter:
         return True
 
     def _problem(self, reason: str, message: str) -> None:
+        repeated = bool(self.problems) and self.problems[-1].startswith(f"{reason}:")
         self.problems = [*self.problems[-19:], f"{reason}: {message}"]
-        log.warning("%s: %s", reason, message)
+        if not repeated:  # a VTN down for an hour is one line, not one per poll
+            log.warning("%s: %s", reason, message)
 
     async def on_event(self, event: Mapping[str, Any]) -> Opt:
         now = self.clock()
@@ -750,6 +751,7 @@ class Adapter:
         if ven is None:
             return
         now = self.clock()
+        horizon = timedelta(hours=self.config.open_ended_hours)
         keep = []
         for event in ven.received_events:
             period = event.get("active_period") or {}
@@ -766,17 +768,23 @@ class Adapter:
             if duration == 0:
                 for site in sites_for(event, self.config.sites):
                     held = self.decisions.get(site.name, {})
-                    if ids in held and held[ids].opt == "optIn":
-                        renewed = decide(
-                            event,
-                            site,
-                            None,
-                            self.config.simple_levels,
-                            now,
-                            self.config.lead_time_seconds,
-                            timedelta(hours=self.config.open_ended_hours),
-                        )
-                        held[ids] = replace(renewed, opt=held[ids].opt)
+                    if ids not in held or held[ids].reason != "CanComply":
+                        continue
+                    left = (held[ids].end or now) - now
+                    if left > horizon / 2:  # renewed at half time: one write per half hour
+                        continue
+                    # its floor was checked when it came: only its end moves
+                    renewed = decide(
+                        event,
+                        site,
+                        None,
+                        self.config.simple_levels,
+                        now,
+                        self.config.lead_time_seconds,
+                        horizon,
+                    )
+                    if renewed.reason == "CanComply" and renewed != held[ids]:
+                        held[ids] = renewed
                         self._dirty.add(site.name)
         ven.received_events[:] = keep
 

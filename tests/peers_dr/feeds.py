@@ -53,6 +53,7 @@ ERCOT_ROUTES = {
     "/api/public-reports/np6-905-cd/spp_node_zone_hub": "np6-905-cd_spp_node_zone_hub_2026-07-14.json",
     "/reports/np6-905-cd/rt_spp_fallback.csv": "np6-905-cd_rt_spp_2026-11-01_fallback.csv",
     "/reports/np4-190-cd/dam_spp.csv": "np4-190-cd_dam_spp_2026-07-15.csv",
+    "/api/public-reports/np4-190-cd/dam_stlmnt_pnt_prices": "np4-190-cd_dam_stlmnt_pnt_prices_2026-11-01_fallback.json",
     "/hi-api/hashrateindex/hashprice": "luxor_hashprice_usd_phs_1h.json",
     "/hi-api/ths/hashprice": "luxor_hashprice_usd_ths_1h.json",
 }

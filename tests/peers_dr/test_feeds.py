@@ -45,6 +45,12 @@ async def test_fall_back_csv_and_day_ahead_over_http(feed: Feed):
     assert dam.observed_at == read_at  # a forecast, all ahead: as new as the read
 
 
+async def test_day_ahead_from_the_api_json(feed: Feed):
+    url = f"{feed.url}/api/public-reports/np4-190-cd/dam_stlmnt_pnt_prices?deliveryDateFrom=2026-11-01&settlementPoint=HB_HOUSTON"
+    dam = await prices.load(url, "HB_HOUSTON", "dam", now=datetime(2026, 10, 31, 19, tzinfo=UTC))
+    assert len(dam.value) == 25
+
+
 async def test_hashprice_per_petahash_either_unit(feed: Feed):
     phs = await hashprice.load(
         f"{feed.url}/hi-api/hashrateindex/hashprice?currency=USD&hashunit=PHS&bucket=1H&span=1D"

@@ -158,3 +158,14 @@ def test_an_unknown_point_names_some_that_are_known():
     with pytest.raises(SignalError) as err:
         parse(SUMMER_JSON, "HB_WEST")
     assert "HB_HOUSTON" in err.value.message and "HB_NORTH" in err.value.message
+
+
+def test_day_ahead_api_json_on_the_fall_back_day():
+    text = (DATA / "np4-190-cd_dam_stlmnt_pnt_prices_2026-11-01_fallback.json").read_text()
+    intervals = parse(text, "HB_HOUSTON", market="dam")
+    assert len(intervals) == 25  # a 25-hour day
+    assert intervals[0].start == utc(2026, 11, 1, 5)
+    assert intervals[-1].end == utc(2026, 11, 2, 6)  # midnight CST
+    assert price_at(intervals, utc(2026, 11, 1, 6, 30)) == 16.9  # 01:30 CDT
+    assert price_at(intervals, utc(2026, 11, 1, 7, 30)) == 15.8  # 01:30 CST, the repeat
+    assert energy_price_series(intervals, utc(2026, 11, 1, 5), 25)[2] == 15.8

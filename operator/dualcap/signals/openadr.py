@@ -33,7 +33,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dualcap.api.budget import MAX_LIMIT_KW, PowerBudget
 from dualcap.signals.freshness import Signal, SignalAge
@@ -101,11 +108,27 @@ class SigningConfig(_Model):
 
     cert_file: str = Field(alias="certFile")
     key_file: str = Field(alias="keyFile")
-    passphrase: str | None = None
+    passphrase_file: str | None = Field(
+        default=None, alias="passphraseFile", description="A file holding the key's passphrase."
+    )
     vtn_fingerprint: str | None = Field(default=None, alias="vtnFingerprint")
 
 
 class Config(_Model):
+    """The VEN's configuration file, e.g.::
+
+        vtnURL: https://vtn.aggregator.example/OpenADR2/Simple/2.0b
+        venName: dualcap-rockdale
+        pollIntervalSeconds: 10
+        simpleLevels: {1: 30000, 2: 15000, 3: 5000}   # kW the site may draw at each level
+        tls: {caFile: /tls/ca.crt, certFile: /tls/tls.crt, keyFile: /tls/tls.key}
+        signing: {certFile: /tls/tls.crt, keyFile: /tls/tls.key, vtnFingerprint: "AB:CD:..."}
+        sites:
+          - {name: tx-rockdale-1, interconnectKW: 45000, floorKW: 2000, resourceIDs: [rockdale-1]}
+
+    Plain ``http://`` only with ``insecure: true``.
+    """
+
     vtn_url: str = Field(alias="vtnURL")
     ven_name: str = Field(alias="venName")
     ven_id: str | None = Field(default=None, alias="venID")
@@ -131,7 +154,8 @@ class Config(_Model):
                 raise ValueError(f"simpleLevels: level {level} -> {kw} kW (levels 1-3, kW >= 0)")
         return value
 
-    def model_post_init(self, _: Any) -> None:
+    @model_validator(mode="after")
+    def _transport(self) -> Config:
         if self.vtn_url.startswith("http://") and not self.insecure:
             raise ValueError("vtnURL is plain http: set insecure: true to allow it")
         if not self.vtn_url.startswith(("http://", "https://")):
@@ -139,6 +163,7 @@ class Config(_Model):
         names = [s.name for s in self.sites]
         if len(set(names)) != len(names):
             raise ValueError("sites: a site is named twice")
+        return self
 
 
 class ConfigError(Exception):
@@ -605,7 +630,11 @@ class Adapter:
             ven_id=self.config.ven_id,
             cert=signing.cert_file if signing else None,
             key=signing.key_file if signing else None,
-            passphrase=signing.passphrase if signing else None,
+            passphrase=(
+                Path(signing.passphrase_file).read_text().strip()
+                if signing and signing.passphrase_file
+                else None
+            ),
             vtn_fingerprint=signing.vtn_fingerprint if signing else None,
             disable_signature=signing is None,
             show_fingerprint=False,

@@ -92,3 +92,34 @@ async def test_a_feed_that_is_down():
     with pytest.raises(SignalError) as err:
         await hashprice.load(str(DATA / "no-such-file.json"))
     assert err.value.reason == "Unreachable"
+
+
+async def test_a_feed_keeps_its_last_good_reading_and_goes_stale(feed: Feed):
+    from datetime import timedelta
+
+    from dualcap.signals.freshness import Feed as SignalFeed
+    from dualcap.signals.freshness import SignalAge
+
+    url = f"{feed.url}/hi-api/hashrateindex/hashprice?currency=USD&hashunit=PHS"
+    metrics = SignalAge()
+    hp = SignalFeed(
+        lambda: hashprice.load(url), "tx-rockdale-1", "hashprice", timedelta(hours=2), metrics
+    )
+    at = datetime(2026, 7, 14, 18, 30, tzinfo=UTC)
+    assert hp.state(at)[0] == "NoReading"
+    await hp.refresh(at)
+    assert hp.value(at) == pytest.approx(48.484)
+    assert hp.state(at) == ("Fresh", "hashprice: 1800 s old")
+    assert metrics.value("tx-rockdale-1", "hashprice") == 1800.0
+
+    feed.broken["/hi-api/hashrateindex/hashprice"] = (502, "<html>Bad Gateway</html>")
+    later = at + timedelta(hours=1)
+    await hp.refresh(later)
+    assert hp.value(later) == pytest.approx(48.484)  # the last good reading, still fresh
+    assert hp.error is not None and hp.error.reason == "HttpError"
+    assert metrics.value("tx-rockdale-1", "hashprice") == 5400.0
+
+    stale = at + timedelta(hours=3)
+    assert hp.value(stale) is None  # the consumer falls back to the Site's static hashprice
+    reason, message = hp.state(stale)
+    assert reason == "Stale" and "HttpError" in message

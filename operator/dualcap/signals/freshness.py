@@ -7,6 +7,7 @@ so a stalled feed shows on a dashboard before it shows in a bill.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -100,3 +101,56 @@ async def read_source(location: str, timeout_seconds: float = 10.0) -> str:
         return await asyncio.to_thread(Path(location).read_text)
     except (OSError, UnicodeDecodeError) as err:
         raise SignalError("Unreachable", f"{location}: {err}") from err
+
+
+class Feed(Generic[T]):
+    """The latest good reading of one input for one site. A failed read keeps the reading
+    it had (and says why it could not refresh); a reading past ``stale_after`` is no longer
+    offered, so the consumer falls back to its static value and says so."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[Signal[T]]],
+        site: str,
+        source: str,
+        stale_after: timedelta,
+        metrics: SignalAge | None = None,
+    ):
+        self.read = read
+        self.site = site
+        self.source = source
+        self.stale_after = stale_after
+        self.metrics = metrics
+        self.last: Signal[T] | None = None
+        self.error: SignalError | None = None
+
+    async def refresh(self, now: datetime) -> Signal[T] | None:
+        try:
+            self.last = await self.read()
+            self.error = None
+        except SignalError as err:
+            self.error = err
+        if self.metrics is not None and self.last is not None:
+            self.metrics.observe(self.site, self.source, self.last, now)  # type: ignore[arg-type]
+        return self.last
+
+    def value(self, now: datetime) -> T | None:
+        """The reading's value while it is fresh, else None."""
+        if self.last is None or not self.last.fresh(now, self.stale_after):
+            return None
+        return self.last.value
+
+    def state(self, now: datetime) -> tuple[str, str]:
+        """(reason, message) for a condition: Fresh, Stale, or NoReading."""
+        if self.last is None:
+            why = f": {self.error.message}" if self.error else ""
+            return "NoReading", f"{self.source}: nothing read yet{why}"
+        age = self.last.age(now)
+        if not self.last.fresh(now, self.stale_after):
+            why = (
+                f"; the last read failed: {self.error.reason}: {self.error.message}"
+                if self.error
+                else ""
+            )
+            return "Stale", f"{self.source}: the reading is {age:.0f} s old{why}"
+        return "Fresh", f"{self.source}: {age:.0f} s old"

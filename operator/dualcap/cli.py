@@ -1,4 +1,4 @@
-"""`dualcap` command line: crds, plan, run, simulate."""
+"""`dualcap` command line: crds, plan, run, simulate, prices, openadr."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from dualcap.manifests import InputError, load_objects
 
@@ -75,6 +76,63 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     try:
         return simulate.run(args.scenario, args.output)
     except simulate.ScenarioError as err:
+        raise InputError(str(err)) from None
+
+
+def _cmd_prices(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dualcap.signals import hashprice, prices
+    from dualcap.signals.reading import SignalError
+
+    at = _parse_at(args.at)
+    try:
+        signal = asyncio.run(prices.load(args.source, args.settlement_point, args.market, now=at))
+        hash_signal = asyncio.run(hashprice.load(args.hashprice)) if args.hashprice else None
+    except SignalError as err:
+        raise InputError(f"{err.reason}: {err.message}") from None
+    intervals = signal.value
+    current = prices.price_at(intervals, at)
+    doc: dict[str, Any] = {
+        "settlementPoint": intervals[0].settlement_point,
+        "market": args.market,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "usdPerMWh": current,
+        "observedAt": signal.observed_at.isoformat().replace("+00:00", "Z"),
+        "ageSeconds": signal.age(at),
+        "intervals": [
+            {
+                "start": i.start.isoformat().replace("+00:00", "Z"),
+                "end": i.end.isoformat().replace("+00:00", "Z"),
+                "usdPerMWh": i.usd_per_mwh,
+            }
+            for i in intervals
+        ],
+    }
+    if hash_signal is not None:
+        doc["hashpriceUSDPerPHDay"] = hash_signal.value
+        doc["hashpriceObservedAt"] = hash_signal.observed_at.isoformat().replace("+00:00", "Z")
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+        return 0
+    first, last = intervals[0], intervals[-1]
+    price = "none (outside the series)" if current is None else f"{current:,.2f} USD/MWh"
+    print(
+        f"{doc['settlementPoint']} ({args.market}): {price} at {doc['at']};"
+        f" {len(intervals)} intervals {first.start:%Y-%m-%dT%H:%MZ}..{last.end:%Y-%m-%dT%H:%MZ},"
+        f" {signal.age(at):.0f} s old"
+    )
+    if hash_signal is not None:
+        print(f"hashprice: {hash_signal.value:,.2f} USD/PH/day, {hash_signal.age(at):.0f} s old")
+    return 0
+
+
+def _cmd_openadr(args: argparse.Namespace) -> int:
+    from dualcap.signals import openadr
+
+    try:
+        return openadr.run(args.config, args.metrics_port)
+    except openadr.ConfigError as err:
         raise InputError(str(err)) from None
 
 
@@ -213,6 +271,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", metavar="CHART.png", help="write a PNG chart (needs matplotlib)"
     )
     simulate.set_defaults(func=_cmd_simulate)
+
+    prices = sub.add_parser(
+        "prices",
+        help="read ERCOT settlement point prices (and a hashprice) and print the current one",
+        description=(
+            "Read an ERCOT real-time (NP6-905-CD) or day-ahead (NP4-190-CD) price report, as"
+            " its CSV or as the public API's JSON, from a file or an http(s) URL, for one"
+            " settlement point, and print the price in force (Central time, DST flags"
+            " honoured). A gap, a duplicated interval or an unknown point is an error."
+        ),
+    )
+    prices.add_argument("--source", "-f", required=True, metavar="FILE|URL", help="the report")
+    prices.add_argument(
+        "--settlement-point", "-p", required=True, metavar="NAME", help="e.g. HB_HOUSTON, LZ_WEST"
+    )
+    prices.add_argument(
+        "--market", choices=["rt", "dam"], default="rt", help="real time or day ahead"
+    )
+    prices.add_argument("--hashprice", metavar="FILE|URL", help="also a Hashrate Index hashprice")
+    prices.add_argument("--at", metavar="RFC3339", help="the time to price (default: now)")
+    prices.add_argument("--output", "-o", choices=["table", "json"], default="table")
+    prices.set_defaults(func=_cmd_prices)
+
+    openadr = sub.add_parser(
+        "openadr",
+        help="an OpenADR 2.0b VEN: a VTN's demand-response events into PowerBudgets of its own",
+        description=(
+            "Register with an aggregator's OpenADR 2.0b VTN, poll it, and write each event"
+            " into a PowerBudget named openadr-<site> (labelled dualcap.io/adapter=openadr),"
+            " opting in when the site can comply and out, with the reason, when the event's"
+            " limit is below the site's non-curtailable floor. Credentials: the pod's service"
+            " account, else KUBECONFIG."
+        ),
+    )
+    openadr.add_argument(
+        "--config", "-c", required=True, metavar="FILE", help="the VEN's YAML configuration"
+    )
+    openadr.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve dualcap_signal_age_seconds on this port at /metrics (default: off)",
+    )
+    openadr.set_defaults(func=_cmd_openadr)
     return parser
 
 

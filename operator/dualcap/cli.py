@@ -358,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", metavar="CHART.png", help="write a PNG chart (needs matplotlib)"
     )
     simulate.set_defaults(func=_cmd_simulate)
+
+    from dualcap.agent import add_parser as add_agent_parser
+
+    add_agent_parser(sub)
     return parser
 
 

@@ -42,6 +42,7 @@ log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
 MERGE = "application/merge-patch+json"
 FAST = 1.0  # seconds between looks while commands are taking effect
+TRANSITION_SECONDS = 60.0  # how long after a command a miner may take to settle
 
 
 def rfc3339(at: datetime) -> str:
@@ -108,6 +109,7 @@ class Agent:
         self._events: dict[str, str] = {}  # reason -> last message posted
         self.last_summary: Summary | None = None
         self.cycles = 0
+        self._commanded_at = -1e9
         self.wake = asyncio.Event()
 
     # --- the Node -----------------------------------------------------------------------------
@@ -405,6 +407,7 @@ class Agent:
         if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
             await self.look_for_overlaps()
         at = datetime.now(UTC)
+        sent = self.driver.commands_sent
         readings = await self.driver.step(
             self.addresses,
             self.desired,
@@ -412,6 +415,8 @@ class Agent:
             contested=set(self.contested),
             resend_after=self.interval,
         )
+        if self.driver.commands_sent != sent:
+            self._commanded_at = time.monotonic()
         summary = Summary.of(readings)
         self.last_summary = summary
         problems = self.problems(readings)
@@ -432,7 +437,11 @@ class Agent:
             and r.sleeping != (self.desired == "sleep")
             and (self.desired == "sleep" or self.node_visible)
         ]
-        return bool(reachable_off)
+        # drawing but not hashing yet (waking, or still falling asleep): look again soon,
+        # for a while after a command - a miner that never hashes is not looked at forever
+        ramping = any(r.state == "mining" and r.ths == 0.0 for r in readings)
+        recent = time.monotonic() - self._commanded_at < TRANSITION_SECONDS
+        return bool(reachable_off) or (ramping and recent)
 
     async def run(self, stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(self.watch_node())

@@ -4,8 +4,6 @@ rest of the block working, the agent alive."""
 
 from __future__ import annotations
 
-import asyncio
-
 from dualcap.agent.miners import UNKNOWN_DEVICE
 from tests.agent.conftest import World, until
 
@@ -259,10 +257,12 @@ async def test_it_never_wakes_miners_while_it_cannot_see_its_node(world: World) 
     )
     rebooted = fleet.miners[fleet.addresses[0]]
     rebooted.reboot_into_mining()
-    await asyncio.sleep(4)
+    agent = w.agents["asic-001"][0]
+    cycles = agent.cycles
+    await until(lambda: agent.cycles >= cycles + 4 and rebooted.phase() == "asleep", timeout=15)
     # no wakeup went out; the rebooted miner went back to sleep (the last desired state)
     assert all(p.endswith(",sleep") for m in fleet for p in m.sent("curtail"))
-    await until(lambda: rebooted.phase() == "asleep", timeout=5)
+    assert len(rebooted.sent("curtail")) == 2
     assert fleet.phases() == {"asleep": n}
     # sight comes back: the resume is seen and carried out
     w.sb.faults.clear()

@@ -1,13 +1,15 @@
-"""The agent's few Kubernetes calls, over aiohttp, with a kubeconfig loader of its own.
+"""The agent's few Kubernetes calls, with a kubeconfig loader of its own.
 
 The agent reads one Node and writes one MinerBlock and a few Events; it does not need the
-operator's client (which runs kopf's login and a loop of its own). Credentials: a
+operator's client (which runs kopf's login and a loop of its own), nor a full HTTP
+library (see `dualcap.agent.minihttp`). Credentials: a
 kubeconfig (`--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`) or, in a pod, the
 service account (its token file is re-read, as bound tokens rotate).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -19,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import yaml
+from dualcap.agent import minihttp as http
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -52,6 +53,8 @@ def _data_file(data: str, suffix: str) -> str:
 
 
 def _from_kubeconfig(path: Path) -> Connection:
+    import yaml  # only here: an agent in a pod reads no kubeconfig
+
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
@@ -135,35 +138,31 @@ class WatchGone(Exception):
 
 
 class Kube:
-    """A handful of JSON calls against one API server."""
+    """A handful of JSON calls against one API server: one kept-alive connection for
+    requests (one at a time), one per watch."""
 
     def __init__(self, conn: Connection, timeout: float = 15.0):
         self.conn = conn
         self._timeout = timeout
         self._token: tuple[float, str] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._endpoint = http.Endpoint.of(conn.server)
+        self._context = self._ssl()
+        self._http = http.Connection(self._endpoint, self._context)
+        self._lock = asyncio.Lock()
 
-    def _ssl(self) -> ssl.SSLContext | bool:
+    def _ssl(self) -> ssl.SSLContext | None:
         if not self.conn.server.startswith("https"):
-            return True
-        if self.conn.insecure:
-            return False
+            return None
         context = ssl.create_default_context(cafile=self.conn.ca_file)
+        if self.conn.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         if self.conn.cert_file:
             context.load_cert_chain(self.conn.cert_file, self.conn.key_file)
         return context
 
-    def _session_(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=4),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                headers={"User-Agent": "dualcap-agent"},
-            )
-        return self._session
-
     def _headers(self, ctype: str | None = None) -> dict[str, str]:
-        headers: dict[str, str] = {"Accept": "application/json"}
+        headers = {"User-Agent": "dualcap-agent", "Accept": "application/json"}
         if ctype:
             headers["Content-Type"] = ctype
         token = self.conn.token
@@ -180,9 +179,7 @@ class Kube:
         return headers
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def request(
         self,
@@ -192,48 +189,67 @@ class Kube:
         ctype: str = "application/json",
         params: dict[str, str] | None = None,
     ) -> Reply:
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else json.dumps(body).encode()
+        headers = self._headers(ctype if body is not None else None)
         try:
-            async with self._session_().request(
-                method,
-                self.conn.server + path,
-                data=data,
-                params=params,
-                headers=self._headers(ctype if body is not None else None),
-            ) as resp:
-                raw = await resp.read()
-                try:
-                    doc = json.loads(raw) if raw else None
-                except ValueError:
-                    doc = raw.decode(errors="replace")
-                return Reply(resp.status, doc)
-        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            async with self._lock:
+                resp = await asyncio.wait_for(
+                    self._http.request(method, path, params, headers, data), self._timeout
+                )
+        except (http.HttpError, OSError, EOFError, TimeoutError, ValueError) as err:
             return Reply(0, {"reason": "ConnectionError", "message": type(err).__name__})
+        try:
+            doc = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            doc = resp.body.decode(errors="replace")
+        return Reply(resp.status, doc)
 
     async def watch(
         self, path: str, params: dict[str, str], timeout: float
     ) -> AsyncIterator[dict[str, Any]]:
-        """The events of one watch request; ends when the server closes it."""
+        """The events of one watch request; ends when the server closes it. Every read
+        waits at most ``timeout`` seconds (the server sends bookmarks meanwhile)."""
         query = {**params, "watch": "1", "allowWatchBookmarks": "true"}
-        async with self._session_().get(
-            self.conn.server + path,
-            params=query,
-            headers=self._headers(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
-        ) as resp:
-            if resp.status == 410:
+        conn = http.Connection(self._endpoint, self._context)
+        try:
+            reader = await asyncio.wait_for(
+                conn.send("GET", path, query, self._headers(), None), self._timeout
+            )
+            status, head = await asyncio.wait_for(http.read_head(reader), self._timeout)
+            if status == 410:
                 raise WatchGone()
-            if resp.status >= 400:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message="watch refused"
-                )
-            async for line in resp.content:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    if status.get("code") == 410:
-                        raise WatchGone()
+            if status >= 400:
+                raise http.HttpError(f"watch refused: {status}")
+            pending = b""
+            stream = (
+                http.chunks(reader)
+                if "chunked" in head.get("transfer-encoding", "").lower()
+                else _raw(reader)
+            )
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(stream), timeout)
+                except StopAsyncIteration:
                     return
-                yield event
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        if (event.get("object") or {}).get("code") == 410:
+                            raise WatchGone()
+                        return
+                    yield event
+        finally:
+            await conn.close()
+
+
+async def _raw(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """A body without chunked framing: what arrives until the connection closes."""
+    for _ in iter(int, 1):
+        data = await reader.read(65536)
+        if not data:
+            return
+        yield data

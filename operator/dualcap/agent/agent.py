@@ -42,7 +42,10 @@ log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
 MERGE = "application/merge-patch+json"
 FAST = 1.0  # seconds between looks while commands are taking effect
-TRANSITION_SECONDS = 60.0  # how long after a command a miner may take to settle
+TRANSITION_SECONDS = 60.0
+PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
+# the API server may answer a list with metadata only: a Node's status is most of it
+METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"  # how long after a command a miner may take to settle
 
 
 def rfc3339(at: datetime) -> str:
@@ -178,20 +181,24 @@ class Agent:
         if not mine:
             self.contested = {}
             return
-        reply = await self.kube.request("GET", "/api/v1/nodes")
-        if not reply.ok or not isinstance(reply.body, dict):
-            return  # keep what was known
         contested: dict[str, str] = {}
-        for node in reply.body.get("items") or []:
-            meta = node.get("metadata") or {}
-            if meta.get("name") == self.node_name:
-                continue
-            value = (meta.get("annotations") or {}).get(MINERS_ANNOTATION)
-            if not value:
-                continue
-            for ip in parse_miners(value).addresses:
-                if ip in mine:
-                    contested.setdefault(ip, str(meta.get("name")))
+        params = {"limit": str(PAGE)}
+        for _ in range(MAX_PAGES):  # pages of metadata only: bounded memory on any cluster
+            reply = await self.kube.request("GET", "/api/v1/nodes", params=params, accept=METADATA)
+            if not reply.ok or not isinstance(reply.body, dict):
+                return  # keep what was known
+            for node in reply.body.get("items") or []:
+                meta = node.get("metadata") or {}
+                value = (meta.get("annotations") or {}).get(MINERS_ANNOTATION)
+                if not value or meta.get("name") == self.node_name:
+                    continue
+                for ip in parse_miners(value).addresses:
+                    if ip in mine:
+                        contested.setdefault(ip, str(meta.get("name")))
+            token = (reply.body.get("metadata") or {}).get("continue")
+            if not token:
+                break
+            params = {"limit": str(PAGE), "continue": token}
         self.contested = contested
 
     # --- the MinerBlock ---------------------------------------------------------------------------

@@ -188,9 +188,12 @@ class Kube:
         body: Any = None,
         ctype: str = "application/json",
         params: dict[str, str] | None = None,
+        accept: str | None = None,
     ) -> Reply:
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers(ctype if body is not None else None)
+        if accept:
+            headers["Accept"] = accept
         try:
             async with self._lock:
                 resp = await asyncio.wait_for(

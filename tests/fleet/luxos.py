@@ -11,7 +11,8 @@ asic-rs-firmwares/luxminer):
   takes a body containing "Luxor Firmware" as LuxOS too.
 - every later command is its own connection: `{"command":"stats"}` + `\\n`; replies are
   accepted when `STATUS[0].STATUS` is "S" or "I". Hashrate is `STATS[1]["GHS 5s"]` (GH/s),
-  wattage `POWER[0].Watts`.
+  wattage `POWER[0].Watts`. `get_data()` also sends config, devs, events, fans, pools,
+  profiles, summary, temps, and `voltageget` / `healthchipget` with a board ("0".."2").
 - privileged commands: asic-rs first sends `session`; a non-empty `SESSION[0].SessionID` is
   reused, otherwise it sends `logon` (no credentials) and takes `SESSION[0].SessionID`;
   then `{"command":"curtail","parameter":"<SessionID>,sleep"}` (or `,wakeup`). pause() and
@@ -80,6 +81,7 @@ class FakeMiner:
     _session: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     commands: list[tuple[float, str, str | None]] = field(default_factory=list, repr=False)
+    web_requests: list[str] = field(default_factory=list, repr=False)  # request lines on :80
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
     # --- the physical truth, for the test -------------------------------------------------
@@ -336,6 +338,28 @@ class FakeMiner:
     def _cmd_events(self, now: float, _: Any) -> dict[str, Any]:
         return _ok(330, "Events", EVENTS=[])
 
+    def _board(self, parameter: Any) -> int | None:
+        text = str(parameter or "").strip()
+        return int(text) if text.isdigit() and int(text) < 3 else None
+
+    def _cmd_voltageget(self, now: float, parameter: Any) -> dict[str, Any]:
+        board = self._board(parameter)
+        if board is None:
+            return _status("E", 308, f"Invalid board '{parameter}'")
+        volts = 0.0 if self._phase(now) == "asleep" else 13.8
+        return _ok(307, "Get Voltage", VOLTAGE=[{"Board": board, "Voltage": volts}])
+
+    def _cmd_healthchipget(self, now: float, parameter: Any) -> dict[str, Any]:
+        board = self._board(parameter)
+        if board is None:
+            return _status("E", 308, f"Invalid board '{parameter}'")
+        ghs = self._ghs(now) / 3 / 4  # four chips per board are enough for a reader
+        chips = [
+            {"Board": board, "Chip": c, "Frequency": 300, "GHS 5m": round(ghs, 2), "Healthy": "Y"}
+            for c in range(4)
+        ]
+        return _ok(320, "Chip health", CHIPS=chips)
+
     def _cmd_profiles(self, now: float, _: Any) -> dict[str, Any]:
         return _ok(322, "Profiles", PROFILES=[])
 
@@ -517,6 +541,8 @@ class FakeFleet:
     ) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            with miner._lock:
+                miner.web_requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
             if miner.faults.silent:
                 await asyncio.sleep(30)
                 return

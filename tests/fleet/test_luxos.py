@@ -193,3 +193,19 @@ async def test_reboot_into_mining_and_the_stale_summary(fleet: FakeFleet) -> Non
     # the reboot dropped the session: asic-rs logs on again
     assert await miner.pause()
     assert len(fake.sent("logon")) == 2
+
+
+async def test_every_command_asic_rs_sends_is_one_the_fake_answers(fleet: FakeFleet) -> None:
+    ip = fleet.addresses[2]
+    fake = fleet.miners[ip]
+    miner = await MinerFactory().get_miner(ip)
+    assert miner is not None
+    # identification went to both ports asic-rs probes: the web root and the RPC API
+    assert fake.web_requests and fake.web_requests[0].startswith("GET / HTTP/1.1")
+    assert {"version", "devdetails"} <= {c for _, c, _ in fake.commands}
+    data = await miner.get_data()
+    assert data.wattage is not None and data.wattage > 3000
+    assert data.hashrate is not None and float(data.hashrate) > 110
+    sent = {c for _, c, _ in fake.commands}
+    assert {"voltageget", "healthchipget", "config", "devs"} <= sent
+    assert all(hasattr(fake, "_cmd_" + c) for c in sent), sent

@@ -84,7 +84,9 @@ def test_the_wire_shapes_asic_rs_reads(fleet: FakeFleet) -> None:
     good = raw(ip, json.dumps({"command": "curtail", "parameter": f"{sid},sleep"}).encode())
     assert good["STATUS"][0]["STATUS"] == "S"
     assert fleet.miners[ip].phase() == "falling-asleep"
-    assert raw(ip, b'{"command":"healthchipget","parameter":"0"}\n')["STATUS"][0]["STATUS"] == "E"
+    chips = raw(ip, b'{"command":"healthchipget","parameter":"0"}\n')
+    assert chips["STATUS"][0]["STATUS"] == "S" and chips["CHIPS"][0]["Board"] == 0
+    assert raw(ip, b'{"command":"nonsense"}\n')["STATUS"][0]["Msg"] == "Invalid command"
 
 
 def test_web_root_identifies_luxos(fleet: FakeFleet) -> None:

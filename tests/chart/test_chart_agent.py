@@ -94,6 +94,7 @@ def test_daemonset_on_asic_nodes_through_curtailment_restricted_and_small() -> N
     assert container["resources"]["limits"]["memory"] == "128Mi"
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["TOKIO_WORKER_THREADS"]["value"] == "2"
     assert pod["serviceAccountName"] == "dualcap-agent"
     # the operator's Deployment does not select the agent's pods, nor the reverse
     (deploy,) = by_kind(render(AGENT), "Deployment")

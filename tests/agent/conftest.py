@@ -59,10 +59,21 @@ class World:
         self.sb.api.create_object(node(name, miners))
 
     def start_agent(
-        self, name: str, interval: float = 1.0, credentials: str | None = None
+        self,
+        name: str,
+        interval: float = 1.0,
+        credentials: str | None = None,
+        transition_seconds: float = 60.0,
     ) -> Agent:
         driver = Driver(Credentials(credentials), timeout=2.0, concurrency=64)
-        agent = Agent(self.kube, name, driver, interval=interval, overlap_seconds=interval)
+        agent = Agent(
+            self.kube,
+            name,
+            driver,
+            interval=interval,
+            overlap_seconds=interval,
+            transition_seconds=transition_seconds,
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
         self.agents[name] = (agent, task, stop)

@@ -223,7 +223,8 @@ async def test_wrong_credentials_are_reported_and_retried(world: World, tmp_path
     failed = await until(lambda: w.events("CommandFailed"))
     assert locked.ip in failed[0]["message"] and "session" in failed[0]["message"]
     ready = await w.condition("asic-001", "Ready")
-    assert ready["status"] == "False"
+    assert ready["status"] == "False" and ready["reason"] == "CommandFailed"
+    assert locked.ip in ready["message"]
     assert "hunter2" not in str(await w.block("asic-001")) + str(await w.events())
     logons = len(locked.sent("logon"))
     await until(lambda: len(locked.sent("logon")) > logons, timeout=5)  # re-sent each interval
@@ -339,3 +340,23 @@ async def test_the_cli_runs_the_agent_and_stops_on_sigterm(world: World, tmp_pat
         _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "agent for node asic-001" in err.decode()
+
+
+async def test_a_miner_that_keeps_refusing_is_retried_each_interval_not_each_second(
+    world: World,
+) -> None:
+    w, fleet = world, world.fleet
+    stubborn = fleet.miners[fleet.addresses[0]]
+    stubborn.faults.refuse = {"curtail"}
+    w.add_node("asic-001", fleet.annotation())
+    await w.curtail("asic-001")
+    agent = w.start_agent("asic-001", interval=3.0, transition_seconds=2.0)
+    n = len(fleet.miners)
+    await until(lambda: _counts(w, "asic-001", sleeping=n - 1, mining=1), timeout=15)
+    await until(lambda: agent.cycles >= 4, timeout=15)
+    cycles, sent = agent.cycles, len(stubborn.sent("curtail"))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await until(lambda: loop.time() - start >= 7.5, timeout=10)
+    assert agent.cycles - cycles <= 4  # about one look per interval, not seven per second
+    assert 2 <= len(stubborn.sent("curtail")) - sent <= 4  # re-sent each interval

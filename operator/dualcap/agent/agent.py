@@ -29,6 +29,8 @@ from dualcap.agent.miners import CONTESTED, Desired, Driver, Reading
 from dualcap.api.common import API_VERSION
 from dualcap.api.marks import is_marked
 from dualcap.api.minerblock import (
+    COMMAND_FAILED,
+    CONTESTED_MINERS,
     CONVERGED,
     CONVERGING,
     INVALID_MINERS,
@@ -87,6 +89,7 @@ class Agent:
         *,
         interval: float = 10.0,
         overlap_seconds: float = 60.0,
+        transition_seconds: float = TRANSITION_SECONDS,
         events_namespace: str = "default",
     ):
         self.kube = kube
@@ -94,6 +97,7 @@ class Agent:
         self.driver = driver
         self.interval = interval
         self.overlap_seconds = overlap_seconds
+        self.transition_seconds = transition_seconds
         self.events_namespace = events_namespace
         self.node: dict[str, Any] | None = None
         self.node_visible = False  # the last look at the Node succeeded
@@ -137,6 +141,7 @@ class Agent:
             params = {"fieldSelector": f"metadata.name={self.node_name}", "timeoutSeconds": "300"}
             if rv:
                 params["resourceVersion"] = rv
+            started = time.monotonic()
             try:
                 async for event in self.kube.watch("/api/v1/nodes", params, timeout=330):
                     obj = event.get("object") or {}
@@ -150,16 +155,17 @@ class Agent:
                         new_rv = (obj.get("metadata") or {}).get("resourceVersion")
                         if new_rv:
                             self.node.setdefault("metadata", {})["resourceVersion"] = new_rv
-                backoff = 1.0
             except WatchGone:
                 await self.look_at_node()
-                continue
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 log.info("node watch ended: %s", type(err).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+            if time.monotonic() - started > 30:
+                backoff = 1.0  # a watch that lasted: start the next one at once
+                continue
+            await asyncio.sleep(backoff)  # one that ended at once (errors, 410s): back off
+            backoff = min(backoff * 2, 30.0)
 
     def _read_node(self) -> None:
         node = self.node or {}
@@ -262,7 +268,7 @@ class Agent:
         contested = sorted(ip for ip in self.contested if ip in set(self.addresses))
         if contested:
             pairs = [f"{ip} (also {self.contested[ip]})" for ip in contested]
-            out["ContestedMiners"] = (
+            out[CONTESTED_MINERS] = (
                 f"{len(contested)} miners are named by another node too, and left alone: "
                 + _list(pairs)
             )
@@ -273,7 +279,7 @@ class Agent:
             )
         refused = [r for r in readings if r.state != "unreachable" and r.problem]
         if refused:
-            out["CommandFailed"] = f"{len(refused)} miners did not take a command: " + _list(
+            out[COMMAND_FAILED] = f"{len(refused)} miners did not take a command: " + _list(
                 [f"{r.ip} ({r.problem})" for r in refused]
             )
         if not self.node_visible:
@@ -292,16 +298,20 @@ class Agent:
         stalled = next((r for r in (NO_MINERS, INVALID_MINERS) if r in problems), None)
         converging = bool(off_target) and self.desired is not None
         ready_reason = next(
-            (r for r in (NODE_UNAVAILABLE, INVALID_MINERS, NO_MINERS) if r in problems),
+            (
+                r
+                for r in (NODE_UNAVAILABLE, INVALID_MINERS, NO_MINERS, COMMAND_FAILED)
+                if r in problems
+            ),
             None,
         )
         if ready_reason is None and converging:
             ready_reason = CONVERGING
         if ready_reason is None and (
-            MINERS_UNREACHABLE in problems or "ContestedMiners" in problems
+            MINERS_UNREACHABLE in problems or CONTESTED_MINERS in problems
         ):
             ready_reason = (
-                MINERS_UNREACHABLE if MINERS_UNREACHABLE in problems else "ContestedMiners"
+                MINERS_UNREACHABLE if MINERS_UNREACHABLE in problems else CONTESTED_MINERS
             )
         want = {"sleep": "asleep", "mine": "mining", None: "unknown"}[self.desired]
         if ready_reason is None:
@@ -414,7 +424,7 @@ class Agent:
         if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
             await self.look_for_overlaps()
         at = datetime.now(UTC)
-        sent = self.driver.commands_sent
+        sent = self.driver.commands_new
         readings = await self.driver.step(
             self.addresses,
             self.desired,
@@ -422,7 +432,7 @@ class Agent:
             contested=set(self.contested),
             resend_after=self.interval,
         )
-        if self.driver.commands_sent != sent:
+        if self.driver.commands_new != sent:  # re-sends do not prolong the quick looks
             self._commanded_at = time.monotonic()
         summary = Summary.of(readings)
         self.last_summary = summary
@@ -444,11 +454,12 @@ class Agent:
             and r.sleeping != (self.desired == "sleep")
             and (self.desired == "sleep" or self.node_visible)
         ]
-        # drawing but not hashing yet (waking, or still falling asleep): look again soon,
-        # for a while after a command - a miner that never hashes is not looked at forever
+        # off target, or drawing but not hashing yet (waking, still falling asleep): look
+        # again soon - for a while after a command, so that a miner that refuses or never
+        # hashes is looked at every interval, not every second forever
         ramping = any(r.state == "mining" and r.ths == 0.0 for r in readings)
-        recent = time.monotonic() - self._commanded_at < TRANSITION_SECONDS
-        return bool(reachable_off) or (ramping and recent)
+        recent = time.monotonic() - self._commanded_at < self.transition_seconds
+        return (bool(reachable_off) or ramping) and recent
 
     async def run(self, stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(self.watch_node())

@@ -93,6 +93,7 @@ class Driver:
         self._limit = asyncio.Semaphore(concurrency)
         self._handles: dict[str, _Handle] = {}
         self.commands_sent = 0
+        self.commands_new = 0
 
     def forget(self, keep: set[str]) -> None:
         """Drop what is known of miners no longer in the block."""
@@ -196,13 +197,17 @@ class Driver:
     @staticmethod
     def _due(handle: _Handle, action: Desired, resend_after: float) -> bool:
         last = handle.command
-        return last is None or last[0] != action or time.monotonic() - last[1] >= resend_after
+        # a little early rather than an interval late: cycles are not exactly one apart
+        due = time.monotonic() - last[1] >= 0.8 * resend_after if last else True
+        return last is None or last[0] != action or due
 
     async def _command(self, handle: _Handle, action: Desired) -> str | None:
         miner = handle.miner
         supported = miner.supports_pause if action == "sleep" else miner.supports_resume
         if not supported:
             return f"its firmware ({miner.firmware}) cannot {'pause' if action == 'sleep' else 'resume'}"
+        if handle.command is None or handle.command[0] != action:
+            self.commands_new += 1  # a change of mind, not a re-send
         handle.command = (action, time.monotonic())
         self.commands_sent += 1
         try:

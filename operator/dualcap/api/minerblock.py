@@ -25,6 +25,8 @@ CONVERGING = "Converging"
 INVALID_MINERS = "InvalidMiners"
 NO_MINERS = "NoMiners"
 MINERS_UNREACHABLE = "MinersUnreachable"
+CONTESTED_MINERS = "ContestedMiners"
+COMMAND_FAILED = "CommandFailed"
 NODE_UNAVAILABLE = "NodeUnavailable"
 
 

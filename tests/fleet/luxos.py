@@ -436,6 +436,12 @@ class FakeFleet:
             addresses = _addresses(base, self.count)
             try:
                 self._call(self._start_all(addresses))
+            except PermissionError:
+                # port 80 needs root (or CAP_NET_BIND_SERVICE): asic-rs identifies a
+                # LuxOS miner by its RPC reply alone, so serve without the web root
+                self._call(self._stop_all())
+                self.web = False
+                continue
             except OSError:
                 self._call(self._stop_all())
                 if self._base:

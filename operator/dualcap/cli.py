@@ -316,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve dualcap_signal_age_seconds on this port at /metrics (default: off)",
     )
     openadr.set_defaults(func=_cmd_openadr)
+
+    from dualcap.agent import add_parser as add_agent_parser
+
+    add_agent_parser(sub)
     return parser
 
 

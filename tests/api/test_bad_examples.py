@@ -16,12 +16,25 @@ import pytest
 
 from dualcap.api import ComputeLease, PowerBudget, Site
 from dualcap.api.crd import all_crds
+from dualcap.api.minerblock import MinerBlock
 from dualcap_sandbox.schema import validate_custom_resource
 from tests.api.test_examples import CUSTOM
 from tests.conftest import crd_schemas
 
-MODELS = {"Site": Site, "PowerBudget": PowerBudget, "ComputeLease": ComputeLease}
+MODELS = {
+    "Site": Site,
+    "PowerBudget": PowerBudget,
+    "ComputeLease": ComputeLease,
+    "MinerBlock": MinerBlock,
+}
 BASE = {o["kind"] if o["kind"] != "ComputeLease" else o["metadata"]["name"]: o for o in CUSTOM}
+# the agent writes MinerBlocks; no example carries one
+BASE["MinerBlock"] = {
+    "apiVersion": "dualcap.io/v1alpha1",
+    "kind": "MinerBlock",
+    "metadata": {"name": "asic-001"},
+    "spec": {"nodeName": "asic-001"},
+}
 DELETE = object()
 
 
@@ -51,6 +64,14 @@ W = "spec.windows.0"
 EV = "spec.events.0"
 TPL = "spec.template.spec"
 CASES = [
+    # --- MinerBlock
+    Bad(
+        "minerblock-not-named-after-node",
+        "MinerBlock",
+        {"spec.nodeName": "asic-002"},
+        "a MinerBlock is named after its node",
+    ),
+    Bad("minerblock-bad-node-name", "MinerBlock", {"spec.nodeName": "Asic_1"}, "should match"),
     # --- Site
     Bad("site-pue-below-1", "Site", {"spec.facility.pue": 0.9}, "greater than or equal to 1"),
     Bad("site-pue-absurd", "Site", {"spec.facility.pue": 12}, "less than or equal to 3"),

@@ -95,4 +95,4 @@ def test_cli_prints_the_crds(capsys) -> None:
 
     assert main(["crds"]) == 0
     out = capsys.readouterr().out
-    assert out.count("kind: CustomResourceDefinition") == 3
+    assert out.count("kind: CustomResourceDefinition") == len(RESOURCES)

@@ -81,7 +81,7 @@ def test_every_manifest_is_valid_for_kubernetes(case: str) -> None:
 def test_one_resource_per_template_file() -> None:
     chart = helm.Chart.load(str(CHART))
     for path, text in chart.render(ALL_ON, name="dualcap", namespace=NAMESPACE).items():
-        if path.endswith(".yaml"):
+        if path.endswith(".yaml") and text.strip():  # the agent's are off: empty
             assert len([d for d in yaml.safe_load_all(text) if d]) == 1, path
 
 

@@ -51,3 +51,39 @@ app.kubernetes.io/component: operator
 {{- define "dualcap.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* The miner agent: its name, its labels, the labels its DaemonSet selects. */}}
+{{- define "dualcap.agentName" -}}
+{{- printf "%s-agent" (include "dualcap.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dualcap.agentSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dualcap.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end }}
+
+{{- define "dualcap.agentLabels" -}}
+helm.sh/chart: {{ include "dualcap.chart" . }}
+{{ include "dualcap.agentSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dualcap
+{{- end }}
+
+{{- define "dualcap.agentServiceAccountName" -}}
+{{- if .Values.agent.serviceAccount.create }}
+{{- default (include "dualcap.agentName" .) .Values.agent.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.agent.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret with the firmware logins, if any: an existing one, or the chart's. */}}
+{{- define "dualcap.agentSecretName" -}}
+{{- if .Values.agent.credentials.existingSecret }}
+{{- .Values.agent.credentials.existingSecret }}
+{{- else if .Values.agent.credentials.logins }}
+{{- printf "%s-credentials" (include "dualcap.agentName" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}

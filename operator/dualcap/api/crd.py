@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from dualcap.api.budget import PowerBudget
 from dualcap.api.common import GROUP, VERSION
 from dualcap.api.lease import ComputeLease
+from dualcap.api.minerblock import MinerBlock
 from dualcap.api.site import Site
 
 _DROP = {"title", "additionalProperties"}
@@ -108,6 +109,26 @@ RESOURCES: list[CrdInfo] = [
             _column("Preemptible", "boolean", ".spec.preemptible", "Preemptible.", priority=1),
             _column("Start", "string", ".spec.start", "Start.", priority=1),
             _column("End", "string", ".spec.end", "End.", priority=1),
+        ],
+    ),
+    CrdInfo(
+        model=MinerBlock,
+        kind="MinerBlock",
+        plural="minerblocks",
+        singular="minerblock",
+        scope="Cluster",
+        short_names=["mb", "mblock"],
+        columns=[
+            _column("Node", "string", ".spec.nodeName", "The ASIC controller node."),
+            _column("Miners", "integer", ".status.miners", "Miners in the block."),
+            _column("Mining", "integer", ".status.mining", "Miners measured mining."),
+            _column("Sleeping", "integer", ".status.sleeping", "Miners measured asleep."),
+            _column("Unreachable", "integer", ".status.unreachable", "Miners not answering."),
+            _column("Power", "number", ".status.powerKW", "Measured draw, kW."),
+            _column("Hashrate", "number", ".status.hashrateTHs", "Measured hashrate, TH/s."),
+            AGE,
+            _column("Observed", "date", ".status.observedAt", "Time of the report.", priority=1),
+            _column("Ready", "string", READY, "Ready condition.", priority=1),
         ],
     ),
 ]

@@ -1,0 +1,222 @@
+"""Driving a block's miners through asic-rs (pyasic-rs): identify, measure, pause, resume.
+
+Wire protocols are asic-rs's business. What is ours: every call is bounded in time (a
+miner that never answers costs one timeout, never a hang), the block is driven
+concurrently under a semaphore, and a miner's state is judged from what it measures - it
+sleeps when its hashrate is 0 and its draw below the sleep threshold, whatever its
+firmware's "is mining" flag says (asic-rs's LuxOS backend always says it mines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dualcap.agent.credentials import Credentials
+
+log = logging.getLogger("dualcap.agent")
+
+State = Literal["mining", "sleeping", "unreachable"]
+Desired = Literal["sleep", "mine"]
+
+NO_ANSWER = "no answer"
+UNKNOWN_DEVICE = "answers, but not as a miner asic-rs knows"
+CONTESTED = "also named by another node's dualcap.io/miners: left alone"
+
+
+@dataclass
+class Reading:
+    ip: str
+    state: State
+    watts: float | None = None
+    ths: float | None = None
+    problem: str | None = None  # why it is unreachable, or why a command failed
+
+    @property
+    def sleeping(self) -> bool:
+        return self.state == "sleeping"
+
+
+@dataclass
+class _Handle:
+    miner: Any = None  # a pyasic_rs.Miner once identified
+    identified_at: float = -1e9  # last identification attempt (monotonic)
+    problem: str | None = None
+    command: tuple[Desired, float] | None = None  # last command sent and when
+
+
+def _ths(hashrate: Any) -> float | None:
+    if hashrate is None:
+        return None
+    from pyasic_rs.data import HashRateUnit
+
+    return float(hashrate.as_unit(HashRateUnit.TH).value)
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:160]
+
+
+async def _port_open(ip: str, port: int, timeout: float) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+class Driver:
+    """The miners of one block, as asic-rs sees them."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        sleep_watts: float = 100.0,
+        timeout: float = 6.0,
+        concurrency: int = 64,
+    ):
+        from pyasic_rs import MinerFactory
+
+        self.credentials = credentials
+        self.sleep_watts = sleep_watts
+        self.timeout = timeout
+        self._factory = MinerFactory().with_identification_timeout_secs(max(1, int(timeout)))
+        self._limit = asyncio.Semaphore(concurrency)
+        self._handles: dict[str, _Handle] = {}
+        self.commands_sent = 0
+        self.commands_new = 0
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop what is known of miners no longer in the block."""
+        for ip in [ip for ip in self._handles if ip not in keep]:
+            del self._handles[ip]
+
+    async def step(
+        self,
+        ips: list[str],
+        desired: Desired | None,
+        *,
+        allow_resume: bool,
+        contested: set[str],
+        resend_after: float,
+    ) -> list[Reading]:
+        """Measure every miner and command those not in the desired state; concurrent,
+        bounded, every call time-limited."""
+        return list(
+            await asyncio.gather(
+                *(self._one(ip, desired, allow_resume, ip in contested, resend_after) for ip in ips)
+            )
+        )
+
+    async def _identify(self, ip: str, handle: _Handle, retry_after: float) -> bool:
+        now = time.monotonic()
+        if handle.miner is not None:
+            return True
+        if now - handle.identified_at < retry_after:
+            return False
+        handle.identified_at = now
+        try:
+            miner = await asyncio.wait_for(self._factory.get_miner(ip), self.timeout + 1)
+        except TimeoutError:
+            miner, handle.problem = None, NO_ANSWER
+        except Exception as err:  # asic-rs raises RuntimeError on what it cannot read
+            miner, handle.problem = None, f"identification failed: {_short(err)}"
+        if miner is None:
+            if handle.problem is None or handle.problem == UNKNOWN_DEVICE:
+                answers = await _port_open(ip, 4028, 1.0) or await _port_open(ip, 80, 1.0)
+                handle.problem = UNKNOWN_DEVICE if answers else NO_ANSWER
+            return False
+        login = self.credentials.for_firmware(str(miner.firmware))
+        if login is not None:
+            miner.set_auth(login.username, login.password)
+        handle.miner, handle.problem = miner, None
+        return True
+
+    async def _measure(self, handle: _Handle) -> tuple[float | None, float | None]:
+        miner = handle.miner
+        hashrate, watts = await asyncio.wait_for(
+            asyncio.gather(miner.get_hashrate(), miner.get_wattage()), self.timeout
+        )
+        return _ths(hashrate), (None if watts is None else float(watts))
+
+    def _state(self, ths: float | None, watts: float | None) -> State:
+        if ths is not None and ths <= 0.0 and watts is not None and watts < self.sleep_watts:
+            return "sleeping"
+        return "mining"  # hashing, drawing above idle, or not proven asleep: counted as mining
+
+    async def _one(
+        self,
+        ip: str,
+        desired: Desired | None,
+        allow_resume: bool,
+        contested: bool,
+        resend_after: float,
+    ) -> Reading:
+        handle = self._handles.setdefault(ip, _Handle())
+        async with self._limit:
+            if contested:
+                return Reading(ip, "unreachable", problem=CONTESTED)
+            if not await self._identify(ip, handle, resend_after):
+                return Reading(ip, "unreachable", problem=handle.problem or NO_ANSWER)
+            try:
+                ths, watts = await self._measure(handle)
+            except TimeoutError:
+                ths = watts = None
+                handle.problem = NO_ANSWER
+            except Exception as err:
+                ths = watts = None
+                handle.problem = f"measurement failed: {_short(err)}"
+            if ths is None and watts is None:
+                # gone (or rebooting): identify it again, at most once per resend_after
+                handle.miner = None
+                handle.identified_at = time.monotonic()
+                return Reading(ip, "unreachable", problem=handle.problem or NO_ANSWER)
+            reading = Reading(ip, self._state(ths, watts), watts, ths)
+            action = self._action(reading, desired, allow_resume)
+            if action is not None and self._due(handle, action, resend_after):
+                reading.problem = await self._command(handle, action)
+            return reading
+
+    @staticmethod
+    def _action(reading: Reading, desired: Desired | None, allow_resume: bool) -> Desired | None:
+        if desired == "sleep" and not reading.sleeping:
+            return "sleep"
+        if desired == "mine" and reading.sleeping and allow_resume:
+            return "mine"
+        return None
+
+    @staticmethod
+    def _due(handle: _Handle, action: Desired, resend_after: float) -> bool:
+        last = handle.command
+        # a little early rather than an interval late: cycles are not exactly one apart
+        due = time.monotonic() - last[1] >= 0.8 * resend_after if last else True
+        return last is None or last[0] != action or due
+
+    async def _command(self, handle: _Handle, action: Desired) -> str | None:
+        miner = handle.miner
+        supported = miner.supports_pause if action == "sleep" else miner.supports_resume
+        if not supported:
+            return f"its firmware ({miner.firmware}) cannot {'pause' if action == 'sleep' else 'resume'}"
+        if handle.command is None or handle.command[0] != action:
+            self.commands_new += 1  # a change of mind, not a re-send
+        handle.command = (action, time.monotonic())
+        self.commands_sent += 1
+        try:
+            call = miner.pause() if action == "sleep" else miner.resume()
+            accepted = await asyncio.wait_for(call, self.timeout)
+        except TimeoutError:
+            return f"{'pause' if action == 'sleep' else 'resume'} got no answer"
+        except Exception as err:
+            return f"{'pause' if action == 'sleep' else 'resume'} refused: {_short(err)}"
+        if not accepted:
+            return f"{'pause' if action == 'sleep' else 'resume'} refused by the miner"
+        return None

@@ -1,0 +1,17 @@
+"""The agent uses `dualcap.api` and its own client only: never the planner, the operator's
+cluster layer, kopf handlers or kopf, and never the sandbox."""
+
+from __future__ import annotations
+
+from tests.test_layering import PACKAGE, imports
+
+
+def test_the_agent_imports_only_api_and_itself() -> None:
+    files = sorted((PACKAGE / "agent").rglob("*.py"))
+    assert files
+    for path in files:
+        for name in imports(path):
+            top, _, rest = name.partition(".")
+            assert top != "kopf", f"{path.name} imports kopf"
+            if top == "dualcap" and rest:
+                assert rest.split(".")[0] in ("api", "agent"), f"{path.name} imports {name}"

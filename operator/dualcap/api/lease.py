@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -146,7 +147,15 @@ class PodTemplate(_Open):
     spec: PodSpecFragment = Field(description="The pod spec (core/v1 PodSpec).")
 
 
-LeasePhase = Literal["Pending", "Admitted", "Running", "Preempted", "Completed", "Failed"]
+class LeasePhase(StrEnum):
+    """Where a lease is in its life."""
+
+    PENDING = "Pending"  # waiting for its start, GPUs or power
+    ADMITTED = "Admitted"  # admitted, its pods not all there yet
+    RUNNING = "Running"  # all its pods exist
+    PREEMPTED = "Preempted"  # stopped for the envelope or a lease of higher priority
+    COMPLETED = "Completed"  # past its end, or being deleted
+    FAILED = "Failed"  # cannot run as written
 
 
 class ComputeLeaseSpec(Model):

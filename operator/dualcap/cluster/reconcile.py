@@ -17,14 +17,14 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
+from dualcap.api.site import ControllerState
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.commands import Kind
-from dualcap.planning.dispatch import Plan
+from dualcap.planning.decisions import Plan
 from dualcap.planning.report import rfc3339
-from dualcap.planning.snapshot import ControllerState
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -172,14 +172,14 @@ class Reconciler:
                         leases[
                             (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
                         ] = (obj, model)
-            gpu_labels = dict(snap.site.spec.gpu.node_selector.match_labels or {})
+            gpu_labels = snap.gpu_node_labels
             outcome = await apply_commands(
                 self.client,
                 list(p.schedule.now),
                 nodes,
                 leases,
                 name,
-                snap.site.spec.gpu.resource_name,
+                snap.gpu_resource,
                 gpu_labels,
                 now,
             )

@@ -32,7 +32,7 @@ from dualcap.api.common import (
     SITE_LABEL,
     VERSION,
 )
-from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
+from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.marks import is_marked, release_patch
 from dualcap.cluster.client import Client
 from dualcap.cluster.informer import ClusterView
@@ -355,7 +355,9 @@ async def _report_unknown_site(
 ) -> None:
     conditions = status.get("conditions") or []
     if any(
-        c.get("type") == STALLED and c.get("reason") == SITE_NOT_FOUND and c.get("status") == "True"
+        c.get("type") == ConditionType.STALLED
+        and c.get("reason") == Reason.SITE_NOT_FOUND
+        and c.get("status") == "True"
         for c in conditions
     ):
         return
@@ -372,9 +374,9 @@ async def _report_unknown_site(
         "conditions": set_conditions(
             conditions,
             [
-                ("Admitted", False, SITE_NOT_FOUND, message),
-                ("Ready", False, SITE_NOT_FOUND, message),
-                (STALLED, True, SITE_NOT_FOUND, message),
+                ("Admitted", False, Reason.SITE_NOT_FOUND, message),
+                ("Ready", False, Reason.SITE_NOT_FOUND, message),
+                (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
             ],
             meta.get("generation"),
             now,
@@ -389,4 +391,4 @@ async def _report_unknown_site(
         "kind": "ComputeLease",
         "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid")},
     }
-    await reconciler.post_event(ref, "Warning", SITE_NOT_FOUND, message, now)
+    await reconciler.post_event(ref, "Warning", Reason.SITE_NOT_FOUND, message, now)

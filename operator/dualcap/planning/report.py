@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dualcap.planning.commands import Command, Kind
-from dualcap.planning.dispatch import LeaseDecision, Plan
+from dualcap.planning.decisions import LeaseDecision, Plan
 
 
 def rfc3339(at: datetime) -> str:

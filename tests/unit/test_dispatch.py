@@ -139,6 +139,27 @@ def test_a_higher_priority_lease_takes_the_gpus_of_a_lower_preemptible_one() -> 
     assert names(p, Kind.DELETE_POD) == ["spot-0"]
 
 
+def test_every_higher_priority_lease_may_take_the_gpus_of_lower_preemptible_ones() -> None:
+    # Three waiting leases above three running preemptible ones on three full nodes: each
+    # takes the GPUs of the lowest still running (a second steal must not count the first
+    # victim again, or the third finds the pool empty although spot-0 still runs).
+    spots = [
+        o
+        for i in range(3)
+        for o in running(
+            lease(f"spot-{i}", priority=1, preemptible=True, created=T0 - timedelta(hours=i)),
+            [f"g0{i}"],
+        )
+    ]
+    vips = [lease(f"vip-{i}", priority=10 - i) for i in range(3)]
+    p = run(gpu_nodes(3), *spots, *vips)
+    assert phases(p) == {
+        **{f"vip-{i}": "Admitted" for i in range(3)},
+        **{f"spot-{i}": "Preempted" for i in range(3)},
+    }
+    assert set(reasons(p)[f"spot-{i}"] for i in range(3)) == {"PreemptedByPriority"}
+
+
 def test_a_higher_priority_lease_uses_free_gpus_before_taking_any() -> None:
     parts = [
         gpu_nodes(2),

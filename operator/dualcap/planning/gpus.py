@@ -68,10 +68,13 @@ class Gpus:
 
     Nodes that any lease may use (schedulable, untainted) sit in buckets by free GPUs, so
     best fit for the common lease (no nodeSelector, tolerations or affinity) costs a few
-    bucket look-ups instead of a scan. Constrained leases, and leases that may take the
-    GPUs of running preemptible leases below them, scan the nodes (the rare path).
+    bucket look-ups instead of a scan. Constrained leases scan the nodes (the rare path).
 
-    GPUs of running leases are held "soft": a lease of higher priority may take them.
+    GPUs of running leases are held "soft": a lease of higher priority may take those of
+    the running preemptible leases below it. Those leases are the *below* pool (a range of
+    them in priority order: the lease at hand leaves it as admission passes it, victims
+    leave it from the bottom); a second set of buckets, by free plus below-pool GPUs, packs
+    a lease as if it took them.
     """
 
     def __init__(self, nodes: Mapping[str, GpuNode]):
@@ -80,22 +83,42 @@ class Gpus:
         self.open = {n.name for n in nodes.values() if n.schedulable and not n.taints}
         self.max_gpus = max((n.gpus for n in nodes.values()), default=0)
         self.buckets: list[list[str]] = [[] for _ in range(self.max_gpus + 1)]
+        self.below_buckets: list[list[str]] = [[] for _ in range(self.max_gpus + 1)]
         for name in sorted(self.open):
             f = self.free[name]
             if 0 < f <= self.max_gpus:
                 self.buckets[f].append(name)
+                self.below_buckets[f].append(name)
         self.soft: dict[LeaseKey, list[tuple[str, int]]] = {}  # lease -> (node, GPUs)
+        self.below_gpus: dict[str, int] = {}  # node -> GPUs held by the below pool
+        self.below: set[LeaseKey] = set()
 
-    def _move(self, node: str, delta: int) -> None:
+    @staticmethod
+    def _rebucket(buckets: list[list[str]], node: str, before: int, after: int) -> None:
+        top = len(buckets) - 1
+        if 0 < before <= top:
+            bucket = buckets[before]
+            del bucket[bisect.bisect_left(bucket, node)]
+        if 0 < after <= top:
+            bisect.insort(buckets[after], node)
+
+    def _move(self, node: str, delta: int, below_delta: int = 0) -> None:
         before = self.free[node]
         after = before + delta
         self.free[node] = after
         if node in self.open:
-            if 0 < before <= self.max_gpus:
-                bucket = self.buckets[before]
-                del bucket[bisect.bisect_left(bucket, node)]
-            if 0 < after <= self.max_gpus:
-                bisect.insort(self.buckets[after], node)
+            self._rebucket(self.buckets, node, before, after)
+            if delta + below_delta:
+                extra = self.below_gpus.get(node, 0)
+                self._rebucket(
+                    self.below_buckets, node, before + extra, after + extra + below_delta
+                )
+        if below_delta:
+            self.below_gpus[node] = self.below_gpus.get(node, 0) + below_delta
+
+    def _shift_below(self, node: str, delta: int) -> None:
+        """GPUs held by the below pool on ``node`` change by ``delta`` (free unchanged)."""
+        self._move(node, 0, delta)
 
     def charge(self, node: str | None, gpus: int) -> None:
         if node is not None and node in self.free and gpus:
@@ -107,45 +130,66 @@ class Gpus:
             self._move(node, -gpus)
 
     def release_soft(self, lease: LeaseKey) -> None:
+        """The lease's soft GPUs are free again (it is preempted, or kept and charged)."""
+        in_pool = lease in self.below
+        self.below.discard(lease)
         for node, gpus in self.soft.pop(lease, []):
-            self._move(node, gpus)
+            self._move(node, gpus, -gpus if in_pool else 0)
 
     def soft_gpus(self, lease: LeaseKey) -> int:
         return sum(g for _, g in self.soft.get(lease, []))
 
-    def capacity(self, per_pod: int) -> int:
-        """Pods of ``per_pod`` GPUs the open nodes can still take."""
-        buckets = self.buckets
-        return sum(len(buckets[f]) * (f // per_pod) for f in range(per_pod, self.max_gpus + 1))
+    def join_below(self, lease: LeaseKey) -> None:
+        """The lease's soft GPUs may be taken by leases above it."""
+        if lease not in self.below:
+            self.below.add(lease)
+            for node, gpus in self.soft.get(lease, []):
+                self._shift_below(node, gpus)
+
+    def leave_below(self, lease: LeaseKey) -> None:
+        """The lease's soft GPUs may no longer be taken (admission has reached it)."""
+        if lease in self.below:
+            self.below.discard(lease)
+            for node, gpus in self.soft.get(lease, []):
+                self._shift_below(node, -gpus)
+
+    @staticmethod
+    def _capacity(buckets: list[list[str]], per_pod: int) -> int:
+        return sum(len(buckets[f]) * (f // per_pod) for f in range(per_pod, len(buckets)))
+
+    def capacity(self, per_pod: int, with_below: bool = False) -> int:
+        """Pods of ``per_pod`` GPUs the open nodes can still take (``with_below``: taking
+        the GPUs of the below pool too)."""
+        return self._capacity(self.below_buckets if with_below else self.buckets, per_pod)
 
     def pack(
-        self, count: int, per_pod: int, placement: Placement, use_soft: Iterable[LeaseKey] = ()
+        self, count: int, per_pod: int, placement: Placement, with_below: bool = False
     ) -> list[str] | None:
         """Nodes for ``count`` pods of ``per_pod`` GPUs each (best fit), or None. With
-        ``use_soft``, the GPUs those leases hold count as free."""
-        use_soft = tuple(use_soft)
-        if not placement.constrained and not use_soft:
-            if per_pod > self.max_gpus or self.capacity(per_pod) < count:
+        ``with_below``, the GPUs of the below pool count as free."""
+        if not placement.constrained:
+            buckets = self.below_buckets if with_below else self.buckets
+            if per_pod > self.max_gpus or self._capacity(buckets, per_pod) < count:
                 return None
             chosen: list[str] = []
+            moved: list[tuple[str, int]] = []
             for _ in range(count):
                 # Best fit: the fullest open node that still takes the pod (ties: by name).
-                f = next(f for f in range(per_pod, self.max_gpus + 1) if self.buckets[f])
-                name = self.buckets[f][0]
+                f = next(f for f in range(per_pod, self.max_gpus + 1) if buckets[f])
+                name = buckets[f][0]
                 chosen.append(name)
-                self._move(name, -per_pod)  # provisional, undone below
-            for name in chosen:
-                self._move(name, per_pod)
+                # Provisional, undone below.
+                self._rebucket(buckets, name, f, f - per_pod)
+                moved.append((name, f - per_pod))
+            for name, f in reversed(moved):
+                self._rebucket(buckets, name, f, f + per_pod)
             return chosen
-        extra: dict[str, int] = {}
-        for lease in use_soft:
-            for held_on, gpus in self.soft.get(lease, []):
-                extra[held_on] = extra.get(held_on, 0) + gpus
         avail = {}
+        below_gpus = self.below_gpus if with_below else {}
         for name, gpu_node in self.nodes.items():
             if not gpu_node.schedulable or not placement.allows(gpu_node):
                 continue
-            free = self.free[name] + extra.get(name, 0)
+            free = self.free[name] + below_gpus.get(name, 0)
             if free >= per_pod:
                 avail[name] = free
         if sum(f // per_pod for f in avail.values()) < count:

@@ -150,19 +150,18 @@ class Leases:
             if lease.key not in shed:
                 used_kw += self._keep(lease, gpus, decided)
 
-        # Every other active lease, in priority order; all or nothing; backfill.
-        position = {lease.key: n for n, lease in enumerate(active)}
+        # Every other active lease, in priority order; all or nothing; backfill. The GPUs
+        # of the running preemptible leases below the lease at hand may be taken for it
+        # (the below pool of ``Gpus``), the lowest first.
         running_preemptible = [
             lease.key for lease in active if lease.key in running and _spec(lease).preemptible
         ]
-        # GPUs held by running preemptible leases not yet passed or displaced: an upper
-        # bound of what the lease at hand could take from the leases below it.
-        soft_held = {key: gpus.soft_gpus(key) for key in running_preemptible}
-        soft_below = sum(soft_held.values())
-        for n, lease in enumerate(active):
+        for key in running_preemptible:
+            gpus.join_below(key)
+        bottom = len(running_preemptible)  # the pool is running_preemptible[...:bottom]
+        for lease in active:
             key = lease.key
-            if key in soft_held and key not in displaced:
-                soft_below -= soft_held[key]
+            gpus.leave_below(key)  # admission has reached it
             if key in decided:
                 continue
             spec = _spec(lease)
@@ -201,22 +200,18 @@ class Leases:
                 continue
             per_pod, count = spec.gpus_per_pod, spec.pod_count
             placement = _placement(lease)
-            capacity = gpus.capacity(per_pod)
-            if not placement.constrained and capacity + soft_below // per_pod < count:
+            if not placement.constrained and gpus.capacity(per_pod, with_below=True) < count:
                 # Cannot fit even with the GPUs of every lease below it: no search.
                 decided[key] = self._wait(lease, Reason.INSUFFICIENT_GPUS, _no_gpus(count, per_pod))
                 continue
             nodes = None
-            if placement.constrained or capacity >= count:
+            if placement.constrained or gpus.capacity(per_pod) >= count:
                 nodes = gpus.pack(count, per_pod, placement)
-            steal: set[LeaseKey] = set()
-            if nodes is None:
+            steal = False
+            if nodes is None and gpus.below:
                 # Try the GPUs of running preemptible leases below this one.
-                below = {k for k in running_preemptible if position[k] > n and k not in decided}
-                if below:
-                    nodes = gpus.pack(count, per_pod, placement, below)
-                    if nodes is not None:
-                        steal = below
+                nodes = gpus.pack(count, per_pod, placement, with_below=True)
+                steal = nodes is not None
             if nodes is None:
                 decided[key] = self._wait(lease, Reason.INSUFFICIENT_GPUS, _no_gpus(count, per_pod))
                 continue
@@ -230,10 +225,11 @@ class Leases:
                 continue
             if steal:
                 # Take exactly the soft GPUs needed: release the lowest leases first.
-                for victim in reversed([k for k in running_preemptible if k in steal]):
+                while bottom > 0 and running_preemptible[bottom - 1] in gpus.below:
+                    bottom -= 1
+                    victim = running_preemptible[bottom]
                     gpus.release_soft(victim)
                     displaced.add(victim)
-                    soft_below -= soft_held[victim]
                     if gpus.pack(count, per_pod, placement) is not None:
                         break
                 nodes = gpus.pack(count, per_pod, placement) or nodes

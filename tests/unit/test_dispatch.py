@@ -297,6 +297,19 @@ def test_non_preemptible_leases_are_stopped_only_when_physically_necessary() -> 
     assert reasons(p)["g-new"] == "EnvelopeTooLow"
 
 
+def test_the_gpus_of_a_shed_lease_go_to_a_smaller_one_that_fits() -> None:
+    # "big" alone needs 16 kW and is shed at 12; "small" (older, so decided first) fits on
+    # the GPUs big frees, although big's own turn comes after it.
+    parts = [
+        gpu_nodes(2),
+        *running(lease("big", gpus=16), ["g00", "g01"]),
+        lease("small", created=T0 - timedelta(hours=1)),
+    ]
+    p = run(*parts, limit_kw=12)
+    assert phases(p) == {"big": "Preempted", "small": "Admitted"}
+    assert reasons(p)["big"] == "EnvelopeTooLow"
+
+
 def test_a_preempted_lease_runs_again_when_power_returns() -> None:
     p = run(gpu_nodes(1), lease("spot", preemptible=True, phase="Preempted"), limit_kw=100)
     assert phases(p) == {"spot": "Admitted"}

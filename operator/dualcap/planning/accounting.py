@@ -8,10 +8,25 @@ One place for each formula: the planner counts committed and planned draw with t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
-from dualcap.planning.decisions import Draw
-from dualcap.planning.snapshot import Controller, GpuNode, LeasePod, SiteSnapshot
+if TYPE_CHECKING:
+    from dualcap.planning.snapshot import Controller, GpuNode, LeasePod, SiteSnapshot
+
+
+@dataclass(slots=True)
+class Draw:
+    """Facility kW by kind."""
+
+    mining_kw: float = 0.0
+    gpu_kw: float = 0.0
+    overhead_kw: float = 0.0
+
+    @property
+    def total_kw(self) -> float:
+        return self.mining_kw + self.gpu_kw + self.overhead_kw
 
 
 def mining_revenue_usd_per_hour(hashrate_ths: float, hashprice_usd_per_ph_day: float) -> float:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from dualcap.api.conditions import HoldReason, Reason
 from dualcap.api.lease import LeasePhase
+from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Command, Kind, Schedule
 from dualcap.planning.envelope import Envelope
 from dualcap.planning.snapshot import Lease, Problem
@@ -36,19 +37,6 @@ class LeaseDecision:
     pods: list[str] = field(default_factory=list)  # pod names in the planned state
     admitted_now: bool = False
     preempted_now: bool = False
-
-
-@dataclass(slots=True)
-class Draw:
-    """Facility kW by kind."""
-
-    mining_kw: float = 0.0
-    gpu_kw: float = 0.0
-    overhead_kw: float = 0.0
-
-    @property
-    def total_kw(self) -> float:
-        return self.mining_kw + self.gpu_kw + self.overhead_kw
 
 
 @dataclass(slots=True)

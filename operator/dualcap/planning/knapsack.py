@@ -16,14 +16,13 @@ profitable per kW are dropped first: the envelope always wins.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CORE_HALF_WIDTH = 12  # items on each side of the break point searched exactly
 MAX_FRONTIER = 4096  # frontier states kept (never reached with few controller types)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     key: int
     weight: float  # kW (> 0)
     value: float  # USD/h (may be negative)

@@ -143,6 +143,7 @@ class Leases:
                 break
             shed.add(lease.key)
             total -= pinned_kw[lease.key]
+            gpus.release_soft(lease.key)  # preempted: its GPUs are free for any lease
 
         displaced: set[LeaseKey] = set()
         decided: dict[LeaseKey, LeaseDecision] = {}
@@ -166,7 +167,6 @@ class Leases:
                 continue
             spec = _spec(lease)
             if key in shed:
-                gpus.release_soft(key)
                 decided[key] = self._preempt(
                     lease,
                     Reason.ENVELOPE_TOO_LOW,

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from dualcap.api.site import ControllerState
 from dualcap.planning import knapsack
-from dualcap.planning.accounting import mining_revenue_usd_per_hour
 from dualcap.planning.commands import Command, CommandReason, Kind
 from dualcap.planning.decisions import Hold, Orders
 from dualcap.planning.snapshot import Controller, SiteSnapshot
@@ -34,14 +33,10 @@ def choose(
     orders: Orders,
 ) -> list[Controller]:
     """The controllers that mine once the plan has taken effect; emits the commands."""
-    asic = snap.asic
-    if asic is None or not snap.controllers:
+    if snap.site is None or not snap.controllers:
         return []
-    assert snap.site is not None
     behavior = snap.site.spec.behavior
-    pue = snap.pue
     controllers = [c for c in snap.controllers if c.dispatchable]
-    hashprice = asic.hashprice_usd_per_ph_day
     items = []
     forced_in, forced_out, prefer = set(), set(), set()
     min_mining = timedelta(seconds=behavior.min_mining_seconds)
@@ -50,8 +45,8 @@ def choose(
     make_item = knapsack.Item
     wakeups = orders.wakeups
     for k, c in enumerate(controllers):
-        weight = pue * c.power_kw
-        value = mining_revenue_usd_per_hour(c.hashrate_ths, hashprice) - weight * price_per_kwh
+        weight = c.facility_kw
+        value = c.revenue_usd_per_hour - weight * price_per_kwh
         items.append(make_item(k, weight, value))
         if c.state is MINING:
             prefer.add(k)
@@ -118,7 +113,7 @@ def _ramp(
         for c in controllers
         if c.state is MINING and c.resumed_at is not None and c.resumed_at > window_start
     ]
-    allowance = rate - sum(snap.pue * c.power_kw for c in recent)
+    allowance = rate - sum(c.facility_kw for c in recent)
     resumes = sorted(
         (k for k in chosen if controllers[k].state is CURTAILED),
         key=lambda k: (-items[k].value / items[k].weight, k),

@@ -18,8 +18,9 @@ from datetime import datetime
 from dualcap.api.conditions import HoldReason
 from dualcap.api.site import ControllerState
 from dualcap.planning import accounting, mining
+from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
-from dualcap.planning.decisions import Draw, Hold, Orders, Plan
+from dualcap.planning.decisions import Hold, Orders, Plan
 from dualcap.planning.envelope import Envelope, evaluate
 from dualcap.planning.leases import Leases
 from dualcap.planning.lifecycle import Context

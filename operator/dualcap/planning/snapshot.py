@@ -42,6 +42,7 @@ from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLease, ComputeLeaseSpec, LeasePhase
 from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
 from dualcap.api.site import AsicSpec, ControllerState, GpuSpec, Site
+from dualcap.planning.accounting import mining_revenue_usd_per_hour
 from dualcap.planning.gpus import Placement
 from dualcap.planning.quantity import parse_count
 
@@ -120,6 +121,9 @@ class Controller:
     curtailed_at: datetime | None = None
     resumed_at: datetime | None = None
     ref: NodeRef | None = None
+    # At the site's PUE and hashprice (an entity is built for one version of its Site):
+    facility_kw: float = 0.0  # facility kW while mining
+    revenue_usd_per_hour: float = 0.0  # what its mining earns
     # Derived once (the planner reads them many times):
     committed_it_kw: float = field(init=False)  # conservative IT draw now
     dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
@@ -534,10 +538,10 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
         on_node = pods_by_node.get(str(_meta(node).get("name")), no_pods)
         if asic is not None and asic.node_selector.matches(labels):
             snapshot.controllers.append(
-                _reused(cache, node, site_version, on_node, problems, _controller, asic)
+                _reused(cache, node, site_version, on_node, problems, _controller, site)
             )
         elif gpu is not None and gpu.node_selector.matches(labels):
-            gpu_node = _reused(cache, node, site_version, on_node, problems, _gpu_node, gpu)
+            gpu_node = _reused(cache, node, site_version, on_node, problems, _gpu_node, site)
             snapshot.gpu_nodes[gpu_node.name] = gpu_node
     snapshot.controllers.sort(key=lambda c: c.name)
     per_gpu = [n.per_gpu_kw for n in snapshot.gpu_nodes.values()]
@@ -566,8 +570,8 @@ def _reused(
     site_version: tuple[str, str] | None,
     pods: list[Obj],
     problems: list[Problem],
-    build: Callable[[Obj, Any, list[Obj], list[Problem]], T],
-    role: Any,
+    build: Callable[[Obj, Site, list[Obj], list[Problem]], T],
+    site: Site,
 ) -> T:
     """The entity ``build`` derives from a node and the pods on it, reused while the node,
     its pods and the Site are the versions it was built from. Problems found while
@@ -575,12 +579,12 @@ def _reused(
     version = _version(node)
     pod_versions = tuple(_version(p) for p in pods)
     if version is None or site_version is None or None in pod_versions:
-        return build(node, role, pods, problems)
+        return build(node, site, pods, problems)
     key = (build.__name__, *version, *site_version, pod_versions)
 
     def make() -> tuple[T, list[Problem]]:
         found: list[Problem] = []
-        return build(node, role, pods, found), found
+        return build(node, site, pods, found), found
 
     entity, found = cache.memo(key, make)
     problems.extend(found)
@@ -622,7 +626,9 @@ def _budget_for(
     return budget, None
 
 
-def _controller(node: Obj, asic: AsicSpec, pods: list[Obj], problems: list[Problem]) -> Controller:
+def _controller(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -> Controller:
+    asic = site.spec.asic
+    assert asic is not None
     meta = _meta(node)
     annotations = meta.get("annotations") or {}
     spec = node.get("spec") or {}
@@ -655,10 +661,15 @@ def _controller(node: Obj, asic: AsicSpec, pods: list[Obj], problems: list[Probl
         curtailed_at=_time(annotations.get(CURTAILED_AT_ANNOTATION)),
         resumed_at=_time(annotations.get(RESUMED_AT_ANNOTATION)),
         ref=_node_ref(node),
+        facility_kw=site.spec.facility.pue * power,
+        revenue_usd_per_hour=hashrate
+        * mining_revenue_usd_per_hour(1.0, asic.hashprice_usd_per_ph_day),
     )
 
 
-def _gpu_node(node: Obj, gpu: GpuSpec, pods: list[Obj], problems: list[Problem]) -> GpuNode:
+def _gpu_node(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -> GpuNode:
+    gpu = site.spec.gpu
+    assert gpu is not None
     meta = _meta(node)
     name = str(meta.get("name"))
     status = node.get("status") or {}

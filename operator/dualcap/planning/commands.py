@@ -40,8 +40,11 @@ class CommandReason(StrEnum):
     POD_FINISHED = "PodFinished"  # delete: a Succeeded or Failed pod, to be created again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Command:
+    """One change to the cluster. A value: never changed once made (not frozen only
+    because a plan makes many, and a frozen dataclass is slow to build)."""
+
     kind: Kind
     name: str  # node name, or pod name
     delta_kw: float  # change of committed draw once in effect (facility kW)

@@ -82,16 +82,27 @@ class Gpus:
         self.free: dict[str, int] = {n.name: n.gpus - n.foreign_gpus for n in nodes.values()}
         self.open = {n.name for n in nodes.values() if n.schedulable and not n.taints}
         self.max_gpus = max((n.gpus for n in nodes.values()), default=0)
-        self.buckets: list[list[str]] = [[] for _ in range(self.max_gpus + 1)]
-        self.below_buckets: list[list[str]] = [[] for _ in range(self.max_gpus + 1)]
-        for name in sorted(self.open):
-            f = self.free[name]
-            if 0 < f <= self.max_gpus:
-                self.buckets[f].append(name)
-                self.below_buckets[f].append(name)
         self.soft: dict[LeaseKey, list[tuple[str, int]]] = {}  # lease -> (node, GPUs)
         self.below_gpus: dict[str, int] = {}  # node -> GPUs held by the below pool
         self.below: set[LeaseKey] = set()
+        # The buckets are built by seal(), once the GPUs already held are charged.
+        self.sealed = False
+        self.buckets: list[list[str]] = []
+        self.below_buckets: list[list[str]] = []
+
+    def seal(self) -> None:
+        """Build the buckets from the GPUs charged and held so far; queries may follow."""
+        self.buckets = [[] for _ in range(self.max_gpus + 1)]
+        self.below_buckets = [[] for _ in range(self.max_gpus + 1)]
+        top, below = self.max_gpus, self.below_gpus
+        for name in sorted(self.open):
+            f = self.free[name]
+            if 0 < f <= top:
+                self.buckets[f].append(name)
+            f += below.get(name, 0)
+            if 0 < f <= top:
+                self.below_buckets[f].append(name)
+        self.sealed = True
 
     @staticmethod
     def _rebucket(buckets: list[list[str]], node: str, before: int, after: int) -> None:
@@ -106,7 +117,7 @@ class Gpus:
         before = self.free[node]
         after = before + delta
         self.free[node] = after
-        if node in self.open:
+        if self.sealed and node in self.open:
             self._rebucket(self.buckets, node, before, after)
             if delta + below_delta:
                 extra = self.below_gpus.get(node, 0)
@@ -155,7 +166,12 @@ class Gpus:
 
     @staticmethod
     def _capacity(buckets: list[list[str]], per_pod: int) -> int:
-        return sum(len(buckets[f]) * (f // per_pod) for f in range(per_pod, len(buckets)))
+        pods = 0
+        for f in range(per_pod, len(buckets)):
+            bucket = buckets[f]
+            if bucket:
+                pods += len(bucket) * (f // per_pod)
+        return pods
 
     def capacity(self, per_pod: int, with_below: bool = False) -> int:
         """Pods of ``per_pod`` GPUs the open nodes can still take (``with_below``: taking

@@ -66,7 +66,8 @@ def solve(
     def val(i: Item) -> float:
         return i.value + (bonus if i.key in prefer else 0.0)
 
-    optional.sort(key=lambda i: (-val(i) / i.weight, i.key))
+    densest = sorted((-val(i) / i.weight, i.key, i) for i in optional)
+    optional = [i for _, _, i in densest]
     total = 0.0
     brk = len(optional)
     for n, item in enumerate(optional):

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dualcap.api.conditions import Reason
 from dualcap.api.lease import ComputeLeaseSpec, LeasePhase
@@ -53,7 +53,6 @@ class Leases:
         self.hold = hold
         self.orders = orders
         self.decisions: list[LeaseDecision] = []
-        self._existing_pods: dict[LeaseKey, list[LeasePod]] = {}
 
     def delete_pods(
         self, pods: Iterable[LeasePod], reason: CommandReason | Reason, message: str
@@ -115,7 +114,7 @@ class Leases:
                 LeaseDecision(lease, rule.phase, False, stop.reason, stop.message)
             )
         used_kw = self._admit_active(active, gpus, budget_kw, holding)
-        self.decisions.sort(key=lambda d: (d.lease.namespace, d.lease.name))
+        self.decisions.sort(key=lambda d: d.lease.key)  # (namespace, name)
         return used_kw
 
     def _admit_active(
@@ -123,10 +122,10 @@ class Leases:
     ) -> float:
         # Running pods hold their GPUs; a higher-priority lease may take those of a running
         # preemptible lease below it only when it cannot fit otherwise.
-        running = {lease.key for lease in active if self._existing(lease)}
+        running = {lease.key for lease in active if lease.existing}
         for lease in active:
             if lease.key in running:
-                for pod in self._existing(lease):
+                for pod in lease.existing:
                     gpus.reserve_soft(pod.node, lease.key, pod.gpus)
 
         used_kw = 0.0
@@ -144,6 +143,14 @@ class Leases:
             shed.add(lease.key)
             total -= pinned_kw[lease.key]
             gpus.release_soft(lease.key)  # preempted: its GPUs are free for any lease
+        # The GPUs of the running preemptible leases below the lease at hand may be taken
+        # for it (the below pool of ``Gpus``), the lowest first.
+        running_preemptible = [
+            lease.key for lease in active if lease.key in running and _spec(lease).preemptible
+        ]
+        for key in running_preemptible:
+            gpus.join_below(key)
+        gpus.seal()
 
         displaced: set[LeaseKey] = set()
         decided: dict[LeaseKey, LeaseDecision] = {}
@@ -151,14 +158,7 @@ class Leases:
             if lease.key not in shed:
                 used_kw += self._keep(lease, gpus, decided)
 
-        # Every other active lease, in priority order; all or nothing; backfill. The GPUs
-        # of the running preemptible leases below the lease at hand may be taken for it
-        # (the below pool of ``Gpus``), the lowest first.
-        running_preemptible = [
-            lease.key for lease in active if lease.key in running and _spec(lease).preemptible
-        ]
-        for key in running_preemptible:
-            gpus.join_below(key)
+        # Every other active lease, in priority order; all or nothing; backfill.
         bottom = len(running_preemptible)  # the pool is running_preemptible[...:bottom]
         for lease in active:
             key = lease.key
@@ -240,19 +240,11 @@ class Leases:
             self.decisions.append(decided[lease.key])
         return used_kw
 
-    def _existing(self, lease: Lease) -> list[LeasePod]:
-        """The lease's pods that exist and stay (not finished, not being deleted)."""
-        cached = self._existing_pods.get(lease.key)
-        if cached is None:
-            cached = [p for p in lease.pods if not p.terminal and not p.terminating]
-            self._existing_pods[lease.key] = cached
-        return cached
-
     def _full_kw(self, lease: Lease) -> float:
         """Power of the whole lease: existing pods where they are, missing ones at the
         highest kW per GPU of the site."""
         spec = _spec(lease)
-        existing = self._existing(lease)
+        existing = lease.existing
         snap = self.snap
         nodes = snap.gpu_nodes
         it = 0.0
@@ -265,7 +257,7 @@ class Leases:
     def _keep(self, lease: Lease, gpus: Gpus, decided: dict[LeaseKey, LeaseDecision]) -> float:
         """A running lease keeps running; its missing pods are created where they fit."""
         spec = _spec(lease)
-        existing = self._existing(lease)
+        existing: Sequence[LeasePod] = lease.existing
         gpus.release_soft(lease.key)
         for pod in existing:
             gpus.charge(pod.node, pod.gpus)
@@ -338,7 +330,7 @@ class Leases:
         )
 
     def _preempt(self, lease: Lease, reason: Reason, message: str) -> LeaseDecision:
-        self.delete_pods(self._existing(lease), reason, message)
+        self.delete_pods(lease.existing, reason, message)
         return LeaseDecision(
             lease, LeasePhase.PREEMPTED, False, reason, message, preempted_now=True
         )

@@ -13,6 +13,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from dualcap.api.conditions import HoldReason
@@ -81,9 +82,8 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         # No envelope: decreases only (the pods of ended or deleted leases).
         schedule = Schedule(tuple(c for c in schedule.now if c.is_decrease), (), 0.0)
 
-    states = {s.value.lower(): 0 for s in ControllerState}
-    for c in snap.controllers:
-        states[c.state.value.lower()] += 1
+    by_state = Counter(c.state for c in snap.controllers)
+    states = {s.value.lower(): by_state[s] for s in ControllerState}
     future = [w for w in orders.wakeups if w > now]
     going = [p for lease in snap.leases for p in lease.pods] + snap.orphan_pods
     return Plan(

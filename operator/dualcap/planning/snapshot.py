@@ -194,6 +194,8 @@ class Lease:
     end: datetime | None = field(init=False)  # parsed spec.end
     # Where its pods may go (nodeSelector, tolerations, affinity); None when invalid.
     placement: Placement | None = field(init=False)
+    # Its pods that exist and stay (not finished, not being deleted).
+    existing: tuple[LeasePod, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -201,6 +203,8 @@ class Lease:
         object.__setattr__(self, "start", parse_rfc3339(spec.start) if spec and spec.start else None)  # fmt: skip
         object.__setattr__(self, "end", parse_rfc3339(spec.end) if spec and spec.end else None)
         object.__setattr__(self, "placement", Placement.of(spec) if spec else None)
+        existing = tuple(p for p in self.pods if not p.terminal and not p.terminating)
+        object.__setattr__(self, "existing", existing)
 
     @property
     def uid(self) -> str | None:

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import pydantic
@@ -84,6 +85,12 @@ class Ref:
     def key(self) -> tuple[str, str, str]:
         """(kind, namespace or "", name): how the operator's view keys objects."""
         return (self.kind, self.namespace or "", self.name)
+
+    @property
+    def key_version(self) -> tuple[str, str] | None:
+        """(uid, resourceVersion), None when either is unknown."""
+        uid, rv = self.uid, self.resource_version
+        return (uid, rv) if uid and rv else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +203,7 @@ class Lease:
     placement: Placement | None = field(init=False)
     # Its pods that exist and stay (not finished, not being deleted).
     existing: tuple[LeasePod, ...] = field(init=False)
+    order: tuple[int, datetime, str, str] = field(init=False)  # lease_order()
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -205,6 +213,7 @@ class Lease:
         object.__setattr__(self, "placement", Placement.of(spec) if spec else None)
         existing = tuple(p for p in self.pods if not p.terminal and not p.terminating)
         object.__setattr__(self, "existing", existing)
+        object.__setattr__(self, "order", lease_order(self))
 
     @property
     def uid(self) -> str | None:
@@ -284,6 +293,21 @@ class ParseCache:
     def __init__(self, max_entries: int = 200_000):
         self._entries: dict[tuple[Any, ...], Any] = {}
         self._max = max_entries
+        # Site uid -> (its resourceVersion, the entities built for that version, by uid).
+        self._sites: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def site_entities(self, site_obj: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The entities built for this version of the Site at the last build (to reuse),
+        and the table this build fills (what the next one may reuse); None when the Site
+        has no uid and resourceVersion (nothing is reused)."""
+        version = _version(site_obj)
+        if version is None:
+            return None
+        uid, rv = version
+        last = self._sites.get(uid)
+        table: dict[str, Any] = {}
+        self._sites[uid] = (rv, table)
+        return (last[1] if last is not None and last[0] == rv else {}), table
 
     def parse(self, model: type[pydantic.BaseModel], obj: Obj) -> Any:
         meta = obj.get("metadata") or {}
@@ -463,10 +487,11 @@ class _Index:
             elif kind == "PowerBudget":
                 self.budgets[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
 
-    def nodes_for(self, selector: LabelSelector) -> list[Obj]:
+    def candidates(self, selector: LabelSelector) -> list[Obj]:
+        """The nodes that may match ``selector``: those with its site label, when it asks
+        for one; else every node."""
         site = (selector.match_labels or {}).get(SITE_LABEL)
-        candidates = self.nodes_by_site_label.get(site, []) if site is not None else self.nodes
-        return [n for n in candidates if selector.matches(_meta(n).get("labels"))]
+        return self.nodes_by_site_label.get(site, []) if site is not None else self.nodes
 
 
 def build_fleet(objects: Iterable[Obj], cache: ParseCache | None = None) -> Fleet:
@@ -533,66 +558,128 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
 
     spec = site.spec
     asic, gpu = spec.asic, spec.gpu
-    # Entities derived with the site's spec are valid for this version of the Site only.
-    site_version = _version(site_obj)
+    # Entities derived with the site's spec are valid for this version of the Site only:
+    # a node's entry is (its resourceVersion, its role, the versions of the pods on it,
+    # the entity, the problems found building it).
+    tables = cache.site_entities(site_obj)
+    last, table = tables if tables is not None else ({}, None)
     pods_by_node = index.pods_by_node
-    no_pods: list[Obj] = []
-    for node in index.nodes_for(site.node_selector()):
-        labels = _meta(node).get("labels") or {}
-        on_node = pods_by_node.get(str(_meta(node).get("name")), no_pods)
-        if asic is not None and asic.node_selector.matches(labels):
-            snapshot.controllers.append(
-                _reused(cache, node, site_version, on_node, problems, _controller, site)
-            )
-        elif gpu is not None and gpu.node_selector.matches(labels):
-            gpu_node = _reused(cache, node, site_version, on_node, problems, _gpu_node, site)
-            snapshot.gpu_nodes[gpu_node.name] = gpu_node
-    snapshot.controllers.sort(key=lambda c: c.name)
-    per_gpu = [n.per_gpu_kw for n in snapshot.gpu_nodes.values()]
+    controllers, gpu_nodes = snapshot.controllers, snapshot.gpu_nodes
+    selector = site.node_selector()
+    for node in index.candidates(selector):
+        meta = node.get("metadata") or {}
+        uid: str = meta.get("uid") or ""
+        rv = meta.get("resourceVersion")
+        on_node = pods_by_node.get(meta.get("name") or "", [])
+        entry = last.get(uid) if uid and rv else None
+        if entry is not None and entry[0] == rv:
+            role = entry[1]
+            if role is None:  # not the site's, or neither a controller nor a GPU node
+                if table is not None:
+                    table[uid] = entry
+                continue
+            if entry[2] == _versions(on_node):
+                if table is not None:
+                    table[uid] = entry
+                problems.extend(entry[4])
+                if role == _ASIC:
+                    controllers.append(entry[3])
+                else:
+                    gpu_nodes[entry[3].name] = entry[3]
+                continue
+        labels = meta.get("labels") or {}
+        found: list[Problem] = []
+        entity: Controller | GpuNode | None = None
+        role = None
+        if selector.matches(labels):
+            if asic is not None and asic.node_selector.matches(labels):
+                controller = _controller(node, site, on_node, found)
+                role, entity = _ASIC, controller
+                controllers.append(controller)
+            elif gpu is not None and gpu.node_selector.matches(labels):
+                gpu_node = _gpu_node(node, site, on_node, found)
+                role, entity = _GPU, gpu_node
+                gpu_nodes[gpu_node.name] = gpu_node
+        problems.extend(found)
+        if table is not None and uid and rv:
+            pods = _versions(on_node) if role is not None else ()
+            if None not in pods:
+                table[uid] = (rv, role, pods, entity, found)
+    controllers.sort(key=_by_name)
+    per_gpu = [n.per_gpu_kw for n in gpu_nodes.values()]
     snapshot.max_per_gpu_kw = max([gpu.power_per_gpu_kw if gpu else 0.0, *per_gpu])
 
     resource = gpu.resource_name if gpu else DEFAULT_GPU_RESOURCE
     pods_by_lease: dict[tuple[str, str], list[LeasePod]] = defaultdict(list)
     for pod in index.lease_pods_by_site.get(name, []):
-        lp = _lease_pod_of(pod, resource, cache)
+        lp = _reuse_lease_pod(pod, resource, last, table)
         pods_by_lease[(lp.namespace, lp.lease)].append(lp)
     leases = []
     for obj in index.leases.get(name, []):
-        meta = _meta(obj)
+        meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-        leases.append(_lease_of(obj, tuple(pods_by_lease.pop(key, ())), cache))
-    for pods in pods_by_lease.values():
-        snapshot.orphan_pods.extend(pods)
-    leases.sort(key=lease_order)
+        leases.append(_reuse_lease(obj, tuple(pods_by_lease.pop(key, ())), cache, last, table))
+    for lease_pods in pods_by_lease.values():
+        snapshot.orphan_pods.extend(lease_pods)
+    leases.sort(key=_by_order)
     snapshot.leases = leases
     return snapshot
 
 
-def _reused(
+_ASIC, _GPU = "asic", "gpu"
+_by_name = attrgetter("name")
+_by_order = attrgetter("order")
+
+
+def _versions(objs: Iterable[Obj]) -> tuple[tuple[Any, Any] | None, ...]:
+    """(uid, resourceVersion) of each object, None for one that lacks either."""
+    out = []
+    for obj in objs:
+        meta = obj.get("metadata") or {}
+        uid, rv = meta.get("uid"), meta.get("resourceVersion")
+        out.append((uid, rv) if uid and rv else None)
+    return tuple(out)
+
+
+def _reuse_lease_pod(
+    pod: Obj, resource: str, last: dict[str, Any], table: dict[str, Any] | None
+) -> LeasePod:
+    """The pod's entity, reused while the pod (and the Site) are the versions it was
+    built from."""
+    meta = pod.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    if not uid or not rv:
+        return _lease_pod(pod, resource)
+    entry = last.get(uid)
+    if entry is None or entry[0] != rv:
+        entry = (rv, _lease_pod(pod, resource))
+    if table is not None:
+        table[uid] = entry
+    lease_pod: LeasePod = entry[1]
+    return lease_pod
+
+
+def _reuse_lease(
+    obj: Obj,
+    pods: tuple[LeasePod, ...],
     cache: ParseCache,
-    node: Obj,
-    site_version: tuple[str, str] | None,
-    pods: list[Obj],
-    problems: list[Problem],
-    build: Callable[[Obj, Site, list[Obj], list[Problem]], T],
-    site: Site,
-) -> T:
-    """The entity ``build`` derives from a node and the pods on it, reused while the node,
-    its pods and the Site are the versions it was built from. Problems found while
-    building are recorded with it and reported again at every reuse."""
-    version = _version(node)
-    pod_versions = tuple(_version(p) for p in pods)
-    if version is None or site_version is None or None in pod_versions:
-        return build(node, site, pods, problems)
-    key = (build.__name__, *version, *site_version, pod_versions)
-
-    def make() -> tuple[T, list[Problem]]:
-        found: list[Problem] = []
-        return build(node, site, pods, found), found
-
-    entity, found = cache.memo(key, make)
-    problems.extend(found)
-    return entity
+    last: dict[str, Any],
+    table: dict[str, Any] | None,
+) -> Lease:
+    """The lease's entity, reused while the lease and its pods are the versions it was
+    built from."""
+    meta = obj.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    versions = tuple(p.ref.key_version for p in pods if p.ref is not None)
+    if not uid or not rv or len(versions) < len(pods) or None in versions:
+        return _lease(obj, pods, cache)
+    entry = last.get(uid)
+    if entry is None or entry[0] != rv or entry[1] != versions:
+        entry = (rv, versions, _lease(obj, pods, cache))
+    if table is not None:
+        table[uid] = entry
+    lease: Lease = entry[2]
+    return lease
 
 
 def lease_order(lease: Lease) -> tuple[int, datetime, str, str]:
@@ -711,13 +798,6 @@ def _gpu_node(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -
     )
 
 
-def _lease_pod_of(pod: Obj, resource: str, cache: ParseCache) -> LeasePod:
-    version = _version(pod)
-    if version is None:
-        return _lease_pod(pod, resource)
-    return cache.memo(("LeasePod", *version, resource), lambda: _lease_pod(pod, resource))
-
-
 def _lease_pod(pod: Obj, resource: str) -> LeasePod:
     meta = _meta(pod)
     lease_name = meta["labels"][LEASE_LABEL]
@@ -733,14 +813,6 @@ def _lease_pod(pod: Obj, resource: str) -> LeasePod:
         index=_pod_index(name, lease_name),
         ref=_ref("Pod", pod),
     )
-
-
-def _lease_of(obj: Obj, pods: tuple[LeasePod, ...], cache: ParseCache) -> Lease:
-    version = _version(obj)
-    if version is None or any(p.ref is None or p.ref.uid is None for p in pods):
-        return _lease(obj, pods, cache)
-    pod_versions = tuple((p.ref.uid, p.ref.resource_version) for p in pods if p.ref)
-    return cache.memo(("Lease", *version, pod_versions), lambda: _lease(obj, pods, cache))
 
 
 def _lease(obj: Obj, pods: tuple[LeasePod, ...], cache: ParseCache) -> Lease:

@@ -32,9 +32,11 @@ def site(
     min_curtailed_seconds: int = 0,
     ramp_kw_per_minute: float = 1e7,
     suspend: bool = False,
+    without: tuple[str, ...] = (),
     **spec: Any,
 ) -> Obj:
-    return {
+    """A Site; ``without=("gpu",)`` makes it mining-only, ``("asic",)`` GPU-only."""
+    obj: Obj = {
         "apiVersion": "dualcap.io/v1alpha1",
         "kind": "Site",
         "metadata": {"name": name, "generation": 1},
@@ -56,6 +58,9 @@ def site(
             **spec,
         },
     }
+    for part in without:
+        del obj["spec"][part]
+    return obj
 
 
 def budget(

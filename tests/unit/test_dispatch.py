@@ -390,6 +390,27 @@ def test_mining_fills_the_remainder_better_than_greedy() -> None:
     assert p.mining == ["m1", "m2"]
 
 
+# --- sites of one kind ---------------------------------------------------------------------
+
+
+def test_a_mining_only_site_mines_and_curtails_and_admits_no_lease() -> None:
+    parts = [*asics(3), gpu_nodes(1), lease("l")]
+    p = run(*parts, limit_kw=2_500, site_kw={"without": ("gpu",)})
+    assert p.gpus_total == 0 and p.committed.gpu_kw == 0  # a gpu-role node is no GPU node
+    assert len(p.mining) == 2 and names(p, Kind.CURTAIL) == ["a02"]
+    assert phases(p) == {"l": "Pending"} and reasons(p) == {"l": "InsufficientGPUs"}
+    assert p.hold is None and p.mining_revenue_usd_per_hour > 0
+
+
+def test_a_gpu_only_site_runs_leases_and_mines_nothing() -> None:
+    parts = [*asics(2), gpu_nodes(1), lease("l")]
+    p = run(*parts, limit_kw=100, site_kw={"without": ("asic",)})
+    assert sum(p.controllers.values()) == 0 and p.committed.mining_kw == 0
+    assert phases(p) == {"l": "Admitted"} and names(p, Kind.CREATE_POD) == ["l-0"]
+    assert p.mining == [] and p.mining_revenue_usd_per_hour == 0
+    assert p.hold is None
+
+
 # --- people, suspension, holds -------------------------------------------------------------
 
 

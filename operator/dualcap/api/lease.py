@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.config import JsonDict
@@ -304,6 +304,3 @@ class ComputeLease(Model):
     def _name_fits_a_label(self) -> ComputeLease:
         check_name_length(self.metadata, "ComputeLease")
         return self
-
-    def template_dict(self) -> dict[str, Any]:
-        return self.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -147,9 +147,6 @@ class Gpus:
         for node, gpus in self.soft.pop(lease, []):
             self._move(node, gpus, -gpus if in_pool else 0)
 
-    def soft_gpus(self, lease: LeaseKey) -> int:
-        return sum(g for _, g in self.soft.get(lease, []))
-
     def join_below(self, lease: LeaseKey) -> None:
         """The lease's soft GPUs may be taken by leases above it."""
         if lease not in self.below:

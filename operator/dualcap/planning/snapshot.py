@@ -246,10 +246,6 @@ class SiteSnapshot:
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
 
     @property
-    def budget_error(self) -> str | None:
-        return self.budget_issue.message if self.budget_issue else None
-
-    @property
     def pue(self) -> float:
         return self.site.spec.facility.pue if self.site else 1.0
 

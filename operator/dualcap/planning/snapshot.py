@@ -461,19 +461,19 @@ class _Index:
         self.nodes_by_site_label: dict[str, list[Obj]] = defaultdict(list)
         self.pods_by_node: dict[str, list[Obj]] = defaultdict(list)
         self.lease_pods_by_site: dict[str, list[Obj]] = defaultdict(list)
+        pods_by_node, lease_pods = self.pods_by_node, self.lease_pods_by_site
         for obj in objects:
             kind = obj.get("kind")
             if kind == "Pod":
-                meta = obj.get("metadata") or {}
-                node = pod_node(obj)
+                node = (obj.get("spec") or {}).get("nodeName") or pod_node(obj)
                 if node:
-                    self.pods_by_node[node].append(obj)
-                labels = meta.get("labels")
+                    pods_by_node[node].append(obj)
+                labels = (obj.get("metadata") or {}).get("labels")
                 if labels and LEASE_LABEL in labels and SITE_LABEL in labels:
-                    self.lease_pods_by_site[labels[SITE_LABEL]].append(obj)
+                    lease_pods[labels[SITE_LABEL]].append(obj)
             elif kind == "Node":
                 self.nodes.append(obj)
-                site = (_meta(obj).get("labels") or {}).get(SITE_LABEL)
+                site = ((obj.get("metadata") or {}).get("labels") or {}).get(SITE_LABEL)
                 if site is not None:
                     self.nodes_by_site_label[site].append(obj)
             elif kind == "ComputeLease":

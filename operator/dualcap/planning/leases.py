@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from dualcap.api.conditions import Reason
@@ -28,6 +29,7 @@ EPS = 1e-9
 WAS_RUNNING = (LeasePhase.RUNNING, LeasePhase.ADMITTED, LeasePhase.PREEMPTED)
 
 
+@functools.cache
 def _no_gpus(count: int, per_pod: int) -> str:
     return f"{count} pods of {per_pod} GPUs do not fit on the free GPUs of schedulable nodes"
 

@@ -37,23 +37,24 @@ def choose(
         return []
     behavior = snap.site.spec.behavior
     controllers = [c for c in snap.controllers if c.dispatchable]
-    items = []
-    forced_in, forced_out, prefer = set(), set(), set()
     min_mining = timedelta(seconds=behavior.min_mining_seconds)
     min_curtailed = timedelta(seconds=behavior.min_curtailed_seconds)
     price_per_kwh = price_usd_per_mwh / 1000.0
     make_item = knapsack.Item
+    items = [
+        make_item(k, c.facility_kw, c.revenue_usd_per_hour - c.facility_kw * price_per_kwh)
+        for k, c in enumerate(controllers)
+    ]
+    prefer = {k for k, c in enumerate(controllers) if c.state is MINING}
+    # Hysteresis: recently resumed controllers stay in, recently curtailed ones stay out.
+    forced_in, forced_out = set(), set()
     wakeups = orders.wakeups
     for k, c in enumerate(controllers):
-        weight = c.facility_kw
-        value = c.revenue_usd_per_hour - weight * price_per_kwh
-        items.append(make_item(k, weight, value))
         if c.state is MINING:
-            prefer.add(k)
             resumed_at = c.resumed_at
             if resumed_at is not None and now - resumed_at < min_mining:
                 forced_in.add(k)
-                if value <= 0:
+                if items[k].value <= 0:
                     wakeups.append(resumed_at + min_mining)
         elif c.curtailed_at is not None and now - c.curtailed_at < min_curtailed:
             forced_out.add(k)
@@ -61,7 +62,7 @@ def choose(
     if hold is not None:
         # Hold: change nothing about mining (no curtailment without an envelope to
         # justify it, no resume without one to allow it); heal half-done marks only.
-        chosen = {k for k, c in enumerate(controllers) if c.state is MINING}
+        chosen = prefer
     else:
         chosen = knapsack.solve(
             items, room_kw, frozenset(forced_in), frozenset(forced_out), frozenset(prefer)

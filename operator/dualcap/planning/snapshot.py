@@ -461,14 +461,20 @@ class _Index:
         self.nodes_by_site_label: dict[str, list[Obj]] = defaultdict(list)
         self.pods_by_node: dict[str, list[Obj]] = defaultdict(list)
         self.lease_pods_by_site: dict[str, list[Obj]] = defaultdict(list)
+        # (uid, resourceVersion) of the pods on each node, None for one lacking either.
+        self.pod_versions: dict[str, list[tuple[str, str] | None]] = defaultdict(list)
         pods_by_node, lease_pods = self.pods_by_node, self.lease_pods_by_site
+        pod_versions = self.pod_versions
         for obj in objects:
             kind = obj.get("kind")
             if kind == "Pod":
                 node = (obj.get("spec") or {}).get("nodeName") or pod_node(obj)
+                meta = obj.get("metadata") or {}
                 if node:
                     pods_by_node[node].append(obj)
-                labels = (obj.get("metadata") or {}).get("labels")
+                    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+                    pod_versions[node].append((uid, rv) if uid and rv else None)
+                labels = meta.get("labels")
                 if labels and LEASE_LABEL in labels and SITE_LABEL in labels:
                     lease_pods[labels[SITE_LABEL]].append(obj)
             elif kind == "Node":
@@ -559,14 +565,15 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
     # the entity, the problems found building it).
     tables = cache.site_entities(site_obj)
     last, table = tables if tables is not None else ({}, None)
-    pods_by_node = index.pods_by_node
+    pods_by_node, pod_versions = index.pods_by_node, index.pod_versions
     controllers, gpu_nodes = snapshot.controllers, snapshot.gpu_nodes
     selector = site.node_selector()
     for node in index.candidates(selector):
         meta = node.get("metadata") or {}
         uid: str = meta.get("uid") or ""
         rv = meta.get("resourceVersion")
-        on_node = pods_by_node.get(meta.get("name") or "", [])
+        node_name = meta.get("name") or ""
+        on_node = pods_by_node.get(node_name, [])
         entry = last.get(uid) if uid and rv else None
         if entry is not None and entry[0] == rv:
             role = entry[1]
@@ -574,7 +581,7 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
                 if table is not None:
                     table[uid] = entry
                 continue
-            if entry[2] == _versions(on_node):
+            if entry[2] == tuple(pod_versions.get(node_name, ())):
                 if table is not None:
                     table[uid] = entry
                 problems.extend(entry[4])
@@ -598,7 +605,7 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
                 gpu_nodes[gpu_node.name] = gpu_node
         problems.extend(found)
         if table is not None and uid and rv:
-            pods = _versions(on_node) if role is not None else ()
+            pods = tuple(pod_versions.get(node_name, ())) if role is not None else ()
             if None not in pods:
                 table[uid] = (rv, role, pods, entity, found)
     controllers.sort(key=_by_name)
@@ -625,16 +632,6 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
 _ASIC, _GPU = "asic", "gpu"
 _by_name = attrgetter("name")
 _by_order = attrgetter("order")
-
-
-def _versions(objs: Iterable[Obj]) -> tuple[tuple[Any, Any] | None, ...]:
-    """(uid, resourceVersion) of each object, None for one that lacks either."""
-    out = []
-    for obj in objs:
-        meta = obj.get("metadata") or {}
-        uid, rv = meta.get("uid"), meta.get("resourceVersion")
-        out.append((uid, rv) if uid and rv else None)
-    return tuple(out)
 
 
 def _reuse_lease_pod(

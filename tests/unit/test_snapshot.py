@@ -163,3 +163,12 @@ def test_a_warm_build_equals_a_cold_one_along_a_trajectory(objects, steps) -> No
         at = T0 + timedelta(minutes=n)
         objects = versioned(apply(objects, plan(warm, at).schedule.now, at, SITE))
     assert build(objects, cache) == build(objects)
+
+
+def test_a_forgotten_site_keeps_nothing() -> None:
+    objects = world()
+    cache = ParseCache()
+    first = build(objects, cache)
+    cache.forget(next(o for o in objects if o["kind"] == "Site")["metadata"]["uid"])
+    again = build(objects, cache)
+    assert again == first and again.controllers[0] is not first.controllers[0]

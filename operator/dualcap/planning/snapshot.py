@@ -292,6 +292,10 @@ class ParseCache:
         # Site uid -> (its resourceVersion, the entities built for that version, by uid).
         self._sites: dict[str, tuple[str, dict[str, Any]]] = {}
 
+    def forget(self, site_uid: str) -> None:
+        """Drop the entities kept for a Site (it is gone): nothing outlives its Site."""
+        self._sites.pop(site_uid, None)
+
     def site_entities(self, site_obj: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The entities built for this version of the Site at the last build (to reuse),
         and the table this build fills (what the next one may reuse); None when the Site

@@ -35,8 +35,8 @@ from dualcap.planning.accounting import (
     gpu_baseline_it_kw,
     mining_revenue_usd_per_hour,
 )
+from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import evaluate
-from dualcap.planning.snapshot import SiteSnapshot
 from dualcap.planning.world import apply, miner_pod
 
 KINDS = ("mining", "gpu", "overhead")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.planning.snapshot import SiteSnapshot, build_fleet
+from dualcap.planning.entities import SiteSnapshot
+from dualcap.planning.snapshot import build_fleet
 
 SITE = "s1"
 T0 = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)  # a Tuesday

@@ -2,7 +2,7 @@
 
 No kopf, no Kubernetes client, no I/O, no clock: ``now`` is a parameter.
 
-- ``snapshot``: objects -> a site's entities (incremental, with references to the objects)
+- ``snapshot``: objects -> a site's ``entities`` (incremental, with references to the objects)
 - ``plan``: the numbered pipeline; ``decisions``: what it returns
 - ``lifecycle``, ``leases``, ``gpus``: a lease's life, admission and GPU packing
 - ``mining`` (with ``knapsack``): which controllers mine
@@ -12,9 +12,10 @@ No kopf, no Kubernetes client, no I/O, no clock: ``now`` is a parameter.
 
 from dualcap.planning.commands import Command, Kind, Schedule, make_before_break
 from dualcap.planning.decisions import Hold, LeaseDecision, Plan
+from dualcap.planning.entities import Fleet, SiteSnapshot
 from dualcap.planning.envelope import Envelope, evaluate
 from dualcap.planning.plan import plan
-from dualcap.planning.snapshot import Fleet, ParseCache, SiteSnapshot, build_fleet
+from dualcap.planning.snapshot import ParseCache, build_fleet
 
 __all__ = [
     "Command",

@@ -13,7 +13,7 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dualcap.planning.snapshot import Controller, GpuNode, LeasePod, SiteSnapshot
+    from dualcap.planning.entities import Controller, GpuNode, LeasePod, SiteSnapshot
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ from dualcap.api.conditions import HoldReason, Reason
 from dualcap.api.lease import LeasePhase
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Command, Kind, Schedule
+from dualcap.planning.entities import Lease, Problem
 from dualcap.planning.envelope import Envelope
-from dualcap.planning.snapshot import Lease, Problem
 
 
 @dataclass(frozen=True, slots=True)

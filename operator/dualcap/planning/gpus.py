@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from dualcap.api.lease import ComputeLeaseSpec
 
 if TYPE_CHECKING:
-    from dualcap.planning.snapshot import GpuNode
+    from dualcap.planning.entities import GpuNode
 
 LeaseKey = tuple[str, str]
 

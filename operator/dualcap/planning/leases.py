@@ -22,8 +22,8 @@ from dualcap.planning import lifecycle
 from dualcap.planning.accounting import pod_kw
 from dualcap.planning.commands import Command, CommandReason, Kind
 from dualcap.planning.decisions import Hold, LeaseDecision, Orders
+from dualcap.planning.entities import Lease, LeasePod, SiteSnapshot
 from dualcap.planning.gpus import Gpus, LeaseKey, Placement
-from dualcap.planning.snapshot import Lease, LeasePod, SiteSnapshot
 
 EPS = 1e-9
 WAS_RUNNING = (LeasePhase.RUNNING, LeasePhase.ADMITTED, LeasePhase.PREEMPTED)

@@ -16,7 +16,7 @@ from enum import Enum
 from dualcap.api.conditions import Reason
 from dualcap.api.lease import LeasePhase
 from dualcap.planning.commands import CommandReason
-from dualcap.planning.snapshot import Lease
+from dualcap.planning.entities import Lease
 
 Verdict = tuple[Reason, str]
 

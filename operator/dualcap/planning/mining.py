@@ -17,7 +17,7 @@ from dualcap.api.site import ControllerState
 from dualcap.planning import knapsack
 from dualcap.planning.commands import Command, CommandReason, Kind
 from dualcap.planning.decisions import Hold, Orders
-from dualcap.planning.snapshot import Controller, SiteSnapshot
+from dualcap.planning.entities import Controller, SiteSnapshot
 
 RAMP_WINDOW = timedelta(minutes=1)
 MINING = ControllerState.MINING

@@ -22,10 +22,10 @@ from dualcap.planning import accounting, mining
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
 from dualcap.planning.decisions import Hold, Orders, Plan
+from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import Envelope, evaluate
 from dualcap.planning.leases import Leases
 from dualcap.planning.lifecycle import Context
-from dualcap.planning.snapshot import SiteSnapshot
 
 
 def plan(snap: SiteSnapshot, now: datetime) -> Plan:

@@ -1,7 +1,9 @@
 """What the planner sees of a site: its controllers, GPU nodes, leases and their pods.
 
-Built from the objects by ``planning.snapshot``; every entity is immutable (a build reuses
-the entities of unchanged objects) and carries a reference to its source object (``ref``).
+Built from the objects by ``planning.snapshot``; every entity carries a reference to its
+source object (``ref``). Entities are values: a build reuses those of unchanged objects, so
+nothing changes one once built (they are not frozen only because frozen dataclasses are
+slow to build, and a cold start builds tens of thousands).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dualcap.api.site import AsicSpec, ControllerState, GpuSpec, Site
 from dualcap.planning.gpus import Placement
 
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+DISPATCHABLE = (ControllerState.MINING, ControllerState.CURTAILING, ControllerState.CURTAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,7 @@ class Problem:
         return f"{self.kind} {where}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ref:
     """The object an entity was built from."""
 
@@ -58,7 +61,7 @@ class Ref:
         return (uid, rv) if uid and rv else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NodeRef(Ref):
     """A Node, with what the curtailment patches read of it (``api.marks``)."""
 
@@ -79,7 +82,7 @@ class NodeRef(Ref):
         return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Controller:
     """An ASIC controller node: a controllable block of miners."""
 
@@ -108,16 +111,11 @@ class Controller:
             committed = self.power_kw if self.mining_pods else 0.0
         else:
             committed = self.power_kw
-        object.__setattr__(self, "committed_it_kw", committed)
-        object.__setattr__(
-            self,
-            "dispatchable",
-            state
-            in (ControllerState.MINING, ControllerState.CURTAILING, ControllerState.CURTAILED),
-        )
+        self.committed_it_kw = committed
+        self.dispatchable = state in DISPATCHABLE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GpuNode:
     """A GPU node: its GPUs, what others use of them, and what it draws."""
 
@@ -133,7 +131,7 @@ class GpuNode:
     ref: NodeRef | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeasePod:
     namespace: str
     name: str
@@ -146,7 +144,7 @@ class LeasePod:
     ref: Ref | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lease:
     namespace: str
     name: str
@@ -172,13 +170,13 @@ class Lease:
 
     def __post_init__(self) -> None:
         spec = self.spec
-        object.__setattr__(self, "key", (self.namespace, self.name))
-        object.__setattr__(self, "start", parse_rfc3339(spec.start) if spec and spec.start else None)  # fmt: skip
-        object.__setattr__(self, "end", parse_rfc3339(spec.end) if spec and spec.end else None)
-        object.__setattr__(self, "placement", Placement.of(spec) if spec else None)
+        self.key = (self.namespace, self.name)
+        self.start = parse_rfc3339(spec.start) if spec and spec.start else None
+        self.end = parse_rfc3339(spec.end) if spec and spec.end else None
+        self.placement = Placement.of(spec) if spec else None
         existing = tuple(p for p in self.pods if not p.terminal and not p.terminating)
-        object.__setattr__(self, "existing", existing)
-        object.__setattr__(self, "order", lease_order(self))
+        self.existing = existing
+        self.order = lease_order(self)
 
     @property
     def uid(self) -> str | None:

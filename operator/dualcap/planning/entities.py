@@ -166,6 +166,7 @@ class Lease:
     placement: Placement | None = field(init=False)
     # Its pods that exist and stay (not finished, not being deleted).
     existing: tuple[LeasePod, ...] = field(init=False)
+    finished: tuple[LeasePod, ...] = field(init=False)  # its Succeeded or Failed pods
     order: tuple[int, datetime, str, str] = field(init=False)  # lease_order()
 
     def __post_init__(self) -> None:
@@ -176,6 +177,7 @@ class Lease:
         self.placement = Placement.of(spec) if spec else None
         existing = tuple(p for p in self.pods if not p.terminal and not p.terminating)
         self.existing = existing
+        self.finished = tuple(p for p in self.pods if p.terminal)
         self.order = lease_order(self)
 
     @property

@@ -85,44 +85,48 @@ class Gpus:
         self.soft: dict[LeaseKey, list[tuple[str, int]]] = {}  # lease -> (node, GPUs)
         self.below_gpus: dict[str, int] = {}  # node -> GPUs held by the below pool
         self.below: set[LeaseKey] = set()
-        # The buckets are built by seal(), once the GPUs already held are charged.
+        # The buckets are built by seal(), once the GPUs already held are charged. They
+        # hold the open nodes by rank (their place in name order: ints compare fast).
         self.sealed = False
-        self.buckets: list[list[str]] = []
-        self.below_buckets: list[list[str]] = []
+        self.names = sorted(self.open)
+        self.rank = {name: r for r, name in enumerate(self.names)}
+        self.buckets: list[list[int]] = []
+        self.below_buckets: list[list[int]] = []
 
     def seal(self) -> None:
         """Build the buckets from the GPUs charged and held so far; queries may follow."""
         self.buckets = [[] for _ in range(self.max_gpus + 1)]
         self.below_buckets = [[] for _ in range(self.max_gpus + 1)]
         top, below = self.max_gpus, self.below_gpus
-        for name in sorted(self.open):
+        for r, name in enumerate(self.names):
             f = self.free[name]
             if 0 < f <= top:
-                self.buckets[f].append(name)
+                self.buckets[f].append(r)
             f += below.get(name, 0)
             if 0 < f <= top:
-                self.below_buckets[f].append(name)
+                self.below_buckets[f].append(r)
         self.sealed = True
 
     @staticmethod
-    def _rebucket(buckets: list[list[str]], node: str, before: int, after: int) -> None:
+    def _rebucket(buckets: list[list[int]], rank: int, before: int, after: int) -> None:
         top = len(buckets) - 1
         if 0 < before <= top:
             bucket = buckets[before]
-            del bucket[bisect.bisect_left(bucket, node)]
+            del bucket[bisect.bisect_left(bucket, rank)]
         if 0 < after <= top:
-            bisect.insort(buckets[after], node)
+            bisect.insort(buckets[after], rank)
 
     def _move(self, node: str, delta: int, below_delta: int = 0) -> None:
         before = self.free[node]
         after = before + delta
         self.free[node] = after
-        if self.sealed and node in self.open:
-            self._rebucket(self.buckets, node, before, after)
+        rank = self.rank.get(node) if self.sealed else None
+        if rank is not None:
+            self._rebucket(self.buckets, rank, before, after)
             if delta + below_delta:
                 extra = self.below_gpus.get(node, 0)
                 self._rebucket(
-                    self.below_buckets, node, before + extra, after + extra + below_delta
+                    self.below_buckets, rank, before + extra, after + extra + below_delta
                 )
         if below_delta:
             self.below_gpus[node] = self.below_gpus.get(node, 0) + below_delta
@@ -162,7 +166,7 @@ class Gpus:
                 self._shift_below(node, -gpus)
 
     @staticmethod
-    def _capacity(buckets: list[list[str]], per_pod: int) -> int:
+    def _capacity(buckets: list[list[int]], per_pod: int) -> int:
         pods = 0
         for f in range(per_pod, len(buckets)):
             bucket = buckets[f]
@@ -185,17 +189,17 @@ class Gpus:
             if per_pod > self.max_gpus or self._capacity(buckets, per_pod) < count:
                 return None
             chosen: list[str] = []
-            moved: list[tuple[str, int]] = []
+            moved: list[tuple[int, int]] = []
             for _ in range(count):
                 # Best fit: the fullest open node that still takes the pod (ties: by name).
                 f = next(f for f in range(per_pod, self.max_gpus + 1) if buckets[f])
-                name = buckets[f][0]
-                chosen.append(name)
+                rank = buckets[f][0]
+                chosen.append(self.names[rank])
                 # Provisional, undone below.
-                self._rebucket(buckets, name, f, f - per_pod)
-                moved.append((name, f - per_pod))
-            for name, f in reversed(moved):
-                self._rebucket(buckets, name, f, f + per_pod)
+                self._rebucket(buckets, rank, f, f - per_pod)
+                moved.append((rank, f - per_pod))
+            for rank, f in reversed(moved):
+                self._rebucket(buckets, rank, f, f + per_pod)
             return chosen
         avail = {}
         below_gpus = self.below_gpus if with_below else {}

@@ -97,9 +97,8 @@ class Leases:
                 wakeups.append(lease.end)
             if stop is None:
                 # Terminal pods hold nothing; delete them so they can be created again.
-                finished = [p for p in lease.pods if p.terminal]
-                if finished:
-                    self.delete_pods(finished, CommandReason.POD_FINISHED, "pod finished")
+                if lease.finished:
+                    self.delete_pods(lease.finished, CommandReason.POD_FINISHED, "pod finished")
                 active.append(lease)
                 continue
             rule = stop.rule

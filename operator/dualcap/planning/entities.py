@@ -8,7 +8,7 @@ slow to build, and a cold start builds tens of thousands).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,7 +66,7 @@ class NodeRef(Ref):
     """A Node, with what the curtailment patches read of it (``api.marks``)."""
 
     unschedulable: bool = False
-    taints: tuple[Mapping[str, Any], ...] = ()  # every taint, in order
+    taints: Sequence[Mapping[str, Any]] = ()  # every taint, in order
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     def as_object(self) -> dict[str, Any]:
@@ -175,9 +175,12 @@ class Lease:
         self.start = parse_rfc3339(spec.start) if spec and spec.start else None
         self.end = parse_rfc3339(spec.end) if spec and spec.end else None
         self.placement = Placement.of(spec) if spec else None
-        existing = tuple(p for p in self.pods if not p.terminal and not p.terminating)
+        pods = self.pods
+        existing = tuple(p for p in pods if not p.terminal and not p.terminating)
+        if len(existing) == len(pods):
+            existing = pods  # the common case: share the tuple
         self.existing = existing
-        self.finished = tuple(p for p in self.pods if p.terminal)
+        self.finished = tuple(p for p in pods if p.terminal) if existing is not pods else ()
         self.order = lease_order(self)
 
     @property

@@ -48,6 +48,8 @@ class Placement:
     def of(cls, spec: ComputeLeaseSpec) -> Placement:
         pod_spec = spec.template.spec
         extra = pod_spec.model_extra or {}
+        if not pod_spec.tolerations and not extra.get("nodeSelector") and not extra.get("affinity"):
+            return ANYWHERE  # the common lease: one shared value
         selector = extra.get("nodeSelector")
         node_selector = dict(selector) if isinstance(selector, dict) else {}
         tolerations = tuple(
@@ -61,6 +63,9 @@ class Placement:
         if any(labels.get(k) != v for k, v in self.node_selector.items()):
             return False
         return all(tolerates(self.tolerations, taint) for taint in node.taints)
+
+
+ANYWHERE = Placement({}, (), False)  # no nodeSelector, tolerations or affinity
 
 
 class Gpus:

@@ -160,7 +160,7 @@ def _node_ref(node: Obj) -> NodeRef:
         meta.get("uid"),
         meta.get("resourceVersion"),
         unschedulable=bool(spec.get("unschedulable")),
-        taints=tuple(spec.get("taints") or ()),
+        taints=spec.get("taints") or (),
         annotations=meta.get("annotations") or {},
     )
 
@@ -395,7 +395,7 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
         if table is not None and uid and rv:
             pods = tuple(pod_versions.get(node_name, ())) if role is not None else ()
             if None not in pods:
-                table[uid] = (rv, role, pods, entity, found)
+                table[uid] = (rv, role, pods, entity, found or ())
     controllers.sort(key=_by_name)
     per_gpu = [n.per_gpu_kw for n in gpu_nodes.values()]
     snapshot.max_per_gpu_kw = max([gpu.power_per_gpu_kw if gpu else 0.0, *per_gpu])
@@ -566,7 +566,7 @@ def _gpu_node(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -
         idle_kw=_float_annotation(node, IDLE_POWER_KW_ANNOTATION, gpu.idle_power_kw, problems),
         ready=ready,
         schedulable=ready and not spec.get("unschedulable"),
-        labels=dict(meta.get("labels") or {}),
+        labels=meta.get("labels") or {},
         taints=taints,
         foreign_gpus=foreign,
         ref=_node_ref(node),

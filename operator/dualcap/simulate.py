@@ -29,8 +29,14 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from dualcap.planning import build_fleet, plan
+from dualcap.planning.accounting import (
+    breakeven_usd_per_mwh,
+    energy_cost_usd_per_hour,
+    gpu_baseline_it_kw,
+    mining_revenue_usd_per_hour,
+)
+from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import evaluate
-from dualcap.planning.snapshot import SiteSnapshot
 from dualcap.planning.world import apply, miner_pod
 
 KINDS = ("mining", "gpu", "overhead")
@@ -133,6 +139,8 @@ def load(path: str | Path) -> Scenario:
     extra = doc.get("extraGpuNodes") or 0
     if not isinstance(extra, int) or not 0 <= extra <= 10_000:
         raise ScenarioError(f"{where}: extraGpuNodes: an integer in [0, 10000] expected")
+    if extra and not sites[0].get("spec", {}).get("gpu"):
+        raise ScenarioError(f"{where}: extraGpuNodes: the Site has no spec.gpu")
     objects += _gpu_nodes(site, sites[0], extra)
     envelope = doc.get("envelope") or {}
     for obj in objects:  # the scenario's envelope replaces the budget's windows and events
@@ -181,6 +189,8 @@ def load(path: str | Path) -> Scenario:
 def _gpu_nodes(site: str, site_obj: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
     """``count`` more 8-GPU servers, labelled as the site's GPU nodes (a hall being built)."""
     spec = site_obj["spec"]
+    if not count:
+        return []
     labels = {
         **((spec.get("nodeSelector") or {}).get("matchLabels") or {"dualcap.io/site": site}),
         **((spec["gpu"].get("nodeSelector") or {}).get("matchLabels") or {}),
@@ -236,17 +246,17 @@ def account(
     mining_it = sum(by_name[n].power_kw for n in mining if n in by_name)
     used = sum(g for g, _ in leased_gpus)
     nodes = [n for n in snap.gpu_nodes.values() if n.schedulable]
-    gpu_it = sum(n.idle_kw for n in nodes) + used * (snap.max_per_gpu_kw if nodes else 0.0)
+    gpu_it = gpu_baseline_it_kw(nodes) + used * (snap.max_per_gpu_kw if nodes else 0.0)
     draw = {"mining": pue * mining_it, "gpu": pue * gpu_it, "overhead": snap.fixed_kw}
     for kind, kw in draw.items():
         totals.energy_kwh[kind] += kw * hours
         totals.series[kind].append(kw)
     totals.series["limit"].append(limit_kw)
     hashrate = sum(by_name[n].hashrate_ths for n in mining if n in by_name)
-    totals.revenue_usd["mining"] += hashrate * hashprice / 1000 / 24 * hours
+    totals.revenue_usd["mining"] += mining_revenue_usd_per_hour(hashrate, hashprice) * hours
     totals.revenue_usd["gpu"] += sum(g * p for g, p in leased_gpus) * hours
     totals.gpu_hours += used * hours
-    totals.energy_cost_usd += sum(draw.values()) * price / 1000 * hours
+    totals.energy_cost_usd += energy_cost_usd_per_hour(sum(draw.values()), price) * hours
     if sum(draw.values()) > limit_kw + 1e-6:
         totals.over_steps += 1
 
@@ -268,7 +278,7 @@ def naive(
     pue = snap.pue
     nodes = [n for n in snap.gpu_nodes.values() if n.schedulable]
     free = sum(n.gpus for n in nodes)
-    gpu_kw = pue * sum(n.idle_kw for n in nodes)
+    gpu_kw = pue * gpu_baseline_it_kw(nodes)
     per_gpu = pue * (snap.max_per_gpu_kw if nodes else 0.0)
     room = limit_kw - snap.fixed_kw - gpu_kw
     leased: list[tuple[int, float]] = []
@@ -332,9 +342,10 @@ def _lease_object(a: Arrival, site: str) -> dict[str, Any]:
 def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
     objects = copy.deepcopy(sc.objects)
     site_obj = next(o for o in objects if o.get("kind") == "Site")
-    miner_labels = site_obj["spec"]["asic"]["miningPodSelector"]["matchLabels"]
+    asic = site_obj["spec"].get("asic")  # none on a GPU-only site
+    miner_labels = asic["miningPodSelector"]["matchLabels"] if asic else None
     for node in [o for o in objects if o.get("kind") == "Node"]:
-        if node["metadata"].get("labels", {}).get("dualcap.io/role") == "asic":
+        if miner_labels and node["metadata"].get("labels", {}).get("dualcap.io/role") == "asic":
             objects.append(miner_pod(node["metadata"]["name"], miner_labels))
     totals = {name: Totals() for name in POLICIES}
     times: list[datetime] = []
@@ -350,7 +361,7 @@ def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
         for obj in objects:  # this hour's economics
             if obj.get("kind") == "PowerBudget":
                 obj["spec"]["energyPrice"] = {"usdPerMWh": price}
-            elif obj.get("kind") == "Site":
+            elif obj.get("kind") == "Site" and obj["spec"].get("asic"):
                 obj["spec"]["asic"]["hashpriceUSDPerPHDay"] = hashprice
         for a in sc.arrivals:
             if a.at <= at and a.name not in arrived:
@@ -379,9 +390,9 @@ def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
             account(totals[name], snap, mining, leased_naive, limit, price, hashprice, hours)
         times.append(at)
         prices.append(price)
-        typical = max(snap.controllers, key=lambda c: c.power_kw)
+        typical = max(snap.controllers, key=lambda c: c.power_kw, default=None)
         breakeven.append(
-            typical.hashrate_ths * hashprice / 1000 / 24 / (snap.pue * typical.power_kw) * 1000
+            breakeven_usd_per_mwh(typical, hashprice, snap.pue) if typical else math.nan
         )
     return Result(sc, totals, times, prices, breakeven, reconciles)
 

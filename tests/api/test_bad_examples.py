@@ -80,7 +80,6 @@ CASES = [
     Bad(
         "site-asic-power-string", "Site", {"spec.asic.powerKW": "1900kW"}, "must be of type number"
     ),
-    Bad("site-no-asic", "Site", {"spec.asic": DELETE}, "spec.asic: Required value"),
     Bad("site-no-mining-pods", "Site", {"spec.asic.miningPodSelector": DELETE}, "Required value"),
     Bad(
         "site-negative-hashprice",

@@ -74,3 +74,13 @@ def test_defaults_of_crd_and_model_agree(obj: dict[str, Any], schemas) -> None:
 @pytest.mark.parametrize("obj", BUILTIN, ids=_id)
 def test_builtin_objects_pass_official_schemas(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, "1.33", strict=True)
+
+
+@pytest.mark.parametrize("without", ["asic", "gpu"])
+def test_a_site_with_one_kind_of_node_passes_its_crd_and_model(without: str, schemas) -> None:
+    # Every site starts mining-only (no spec.gpu); some are GPU-only (no spec.asic).
+    site = copy.deepcopy(next(o for o in CUSTOM if o["kind"] == "Site"))
+    del site["spec"][without]
+    _, errors = validate_custom_resource(site, schemas["Site"])
+    assert errors == []
+    assert getattr(Site.model_validate(site).spec, without) is None

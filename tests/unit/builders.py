@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.planning.snapshot import SiteSnapshot, build_fleet
+from dualcap.planning.entities import SiteSnapshot
+from dualcap.planning.snapshot import build_fleet
 
 SITE = "s1"
 T0 = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)  # a Tuesday
@@ -32,9 +33,11 @@ def site(
     min_curtailed_seconds: int = 0,
     ramp_kw_per_minute: float = 1e7,
     suspend: bool = False,
+    without: tuple[str, ...] = (),
     **spec: Any,
 ) -> Obj:
-    return {
+    """A Site; ``without=("gpu",)`` makes it mining-only, ``("asic",)`` GPU-only."""
+    obj: Obj = {
         "apiVersion": "dualcap.io/v1alpha1",
         "kind": "Site",
         "metadata": {"name": name, "generation": 1},
@@ -56,6 +59,9 @@ def site(
             **spec,
         },
     }
+    for part in without:
+        del obj["spec"][part]
+    return obj
 
 
 def budget(

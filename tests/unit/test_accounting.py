@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dualcap.api.site import ControllerState
 from dualcap.planning import plan
-from dualcap.planning.snapshot import ControllerState
 from tests.unit.builders import (
     T0,
     asic,

@@ -139,6 +139,27 @@ def test_a_higher_priority_lease_takes_the_gpus_of_a_lower_preemptible_one() -> 
     assert names(p, Kind.DELETE_POD) == ["spot-0"]
 
 
+def test_every_higher_priority_lease_may_take_the_gpus_of_lower_preemptible_ones() -> None:
+    # Three waiting leases above three running preemptible ones on three full nodes: each
+    # takes the GPUs of the lowest still running (a second steal must not count the first
+    # victim again, or the third finds the pool empty although spot-0 still runs).
+    spots = [
+        o
+        for i in range(3)
+        for o in running(
+            lease(f"spot-{i}", priority=1, preemptible=True, created=T0 - timedelta(hours=i)),
+            [f"g0{i}"],
+        )
+    ]
+    vips = [lease(f"vip-{i}", priority=10 - i) for i in range(3)]
+    p = run(gpu_nodes(3), *spots, *vips)
+    assert phases(p) == {
+        **{f"vip-{i}": "Admitted" for i in range(3)},
+        **{f"spot-{i}": "Preempted" for i in range(3)},
+    }
+    assert set(reasons(p)[f"spot-{i}"] for i in range(3)) == {"PreemptedByPriority"}
+
+
 def test_a_higher_priority_lease_uses_free_gpus_before_taking_any() -> None:
     parts = [
         gpu_nodes(2),
@@ -276,6 +297,19 @@ def test_non_preemptible_leases_are_stopped_only_when_physically_necessary() -> 
     assert reasons(p)["g-new"] == "EnvelopeTooLow"
 
 
+def test_the_gpus_of_a_shed_lease_go_to_a_smaller_one_that_fits() -> None:
+    # "big" alone needs 16 kW and is shed at 12; "small" (older, so decided first) fits on
+    # the GPUs big frees, although big's own turn comes after it.
+    parts = [
+        gpu_nodes(2),
+        *running(lease("big", gpus=16), ["g00", "g01"]),
+        lease("small", created=T0 - timedelta(hours=1)),
+    ]
+    p = run(*parts, limit_kw=12)
+    assert phases(p) == {"big": "Preempted", "small": "Admitted"}
+    assert reasons(p)["big"] == "EnvelopeTooLow"
+
+
 def test_a_preempted_lease_runs_again_when_power_returns() -> None:
     p = run(gpu_nodes(1), lease("spot", preemptible=True, phase="Preempted"), limit_kw=100)
     assert phases(p) == {"spot": "Admitted"}
@@ -354,6 +388,27 @@ def test_mining_fills_the_remainder_better_than_greedy() -> None:
     ]
     p = run(*parts, limit_kw=3_000)
     assert p.mining == ["m1", "m2"]
+
+
+# --- sites of one kind ---------------------------------------------------------------------
+
+
+def test_a_mining_only_site_mines_and_curtails_and_admits_no_lease() -> None:
+    parts = [*asics(3), gpu_nodes(1), lease("l")]
+    p = run(*parts, limit_kw=2_500, site_kw={"without": ("gpu",)})
+    assert p.gpus_total == 0 and p.committed.gpu_kw == 0  # a gpu-role node is no GPU node
+    assert len(p.mining) == 2 and names(p, Kind.CURTAIL) == ["a02"]
+    assert phases(p) == {"l": "Pending"} and reasons(p) == {"l": "InsufficientGPUs"}
+    assert p.hold is None and p.mining_revenue_usd_per_hour > 0
+
+
+def test_a_gpu_only_site_runs_leases_and_mines_nothing() -> None:
+    parts = [*asics(2), gpu_nodes(1), lease("l")]
+    p = run(*parts, limit_kw=100, site_kw={"without": ("asic",)})
+    assert sum(p.controllers.values()) == 0 and p.committed.mining_kw == 0
+    assert phases(p) == {"l": "Admitted"} and names(p, Kind.CREATE_POD) == ["l-0"]
+    assert p.mining == [] and p.mining_revenue_usd_per_hour == 0
+    assert p.hold is None
 
 
 # --- people, suspension, holds -------------------------------------------------------------

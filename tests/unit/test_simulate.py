@@ -89,6 +89,21 @@ def test_leases_run_before_mining_and_end(tmp_path: Path) -> None:
     assert d.revenue_usd["gpu"] == pytest.approx(32.0)
 
 
+@pytest.mark.parametrize("without", ["gpu", "asic"])
+def test_a_site_of_one_kind_simulates(tmp_path: Path, without: str) -> None:
+    leases = """leases:
+          - {name: a, namespace: acme, arriveAfterHours: 0.5, hours: 1, gpus: 16, pricePerGPUHourUSD: 2}
+        """
+    sc = load(flat(tmp_path, price=20, leases=leases))
+    del next(o for o in sc.objects if o["kind"] == "Site")["spec"][without]
+    d = simulate(sc).totals["dualcap"]
+    assert d.over_steps == 0
+    if without == "gpu":  # mining-only: it mines, and admits no lease
+        assert d.revenue_usd["mining"] > 0 and d.gpu_hours == 0
+    else:  # GPU-only: the lease runs, nothing is mined
+        assert d.revenue_usd["mining"] == 0 and d.gpu_hours == pytest.approx(16.0)
+
+
 @pytest.mark.parametrize("name", ["ercot-summer-day", "ercot-scarcity-2023-08-17"])
 def test_shipped_scenarios(name: str, tmp_path: Path) -> None:
     sc = load(SCENARIOS / f"{name}.yaml")

@@ -25,7 +25,7 @@ GROUP = "dualcap.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Labels and annotations dualcap reads or writes (DESIGN.md §2, §4).
+# Labels and annotations dualcap reads or writes.
 SITE_LABEL = f"{GROUP}/site"
 ROLE_LABEL = f"{GROUP}/role"
 LEASE_LABEL = f"{GROUP}/lease"

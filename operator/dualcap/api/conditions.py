@@ -1,24 +1,77 @@
-"""Condition types and reasons, beside the types (kstatus: Ready, Reconciling, Stalled)."""
+"""Condition types and reasons, beside the types (kstatus: Ready, Reconciling, Stalled).
+
+Reasons are what programs read (``kubectl wait``, Argo CD, alerts): each is a member of an
+enum, never a word found in a message. ``HoldReason`` is why the planner changes nothing
+about a site; the Site's conditions are decided from it.
+"""
 
 from __future__ import annotations
 
-READY = "Ready"
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
-WITHIN_ENVELOPE = "WithinEnvelope"
-ADMITTED = "Admitted"
+from enum import StrEnum
 
-# Reasons
-SETTLED = "Settled"
-CONVERGING = "Converging"
-WAITING_FOR_CONFIRMATION = "WaitingForConfirmation"
-OUTSIDE_ENVELOPE = "OutsideEnvelope"
-INSIDE_ENVELOPE = "InsideEnvelope"
-INVALID_SPEC = "InvalidSpec"
-NO_POWER_BUDGET = "NoPowerBudget"
-CONFLICTING_BUDGETS = "ConflictingBudgets"
-SITE_NOT_FOUND = "SiteNotFound"
-SUSPENDED = "Suspended"
-APPLY_FAILED = "ApplyFailed"
-TEMPLATE_REJECTED = "TemplateRejected"
-ACTIVE = "Active"
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    WITHIN_ENVELOPE = "WithinEnvelope"
+    ADMITTED = "Admitted"
+
+
+class Reason(StrEnum):
+    """Condition reasons of Sites, PowerBudgets and ComputeLeases."""
+
+    # Sites and PowerBudgets
+    SETTLED = "Settled"
+    CONVERGING = "Converging"
+    WAITING_FOR_CONFIRMATION = "WaitingForConfirmation"
+    OUTSIDE_ENVELOPE = "OutsideEnvelope"
+    INSIDE_ENVELOPE = "InsideEnvelope"
+    INVALID_SPEC = "InvalidSpec"
+    NO_POWER_BUDGET = "NoPowerBudget"
+    CONFLICTING_BUDGETS = "ConflictingBudgets"
+    SITE_NOT_FOUND = "SiteNotFound"
+    SUSPENDED = "Suspended"
+    APPLY_FAILED = "ApplyFailed"
+    ACTIVE = "Active"
+    # ComputeLeases: why a lease is in its phase
+    TEMPLATE_REJECTED = "TemplateRejected"
+    DELETED = "Deleted"
+    ENDED = "Ended"
+    NOT_STARTED = "NotStarted"
+    ADMITTED = "Admitted"
+    RUNNING = "Running"
+    WAITING_FOR_GPUS = "WaitingForGPUs"
+    INSUFFICIENT_GPUS = "InsufficientGPUs"
+    INSUFFICIENT_POWER = "InsufficientPower"
+    ENVELOPE_TOO_LOW = "EnvelopeTooLow"
+    PREEMPTED_BY_PRIORITY = "PreemptedByPriority"
+    HOLD = "Hold"
+
+
+class HoldReason(StrEnum):
+    """Why the planner holds a site: nothing is admitted, resumed or curtailed for economics."""
+
+    SITE_INVALID = "SiteInvalid"  # the Site's spec does not validate
+    SUSPENDED = "Suspended"  # spec.suspend
+    NO_POWER_BUDGET = "NoPowerBudget"  # no PowerBudget names the site
+    CONFLICTING_BUDGETS = "ConflictingBudgets"  # several do
+    BUDGET_INVALID = "BudgetInvalid"  # its PowerBudget does not validate
+
+    @property
+    def is_configuration(self) -> bool:
+        """A problem in the objects (Stalled until someone edits them), not a choice."""
+        return self is not HoldReason.SUSPENDED
+
+    @property
+    def condition_reason(self) -> Reason:
+        return _CONDITION_REASON[self]
+
+
+_CONDITION_REASON = {
+    HoldReason.SITE_INVALID: Reason.INVALID_SPEC,
+    HoldReason.SUSPENDED: Reason.SUSPENDED,
+    HoldReason.NO_POWER_BUDGET: Reason.NO_POWER_BUDGET,
+    HoldReason.CONFLICTING_BUDGETS: Reason.CONFLICTING_BUDGETS,
+    HoldReason.BUDGET_INVALID: Reason.INVALID_SPEC,
+}

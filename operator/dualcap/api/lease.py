@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.config import JsonDict
@@ -146,7 +147,15 @@ class PodTemplate(_Open):
     spec: PodSpecFragment = Field(description="The pod spec (core/v1 PodSpec).")
 
 
-LeasePhase = Literal["Pending", "Admitted", "Running", "Preempted", "Completed", "Failed"]
+class LeasePhase(StrEnum):
+    """Where a lease is in its life."""
+
+    PENDING = "Pending"  # waiting for its start, GPUs or power
+    ADMITTED = "Admitted"  # admitted, its pods not all there yet
+    RUNNING = "Running"  # all its pods exist
+    PREEMPTED = "Preempted"  # stopped for the envelope or a lease of higher priority
+    COMPLETED = "Completed"  # past its end, or being deleted
+    FAILED = "Failed"  # cannot run as written
 
 
 class ComputeLeaseSpec(Model):
@@ -295,6 +304,3 @@ class ComputeLease(Model):
     def _name_fits_a_label(self) -> ComputeLease:
         check_name_length(self.metadata, "ComputeLease")
         return self
-
-    def template_dict(self) -> dict[str, Any]:
-        return self.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -184,8 +185,20 @@ class SiteSpec(Model):
         description="Facility overhead (PUE and fixed kW).",
         json_schema_extra={"default": {}},  # the API server then fills its fields' defaults
     )
-    asic: AsicSpec = Field(description="The ASIC controllers and mining economics.")
-    gpu: GpuSpec = Field(description="The GPU nodes.")
+    asic: AsicSpec | None = Field(
+        default=None,
+        description=(
+            "The ASIC controllers and mining economics. Absent on a GPU-only site: no node"
+            " is a controller, nothing is mined."
+        ),
+    )
+    gpu: GpuSpec | None = Field(
+        default=None,
+        description=(
+            "The GPU nodes. Absent on a mining-only site (every site starts as one): no node"
+            " is a GPU node and no lease is admitted."
+        ),
+    )
     behavior: Behavior = Field(
         default_factory=Behavior,
         description="Hysteresis, ramp limit and deletion policy.",
@@ -198,6 +211,16 @@ class SiteSpec(Model):
             " is still reported. For maintenance windows."
         ),
     )
+
+
+class ControllerState(StrEnum):
+    """An ASIC controller as dualcap sees it, and what it counts for."""
+
+    MINING = "Mining"  # not curtailed by dualcap: counts at full power
+    CURTAILING = "Curtailing"  # curtailed by dualcap, not confirmed yet: full power
+    CURTAILED = "Curtailed"  # curtailed by dualcap, no mining pod left: no power
+    HELD = "Held"  # cordoned by a person: left alone; full power while miners run
+    UNREADY = "Unready"  # NotReady or unknown: full power, no commands
 
 
 class ControllerCounts(StatusModel):
@@ -261,7 +284,11 @@ class SiteStatus(StatusModel):
     committed_kw: float | None = Field(
         default=None,
         alias="committedKW",
-        description="Facility draw counted conservatively (DESIGN §3), in kW.",
+        description=(
+            "Facility draw counted conservatively, in kW: a controller counts at full power"
+            " until its curtailment is confirmed (no mining pod left), a NotReady node at"
+            " full power, a lease pod from its creation until it is gone."
+        ),
     )
     planned_kw: float | None = Field(
         default=None,

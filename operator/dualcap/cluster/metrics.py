@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from dualcap.cluster.apply import Outcome
 from dualcap.cluster.status import lease_counts
 from dualcap.planning.commands import Kind
-from dualcap.planning.dispatch import Plan
+from dualcap.planning.decisions import Plan
 
 KW = 1000.0  # watts in a kilowatt
 DRAW_KINDS = ("mining", "gpu", "overhead")

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
-from dualcap.api.conditions import SITE_NOT_FOUND, STALLED
+from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
@@ -329,8 +329,8 @@ class Operator:
         site = _site_ref(body)
         conditions = status.get("conditions") or []
         if any(
-            c.get("type") == STALLED
-            and c.get("reason") == SITE_NOT_FOUND
+            c.get("type") == ConditionType.STALLED
+            and c.get("reason") == Reason.SITE_NOT_FOUND
             and c.get("status") == "True"
             for c in conditions
         ):
@@ -349,9 +349,9 @@ class Operator:
             "conditions": set_conditions(
                 conditions,
                 [
-                    ("Admitted", False, SITE_NOT_FOUND, message),
-                    ("Ready", False, SITE_NOT_FOUND, message),
-                    (STALLED, True, SITE_NOT_FOUND, message),
+                    ("Admitted", False, Reason.SITE_NOT_FOUND, message),
+                    ("Ready", False, Reason.SITE_NOT_FOUND, message),
+                    (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
                 ],
                 meta.get("generation"),
                 now,
@@ -363,7 +363,9 @@ class Operator:
         )
         ref = events.lease_ref(namespace, str(meta.get("name")), meta.get("uid"))
         await events.post(
-            reconciler.client, events.Event(ref, events.WARNING, SITE_NOT_FOUND, message), now
+            reconciler.client,
+            events.Event(ref, events.WARNING, Reason.SITE_NOT_FOUND, message),
+            now,
         )
 
 

@@ -17,15 +17,14 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
-from dualcap.api.site import node_selector_of
+from dualcap.api.site import ControllerState, node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
 from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
-from dualcap.planning.dispatch import Plan
-from dualcap.planning.snapshot import ControllerState
+from dualcap.planning.decisions import Plan
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -195,14 +194,14 @@ class Reconciler:
                         leases[
                             (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
                         ] = (obj, model)
-            gpu_labels = dict(snap.site.spec.gpu.node_selector.match_labels or {})
+            gpu_labels = snap.gpu_node_labels
             outcome = await apply_commands(
                 self.client,
                 list(p.schedule.now),
                 nodes,
                 leases,
                 name,
-                snap.site.spec.gpu.resource_name,
+                snap.gpu_resource,
                 gpu_labels,
                 now,
             )

@@ -12,9 +12,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from dualcap.api import conditions as c
-from dualcap.planning.dispatch import LeaseDecision, Plan
+from dualcap.api.conditions import ConditionType as T
+from dualcap.api.conditions import HoldReason
+from dualcap.api.conditions import Reason as R
+from dualcap.api.lease import LeasePhase
+from dualcap.planning.decisions import LeaseDecision, Plan
 from dualcap.planning.report import rfc3339
+
+# (type, status, reason, message): status None is Unknown
+Wanted = tuple[str, bool | None, str, str]
 
 
 def _r(value: float | None) -> float | None:
@@ -23,7 +29,7 @@ def _r(value: float | None) -> float | None:
 
 def set_conditions(
     previous: list[Mapping[str, Any]] | None,
-    wanted: list[tuple[str, bool | None, str, str]],
+    wanted: list[Wanted],
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
@@ -36,9 +42,9 @@ def set_conditions(
         old = before.get(type_)
         since = old.get("lastTransitionTime") if old and old.get("status") == value else None
         cond = {
-            "type": type_,
+            "type": str(type_),
             "status": value,
-            "reason": reason,
+            "reason": str(reason),
             "message": message,
             "lastTransitionTime": since or rfc3339(now),
         }
@@ -57,12 +63,12 @@ def site_status(
 ) -> dict[str, Any]:
     prev_conditions = (previous or {}).get("conditions")
     status: dict[str, Any] = {"observedGeneration": generation}
-    if p.hold_reason and p.envelope is None and not p.controllers:
-        # The Site itself is invalid.
+    hold = p.hold
+    if hold is not None and hold.reason is HoldReason.SITE_INVALID:
         status["conditions"] = set_conditions(prev_conditions, [
-            (c.READY, False, c.INVALID_SPEC, p.hold_reason),
-            (c.RECONCILING, False, c.INVALID_SPEC, ""),
-            (c.STALLED, True, c.INVALID_SPEC, p.hold_reason),
+            (T.READY, False, R.INVALID_SPEC, hold.message),
+            (T.RECONCILING, False, R.INVALID_SPEC, ""),
+            (T.STALLED, True, R.INVALID_SPEC, hold.message),
         ], generation, now)  # fmt: skip
         return status
     status.update(
@@ -94,59 +100,16 @@ def site_status(
     )
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
-    pending = len(p.schedule.now) + len(p.schedule.deferred) + p.in_flight
+    ready, reconciling, stalled = _progress(p, failures)
     within = p.within_envelope
-    if p.hold_reason:
-        config = p.envelope is None  # no usable budget: a configuration problem
-        reason = (
-            c.SUSPENDED
-            if "suspend" in p.hold_reason
-            else (
-                c.NO_POWER_BUDGET
-                if "no PowerBudget" in p.hold_reason
-                else c.CONFLICTING_BUDGETS
-                if "several" in p.hold_reason
-                else c.INVALID_SPEC
-            )
-        )
-        ready = (c.READY, False, reason, p.hold_reason)
-        reconciling = (c.RECONCILING, False, reason, "")
-        stalled = (
-            c.STALLED,
-            config,
-            reason if config else c.SUSPENDED,
-            p.hold_reason if config else "",
-        )
-    elif failures:
-        ready = (c.READY, False, c.APPLY_FAILED, "; ".join(failures[:3]))
-        reconciling = (
-            c.RECONCILING,
-            True,
-            c.APPLY_FAILED,
-            f"{len(failures)} commands failed; retrying",
-        )
-        stalled = (c.STALLED, False, c.CONVERGING, "")
-    elif pending:
-        waiting = len(p.schedule.deferred) + p.in_flight
-        message = (
-            f"{len(p.schedule.now)} commands issued; {p.in_flight} curtailments or pod"
-            f" deletions in flight; {len(p.schedule.deferred)} increases wait for them"
-        )
-        ready = (c.READY, False, c.WAITING_FOR_CONFIRMATION if waiting else c.CONVERGING, message)
-        reconciling = (c.RECONCILING, True, c.CONVERGING, message)
-        stalled = (c.STALLED, False, c.CONVERGING, "")
-    else:
-        ready = (c.READY, True, c.SETTLED, "the site is where the plan wants it")
-        reconciling = (c.RECONCILING, False, c.SETTLED, "")
-        stalled = (c.STALLED, False, c.SETTLED, "")
-    envelope = (
-        c.WITHIN_ENVELOPE,
+    envelope: Wanted = (
+        T.WITHIN_ENVELOPE,
         within,
-        c.INSIDE_ENVELOPE
+        R.INSIDE_ENVELOPE
         if within
-        else c.OUTSIDE_ENVELOPE
+        else R.OUTSIDE_ENVELOPE
         if within is False
-        else c.NO_POWER_BUDGET,
+        else R.NO_POWER_BUDGET,
         f"committed {p.committed_kw:,.0f} kW, limit {p.limit_kw:,.0f} kW"
         if p.limit_kw is not None
         else "no envelope",
@@ -157,17 +120,47 @@ def site_status(
     return status
 
 
+def _progress(p: Plan, failures: list[str]) -> tuple[Wanted, Wanted, Wanted]:
+    """Ready, Reconciling and Stalled of a valid Site."""
+    hold = p.hold
+    if hold is not None:
+        reason = hold.reason.condition_reason
+        # A problem in the objects is Stalled until someone edits them; so is a suspended
+        # Site that has no usable PowerBudget either.
+        config = hold.reason.is_configuration or p.envelope is None
+        return (
+            (T.READY, False, reason, hold.message),
+            (T.RECONCILING, False, reason, ""),
+            (T.STALLED, config, reason if config else R.SUSPENDED, hold.message if config else ""),
+        )
+    if failures:
+        return (
+            (T.READY, False, R.APPLY_FAILED, "; ".join(failures[:3])),
+            (T.RECONCILING, True, R.APPLY_FAILED, f"{len(failures)} commands failed; retrying"),
+            (T.STALLED, False, R.CONVERGING, ""),
+        )
+    if p.schedule.now or p.schedule.deferred or p.in_flight:
+        waiting = len(p.schedule.deferred) + p.in_flight
+        message = (
+            f"{len(p.schedule.now)} commands issued; {p.in_flight} curtailments or pod"
+            f" deletions in flight; {len(p.schedule.deferred)} increases wait for them"
+        )
+        return (
+            (T.READY, False, R.WAITING_FOR_CONFIRMATION if waiting else R.CONVERGING, message),
+            (T.RECONCILING, True, R.CONVERGING, message),
+            (T.STALLED, False, R.CONVERGING, ""),
+        )
+    return (
+        (T.READY, True, R.SETTLED, "the site is where the plan wants it"),
+        (T.RECONCILING, False, R.SETTLED, ""),
+        (T.STALLED, False, R.SETTLED, ""),
+    )
+
+
 def lease_counts(decisions: list[LeaseDecision]) -> dict[str, int]:
-    counts = {
-        "pending": 0,
-        "admitted": 0,
-        "running": 0,
-        "preempted": 0,
-        "completed": 0,
-        "failed": 0,
-    }
+    counts = {phase.value.lower(): 0 for phase in LeasePhase}
     for d in decisions:
-        counts[d.phase.lower()] = counts.get(d.phase.lower(), 0) + 1
+        counts[d.phase.value.lower()] += 1
     return counts
 
 
@@ -178,8 +171,8 @@ def budget_status(
     env = p.envelope
     if env is None:
         return {"observedGeneration": generation, "conditions": set_conditions(prev, [
-            (c.READY, False, c.INVALID_SPEC, p.hold_reason or "invalid"),
-            (c.STALLED, True, c.INVALID_SPEC, p.hold_reason or "invalid"),
+            (T.READY, False, R.INVALID_SPEC, p.hold_reason or "invalid"),
+            (T.STALLED, True, R.INVALID_SPEC, p.hold_reason or "invalid"),
         ], generation, now)}  # fmt: skip
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -194,8 +187,8 @@ def budget_status(
             "limitKW": _r(env.next_change.limit_kw),
         }
     status["conditions"] = set_conditions(prev, [
-        (c.READY, True, c.ACTIVE, f"effective limit {env.limit_kw:,.0f} kW"),
-        (c.STALLED, False, c.ACTIVE, ""),
+        (T.READY, True, R.ACTIVE, f"effective limit {env.limit_kw:,.0f} kW"),
+        (T.STALLED, False, R.ACTIVE, ""),
     ], generation, now)  # fmt: skip
     return status
 
@@ -210,25 +203,21 @@ def lease_status(
     prev = (previous or {}).get("conditions")
     generation = d.lease.generation
     phase, reason, message = d.phase, d.reason, d.message
-    stalled = phase == "Failed"
     if rejected:
-        phase, reason, message, stalled = "Failed", c.TEMPLATE_REJECTED, rejected, True
+        phase, reason, message = LeasePhase.FAILED, R.TEMPLATE_REJECTED, rejected
+    stalled = phase is LeasePhase.FAILED
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "phase": phase,
+        "phase": phase.value,
         "site": site,
         "admittedGPUs": d.gpus if d.runs and not rejected else 0,
     }
     if d.pods and not rejected:
         status["pods"] = list(d.pods)
-    running = phase == "Running"
+    running = phase is LeasePhase.RUNNING
     status["conditions"] = set_conditions(prev, [
-        (c.ADMITTED, d.runs and not rejected, reason, message),
-        (c.READY, running, reason, message),
-        (c.STALLED, stalled, reason if stalled else "", message if stalled else ""),
+        (T.ADMITTED, d.runs and not rejected, reason, message),
+        (T.READY, running, reason, message),
+        (T.STALLED, stalled, reason if stalled else "", message if stalled else ""),
     ], generation, now)  # fmt: skip
     return status
-
-
-def same_status(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
-    return dict(current or {}) == dict(wanted)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
+
+from dualcap.api.conditions import Reason
 
 
 class Kind(Enum):
@@ -21,12 +23,32 @@ class Kind(Enum):
 DECREASES = (Kind.CURTAIL, Kind.DELETE_POD)
 
 
-@dataclass(frozen=True, slots=True)
+class CommandReason(StrEnum):
+    """Why a command is issued (its Event's words). A pod deleted because its lease is
+    preempted carries the lease's reason (``Reason``) instead."""
+
+    ENVELOPE = "Envelope"  # curtail: the envelope needs the power
+    UNPROFITABLE = "Unprofitable"  # curtail: energy costs more than mining earns
+    MINING_PAYS = "MiningPays"  # resume: mining earns more than its energy costs
+    HYSTERESIS = "Hysteresis"  # resume or keep: held by minMiningSeconds
+    LEASE_ADMITTED = "LeaseAdmitted"  # create a lease pod
+    LEASE_GONE = "LeaseGone"  # delete: its ComputeLease is gone or names another site
+    LEASE_DELETED = "LeaseDeleted"  # delete: its ComputeLease is being deleted
+    LEASE_ENDED = "LeaseEnded"  # delete: past the lease's end
+    LEASE_NOT_STARTED = "LeaseNotStarted"  # delete: before the lease's start
+    LEASE_RESIZED = "LeaseResized"  # delete: the lease now runs fewer pods
+    POD_FINISHED = "PodFinished"  # delete: a Succeeded or Failed pod, to be created again
+
+
+@dataclass(slots=True)
 class Command:
+    """One change to the cluster. A value: never changed once made (not frozen only
+    because a plan makes many, and a frozen dataclass is slow to build)."""
+
     kind: Kind
     name: str  # node name, or pod name
     delta_kw: float  # change of committed draw once in effect (facility kW)
-    reason: str  # CamelCase
+    reason: CommandReason | Reason
     message: str
     namespace: str | None = None  # pods
     lease: str | None = None  # pods: the lease's name

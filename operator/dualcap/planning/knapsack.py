@@ -16,14 +16,13 @@ profitable per kW are dropped first: the envelope always wins.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CORE_HALF_WIDTH = 12  # items on each side of the break point searched exactly
 MAX_FRONTIER = 4096  # frontier states kept (never reached with few controller types)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     key: int
     weight: float  # kW (> 0)
     value: float  # USD/h (may be negative)
@@ -50,13 +49,16 @@ def solve(
     prefer: frozenset[int] = frozenset(),
 ) -> set[int]:
     """Keys of the chosen items: maximum total value with total weight <= capacity."""
-    pool = [i for i in items if i.key not in forced_out]
-    forced = [i for i in pool if i.key in forced_in]
+    pool = [i for i in items if i.key not in forced_out] if forced_out else list(items)
+    forced = [i for i in pool if i.key in forced_in] if forced_in else []
     kept_forced = shed_to_fit(forced, capacity)
     chosen = {i.key for i in kept_forced}
     room = capacity - sum(i.weight for i in kept_forced)
+    limit = room + 1e-9
     optional = [
-        i for i in pool if i.key not in forced_in and i.value > 0 and i.weight <= room + 1e-9
+        i
+        for i in pool
+        if i.value > 0 and i.weight <= limit and (not forced_in or i.key not in forced_in)
     ]
     if not optional or room <= 0:
         return chosen
@@ -67,14 +69,15 @@ def solve(
     def val(i: Item) -> float:
         return i.value + (bonus if i.key in prefer else 0.0)
 
-    optional.sort(key=lambda i: (-val(i) / i.weight, i.key))
+    densest = sorted((-val(i) / i.weight, i.key, i) for i in optional)
+    optional = [i for _, _, i in densest]
     total = 0.0
     brk = len(optional)
-    for n, item in enumerate(optional):
-        if total + item.weight > room + 1e-9:
+    for n, (_, weight, _) in enumerate(optional):
+        if total + weight > limit:
             brk = n
             break
-        total += item.weight
+        total += weight
     if brk == len(optional):
         return chosen | {i.key for i in optional}
 

@@ -1,4 +1,4 @@
-"""A plan for people (a table) and for programs (the stable JSON of DESIGN.md §5)."""
+"""A plan for people (a table) and for programs (a stable JSON document)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dualcap.planning.commands import Command, Kind
-from dualcap.planning.dispatch import LeaseDecision, Plan
+from dualcap.planning.decisions import LeaseDecision, Plan
 
 
 def rfc3339(at: datetime) -> str:
@@ -35,8 +35,9 @@ def _command(c: Command) -> dict[str, Any]:
 
 
 def site_json(p: Plan) -> dict[str, Any]:
-    """One site's plan. The first keys are the stable interface of DESIGN.md §5; the rest
-    are additions (commands with reasons, what waits, why)."""
+    """One site's plan. The first keys (name to energyCostUSDPerHour) are the stable
+    interface programs may rely on; the rest are additions (commands with reasons, what
+    waits, why)."""
     deferred = {(c.kind, c.namespace, c.name) for c in p.schedule.deferred}
     return {
         "name": p.site,

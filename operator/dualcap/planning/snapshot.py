@@ -5,19 +5,24 @@ PowerBudgets, ComputeLeases, Nodes and Pods. The operator builds snapshots from 
 indexes with the same code, so `dualcap plan` on a file decides exactly as the operator
 would on the cluster.
 
-Everything uncertain is classified conservatively (DESIGN.md §3): a controller counts as
-mining until its curtailment is confirmed, a node that is NotReady or unknown counts at
-full power, and a lease pod counts from its creation until it is gone.
+Everything uncertain is classified conservatively: a controller counts as mining until its
+curtailment is confirmed, a node that is NotReady or unknown counts at full power, and a
+lease pod counts from its creation until it is gone.
+
+Every entity carries a reference to the object it was built from (``ref``: uid,
+resourceVersion, name; for Nodes also what the curtailment patches read), so the executor
+and the status writer need not look the objects up again. A build is incremental: the
+entities derived from an object (and the pods on its node) are kept in the ``ParseCache``
+by uid and resourceVersion and reused while neither changed.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import pydantic
 
@@ -33,188 +38,76 @@ from dualcap.api.common import (
     LabelSelector,
     parse_rfc3339,
 )
-from dualcap.api.lease import ComputeLease, ComputeLeaseSpec
+from dualcap.api.conditions import HoldReason
+from dualcap.api.lease import ComputeLease, LeasePhase
 from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
-from dualcap.api.site import Site
+from dualcap.api.site import ControllerState, Site
+from dualcap.planning.accounting import mining_revenue_usd_per_hour
+from dualcap.planning.entities import (
+    DEFAULT_GPU_RESOURCE,
+    BudgetIssue,
+    Controller,
+    Fleet,
+    GpuNode,
+    Lease,
+    LeasePod,
+    NodeRef,
+    Problem,
+    Ref,
+    SiteSnapshot,
+)
 from dualcap.planning.quantity import parse_count
 
 PLANNED_NODE_ANNOTATION = "dualcap.io/node"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PHASES = frozenset(p.value for p in LeasePhase)
 Obj = Mapping[str, Any]
-
-
-class ControllerState(Enum):
-    MINING = "Mining"  # not curtailed by dualcap: counts at full power
-    CURTAILING = "Curtailing"  # curtailed by dualcap, not confirmed yet: full power
-    CURTAILED = "Curtailed"  # curtailed by dualcap, no mining pod left: no power
-    HELD = "Held"  # cordoned by a person: left alone; full power while miners run
-    UNREADY = "Unready"  # NotReady or unknown: full power, no commands
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Something in the input dualcap cannot act on as written (reported, never fatal)."""
-
-    kind: str
-    name: str
-    reason: str
-    message: str
-    namespace: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}: {self.message}"
-
-
-@dataclass(slots=True)
-class Controller:
-    """An ASIC controller node: a controllable block of miners."""
-
-    name: str
-    power_kw: float  # IT kW while mining
-    hashrate_ths: float
-    state: ControllerState
-    mining_pods: int
-    marked: bool  # carries dualcap's curtailment marks (annotation or taint)
-    marks_complete: bool  # cordon, taint and annotation all present
-    curtailed_at: datetime | None = None
-    resumed_at: datetime | None = None
-    # Derived once (the planner reads them many times):
-    committed_it_kw: float = field(init=False)  # conservative IT draw now
-    dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
-
-    def __post_init__(self) -> None:
-        state = self.state
-        if state is ControllerState.CURTAILED:
-            self.committed_it_kw = 0.0
-        elif state is ControllerState.HELD:
-            self.committed_it_kw = self.power_kw if self.mining_pods else 0.0
-        else:
-            self.committed_it_kw = self.power_kw
-        self.dispatchable = state in (
-            ControllerState.MINING,
-            ControllerState.CURTAILING,
-            ControllerState.CURTAILED,
-        )
-
-
-@dataclass(slots=True)
-class GpuNode:
-    """A GPU node: its GPUs, what is used, and what it draws."""
-
-    name: str
-    gpus: int  # allocatable
-    used_gpus: int  # by every pod not yet gone (lease pods and others)
-    per_gpu_kw: float
-    idle_kw: float
-    ready: bool
-    schedulable: bool  # ready, not cordoned
-    labels: dict[str, str]
-    taints: list[dict[str, Any]]  # NoSchedule and NoExecute taints
-    foreign_gpus: int = 0  # GPUs used by pods that are not dualcap lease pods
-
-    @property
-    def free_gpus(self) -> int:
-        return max(0, self.gpus - self.used_gpus)
-
-
-@dataclass(slots=True)
-class LeasePod:
-    namespace: str
-    name: str
-    lease: str  # the lease's name (label dualcap.io/lease)
-    node: str | None
-    gpus: int
-    terminating: bool
-    terminal: bool  # Succeeded or Failed: holds no GPU, draws nothing
-    index: int | None
-
-
-@dataclass(slots=True)
-class Lease:
-    namespace: str
-    name: str
-    uid: str | None
-    created: datetime
-    generation: int | None
-    spec: ComputeLeaseSpec | None  # None when invalid (see error)
-    error: str | None
-    pods: list[LeasePod] = field(default_factory=list)
-    previous_phase: str | None = None
-    deleting: bool = False
-    # The template asks for particular nodes (nodeSelector, affinity or tolerations).
-    constrained: bool = False
-    # Why the operator refused to build its pods from this generation's template (the
-    # lease's Stalled condition, reason TemplateRejected): not admitted until edited.
-    rejected: str | None = None
-    key: tuple[str, str] = field(init=False)
-    start: datetime | None = field(init=False)  # parsed spec.start
-    end: datetime | None = field(init=False)  # parsed spec.end
-
-    def __post_init__(self) -> None:
-        self.key = (self.namespace, self.name)
-        spec = self.spec
-        self.start = parse_rfc3339(spec.start) if spec and spec.start else None
-        self.end = parse_rfc3339(spec.end) if spec and spec.end else None
-
-    @property
-    def live_pods(self) -> list[LeasePod]:
-        return [p for p in self.pods if not p.terminal]
-
-
-@dataclass(slots=True)
-class SiteSnapshot:
-    name: str
-    site: Site | None
-    site_error: str | None
-    generation: int | None
-    budget: PowerBudget | None
-    budget_error: str | None
-    controllers: list[Controller]
-    gpu_nodes: dict[str, GpuNode]
-    leases: list[Lease]
-    orphan_pods: list[LeasePod]  # lease pods of the site whose lease is gone or elsewhere
-    problems: list[Problem]
-
-    max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
-
-    @property
-    def pue(self) -> float:
-        return self.site.spec.facility.pue if self.site else 1.0
-
-    @property
-    def fixed_kw(self) -> float:
-        return self.site.spec.facility.fixed_kw if self.site else 0.0
-
-
-@dataclass(slots=True)
-class Fleet:
-    """Every site found in a set of objects, and what could not be tied to one."""
-
-    sites: dict[str, SiteSnapshot]
-    problems: list[Problem]
+T = TypeVar("T")
 
 
 class ParseCache:
-    """Parsed models keyed by (kind, uid, resourceVersion): a reconcile re-parses only what
-    changed since the last one."""
+    """Parsed models and derived entities keyed by uid and resourceVersion: a reconcile
+    re-parses and re-derives only what changed since the last one."""
 
     def __init__(self, max_entries: int = 200_000):
-        self._entries: dict[tuple[str, str, str], Any] = {}
+        self._entries: dict[tuple[Any, ...], Any] = {}
         self._max = max_entries
+        # Site uid -> (its resourceVersion, the entities built for that version, by uid).
+        self._sites: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def forget(self, site_uid: str) -> None:
+        """Drop the entities kept for a Site (it is gone): nothing outlives its Site."""
+        self._sites.pop(site_uid, None)
+
+    def site_entities(self, site_obj: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The entities built for this version of the Site at the last build (to reuse),
+        and the table this build fills (what the next one may reuse); None when the Site
+        has no uid and resourceVersion (nothing is reused)."""
+        version = _version(site_obj)
+        if version is None:
+            return None
+        uid, rv = version
+        last = self._sites.get(uid)
+        table: dict[str, Any] = {}
+        self._sites[uid] = (rv, table)
+        return (last[1] if last is not None and last[0] == rv else {}), table
 
     def parse(self, model: type[pydantic.BaseModel], obj: Obj) -> Any:
         meta = obj.get("metadata") or {}
         uid, rv = meta.get("uid"), meta.get("resourceVersion")
         if not uid or not rv:
             return _parse(model, obj)
-        key = (model.__name__, uid, rv)
-        hit = self._entries.get(key)
+        return self.memo((model.__name__, uid, rv), lambda: _parse(model, obj))
+
+    def memo(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
+        """The entity under ``key``, built once."""
+        entries = self._entries
+        hit: T | None = entries.get(key)
         if hit is None:
-            if len(self._entries) >= self._max:
-                self._entries.clear()
-            hit = self._entries[key] = _parse(model, obj)
+            if len(entries) >= self._max:
+                entries.clear()
+            hit = entries[key] = build()
         return hit
 
 
@@ -228,7 +121,7 @@ def _parse(model: type[pydantic.BaseModel], obj: Obj) -> tuple[Any, str | None]:
 def _explain(err: pydantic.ValidationError) -> str:
     parts = []
     for e in err.errors()[:3]:
-        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int) or True)
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = f" (and {err.error_count() - 3} more)" if err.error_count() > 3 else ""
@@ -237,6 +130,39 @@ def _explain(err: pydantic.ValidationError) -> str:
 
 def _meta(obj: Obj) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
+
+
+def _version(obj: Obj) -> tuple[str, str] | None:
+    """(uid, resourceVersion), or None when either is missing (then nothing is reused)."""
+    meta = obj.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    return (uid, rv) if uid and rv else None
+
+
+def _ref(kind: str, obj: Obj) -> Ref:
+    meta = _meta(obj)
+    return Ref(
+        kind,
+        str(meta.get("name")),
+        meta.get("namespace"),
+        meta.get("uid"),
+        meta.get("resourceVersion"),
+    )
+
+
+def _node_ref(node: Obj) -> NodeRef:
+    meta = _meta(node)
+    spec = node.get("spec") or {}
+    return NodeRef(
+        "Node",
+        str(meta.get("name")),
+        None,
+        meta.get("uid"),
+        meta.get("resourceVersion"),
+        unschedulable=bool(spec.get("unschedulable")),
+        taints=spec.get("taints") or (),
+        annotations=meta.get("annotations") or {},
+    )
 
 
 def _time(value: Any) -> datetime | None:
@@ -323,31 +249,39 @@ class _Index:
         self.nodes_by_site_label: dict[str, list[Obj]] = defaultdict(list)
         self.pods_by_node: dict[str, list[Obj]] = defaultdict(list)
         self.lease_pods_by_site: dict[str, list[Obj]] = defaultdict(list)
+        # (uid, resourceVersion) of the pods on each node, None for one lacking either.
+        self.pod_versions: dict[str, list[tuple[str, str] | None]] = defaultdict(list)
+        pods_by_node, lease_pods = self.pods_by_node, self.lease_pods_by_site
+        pod_versions = self.pod_versions
         for obj in objects:
             kind = obj.get("kind")
-            if kind == "Site":
+            if kind == "Pod":
+                node = (obj.get("spec") or {}).get("nodeName") or pod_node(obj)
+                meta = obj.get("metadata") or {}
+                if node:
+                    pods_by_node[node].append(obj)
+                    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+                    pod_versions[node].append((uid, rv) if uid and rv else None)
+                labels = meta.get("labels")
+                if labels and LEASE_LABEL in labels and SITE_LABEL in labels:
+                    lease_pods[labels[SITE_LABEL]].append(obj)
+            elif kind == "Node":
+                self.nodes.append(obj)
+                site = ((obj.get("metadata") or {}).get("labels") or {}).get(SITE_LABEL)
+                if site is not None:
+                    self.nodes_by_site_label[site].append(obj)
+            elif kind == "ComputeLease":
+                self.leases[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
+            elif kind == "Site":
                 self.sites.append(obj)
             elif kind == "PowerBudget":
                 self.budgets[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
-            elif kind == "ComputeLease":
-                self.leases[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
-            elif kind == "Node":
-                self.nodes.append(obj)
-                site = (_meta(obj).get("labels") or {}).get(SITE_LABEL)
-                if site is not None:
-                    self.nodes_by_site_label[site].append(obj)
-            elif kind == "Pod":
-                labels = _meta(obj).get("labels") or {}
-                node = pod_node(obj)
-                if node:
-                    self.pods_by_node[node].append(obj)
-                if LEASE_LABEL in labels and SITE_LABEL in labels:
-                    self.lease_pods_by_site[labels[SITE_LABEL]].append(obj)
 
-    def nodes_for(self, selector: LabelSelector) -> list[Obj]:
+    def candidates(self, selector: LabelSelector) -> list[Obj]:
+        """The nodes that may match ``selector``: those with its site label, when it asks
+        for one; else every node."""
         site = (selector.match_labels or {}).get(SITE_LABEL)
-        candidates = self.nodes_by_site_label.get(site, []) if site is not None else self.nodes
-        return [n for n in candidates if selector.matches(_meta(n).get("labels"))]
+        return self.nodes_by_site_label.get(site, []) if site is not None else self.nodes
 
 
 def build_fleet(objects: Iterable[Obj], cache: ParseCache | None = None) -> Fleet:
@@ -393,69 +327,140 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
     if site_error:
         problems.append(Problem("Site", name, "InvalidSpec", site_error))
 
-    budget, budget_error = _budget_for(name, index.budgets.get(name, []), cache, problems)
+    budgets = index.budgets.get(name, [])
+    budget, issue = _budget_for(name, budgets, cache, problems)
     snapshot = SiteSnapshot(
         name=name,
         site=site,
         site_error=site_error,
-        generation=_meta(site_obj).get("generation"),
         budget=budget,
-        budget_error=budget_error,
+        budget_issue=issue,
         controllers=[],
         gpu_nodes={},
         leases=[],
         orphan_pods=[],
         problems=problems,
+        site_ref=_ref("Site", site_obj),
+        budget_ref=_ref("PowerBudget", budgets[0]) if len(budgets) == 1 else None,
     )
     if site is None:
         return snapshot
 
     spec = site.spec
-    site_nodes = index.nodes_for(site.node_selector())
-    resource = spec.gpu.resource_name
-    for node in site_nodes:
-        labels = _meta(node).get("labels") or {}
-        if spec.asic.node_selector.matches(labels):
-            snapshot.controllers.append(_controller(node, site, index, problems))
-        elif spec.gpu.node_selector.matches(labels):
-            gpu_node = _gpu_node(node, site, index, problems)
-            snapshot.gpu_nodes[gpu_node.name] = gpu_node
-    snapshot.controllers.sort(key=lambda c: c.name)
-    snapshot.max_per_gpu_kw = max(
-        [spec.gpu.power_per_gpu_kw, *(n.per_gpu_kw for n in snapshot.gpu_nodes.values())]
-    )
+    asic, gpu = spec.asic, spec.gpu
+    # Entities derived with the site's spec are valid for this version of the Site only:
+    # a node's entry is (its resourceVersion, its role, the versions of the pods on it,
+    # the entity, the problems found building it).
+    tables = cache.site_entities(site_obj)
+    last, table = tables if tables is not None else ({}, None)
+    pods_by_node, pod_versions = index.pods_by_node, index.pod_versions
+    controllers, gpu_nodes = snapshot.controllers, snapshot.gpu_nodes
+    selector = site.node_selector()
+    for node in index.candidates(selector):
+        meta = node.get("metadata") or {}
+        uid: str = meta.get("uid") or ""
+        rv = meta.get("resourceVersion")
+        node_name = meta.get("name") or ""
+        on_node = pods_by_node.get(node_name, [])
+        entry = last.get(uid) if uid and rv else None
+        if entry is not None and entry[0] == rv:
+            role = entry[1]
+            if role is None:  # not the site's, or neither a controller nor a GPU node
+                if table is not None:
+                    table[uid] = entry
+                continue
+            if entry[2] == tuple(pod_versions.get(node_name, ())):
+                if table is not None:
+                    table[uid] = entry
+                problems.extend(entry[4])
+                if role == _ASIC:
+                    controllers.append(entry[3])
+                else:
+                    gpu_nodes[entry[3].name] = entry[3]
+                continue
+        labels = meta.get("labels") or {}
+        found: list[Problem] = []
+        entity: Controller | GpuNode | None = None
+        role = None
+        if selector.matches(labels):
+            if asic is not None and asic.node_selector.matches(labels):
+                controller = _controller(node, site, on_node, found)
+                role, entity = _ASIC, controller
+                controllers.append(controller)
+            elif gpu is not None and gpu.node_selector.matches(labels):
+                gpu_node = _gpu_node(node, site, on_node, found)
+                role, entity = _GPU, gpu_node
+                gpu_nodes[gpu_node.name] = gpu_node
+        problems.extend(found)
+        if table is not None and uid and rv:
+            pods = tuple(pod_versions.get(node_name, ())) if role is not None else ()
+            if None not in pods:
+                table[uid] = (rv, role, pods, entity, found or ())
+    controllers.sort(key=_by_name)
+    per_gpu = [n.per_gpu_kw for n in gpu_nodes.values()]
+    snapshot.max_per_gpu_kw = max([gpu.power_per_gpu_kw if gpu else 0.0, *per_gpu])
 
-    leases = [_lease(obj, cache) for obj in index.leases.get(name, [])]
-    by_key = {lease.key: lease for lease in leases}
+    resource = gpu.resource_name if gpu else DEFAULT_GPU_RESOURCE
+    pods_by_lease: dict[tuple[str, str], list[LeasePod]] = defaultdict(list)
     for pod in index.lease_pods_by_site.get(name, []):
-        meta = _meta(pod)
-        lease_name = meta["labels"][LEASE_LABEL]
-        lp = LeasePod(
-            namespace=str(meta.get("namespace")),
-            name=str(meta.get("name")),
-            lease=lease_name,
-            node=pod_node(pod),
-            gpus=pod_gpus(pod, resource),
-            terminating=meta.get("deletionTimestamp") is not None,
-            terminal=pod_terminal(pod),
-            index=_pod_index(str(meta.get("name")), lease_name),
-        )
-        owner = by_key.get((lp.namespace, lease_name))
-        if owner is not None:
-            owner.pods.append(lp)
-        else:
-            snapshot.orphan_pods.append(lp)
-    for lease in leases:
-        lease.pods.sort(key=lambda p: (p.index if p.index is not None else 1 << 30, p.name))
-    leases.sort(key=lambda lease: lease_order(lease))
+        lp = _reuse_lease_pod(pod, resource, last, table)
+        pods_by_lease[(lp.namespace, lp.lease)].append(lp)
+    leases = []
+    for obj in index.leases.get(name, []):
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        leases.append(_reuse_lease(obj, tuple(pods_by_lease.pop(key, ())), cache, last, table))
+    for lease_pods in pods_by_lease.values():
+        snapshot.orphan_pods.extend(lease_pods)
+    leases.sort(key=_by_order)
     snapshot.leases = leases
     return snapshot
 
 
-def lease_order(lease: Lease) -> tuple[int, datetime, str, str]:
-    """Admission order: priority (higher first), then age (older first), then name."""
-    priority = lease.spec.priority if lease.spec else 0
-    return (-priority, lease.created, lease.namespace, lease.name)
+_ASIC, _GPU = "asic", "gpu"
+_by_name = attrgetter("name")
+_by_order = attrgetter("order")
+
+
+def _reuse_lease_pod(
+    pod: Obj, resource: str, last: dict[str, Any], table: dict[str, Any] | None
+) -> LeasePod:
+    """The pod's entity, reused while the pod (and the Site) are the versions it was
+    built from."""
+    meta = pod.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    if not uid or not rv:
+        return _lease_pod(pod, resource)
+    entry = last.get(uid)
+    if entry is None or entry[0] != rv:
+        entry = (rv, _lease_pod(pod, resource))
+    if table is not None:
+        table[uid] = entry
+    lease_pod: LeasePod = entry[1]
+    return lease_pod
+
+
+def _reuse_lease(
+    obj: Obj,
+    pods: tuple[LeasePod, ...],
+    cache: ParseCache,
+    last: dict[str, Any],
+    table: dict[str, Any] | None,
+) -> Lease:
+    """The lease's entity, reused while the lease and its pods are the versions it was
+    built from."""
+    meta = obj.get("metadata") or {}
+    uid, rv = meta.get("uid"), meta.get("resourceVersion")
+    versions = tuple(p.ref.key_version for p in pods if p.ref is not None)
+    if not uid or not rv or len(versions) < len(pods) or None in versions:
+        return _lease(obj, pods, cache)
+    entry = last.get(uid)
+    if entry is None or entry[0] != rv or entry[1] != versions:
+        entry = (rv, versions, _lease(obj, pods, cache))
+    if table is not None:
+        table[uid] = entry
+    lease: Lease = entry[2]
+    return lease
 
 
 def _pod_index(pod_name: str, lease_name: str) -> int | None:
@@ -465,11 +470,11 @@ def _pod_index(pod_name: str, lease_name: str) -> int | None:
 
 def _budget_for(
     site: str, budgets: list[Obj], cache: ParseCache, problems: list[Problem]
-) -> tuple[PowerBudget | None, str | None]:
+) -> tuple[PowerBudget | None, BudgetIssue | None]:
     if not budgets:
         msg = f"no PowerBudget has siteRef {site!r}: without an envelope nothing is increased"
         problems.append(Problem("Site", site, "NoPowerBudget", msg))
-        return None, msg
+        return None, BudgetIssue(HoldReason.NO_POWER_BUDGET, msg)
     if len(budgets) > 1:
         names = sorted(str(_meta(b).get("name")) for b in budgets)
         msg = f"several PowerBudgets have siteRef {site!r} ({', '.join(names)}): keep one"
@@ -477,28 +482,27 @@ def _budget_for(
             problems.append(
                 Problem("PowerBudget", str(_meta(b).get("name")), "ConflictingBudgets", msg)
             )
-        return None, msg
+        return None, BudgetIssue(HoldReason.CONFLICTING_BUDGETS, msg)
     budget, error = cache.parse(PowerBudget, budgets[0])
     if error:
         problems.append(
             Problem("PowerBudget", str(_meta(budgets[0]).get("name")), "InvalidSpec", error)
         )
-    return budget, error
+        return None, BudgetIssue(HoldReason.BUDGET_INVALID, error)
+    return budget, None
 
 
-def _controller(node: Obj, site: Site, index: _Index, problems: list[Problem]) -> Controller:
+def _controller(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -> Controller:
+    asic = site.spec.asic
+    assert asic is not None
     meta = _meta(node)
-    name = str(meta.get("name"))
     annotations = meta.get("annotations") or {}
     spec = node.get("spec") or {}
-    asic = site.spec.asic
     power = _float_annotation(node, POWER_KW_ANNOTATION, asic.power_kw, problems)
     hashrate = _float_annotation(node, HASHRATE_THS_ANNOTATION, asic.hashrate_ths, problems)
     selector = asic.mining_pod_selector
     mining_pods = sum(
-        1
-        for pod in index.pods_by_node.get(name, [])
-        if not pod_terminal(pod) and selector.matches(_meta(pod).get("labels"))
+        1 for pod in pods if not pod_terminal(pod) and selector.matches(_meta(pod).get("labels"))
     )
     cordoned = bool(spec.get("unschedulable"))
     marked = is_marked(node)
@@ -513,7 +517,7 @@ def _controller(node: Obj, site: Site, index: _Index, problems: list[Problem]) -
     else:
         state = ControllerState.MINING
     return Controller(
-        name=name,
+        name=str(meta.get("name")),
         power_kw=power,
         hashrate_ths=hashrate,
         state=state,
@@ -522,13 +526,18 @@ def _controller(node: Obj, site: Site, index: _Index, problems: list[Problem]) -
         marks_complete=complete,
         curtailed_at=_time(annotations.get(CURTAILED_AT_ANNOTATION)),
         resumed_at=_time(annotations.get(RESUMED_AT_ANNOTATION)),
+        ref=_node_ref(node),
+        facility_kw=site.spec.facility.pue * power,
+        revenue_usd_per_hour=hashrate
+        * mining_revenue_usd_per_hour(1.0, asic.hashprice_usd_per_ph_day),
     )
 
 
-def _gpu_node(node: Obj, site: Site, index: _Index, problems: list[Problem]) -> GpuNode:
+def _gpu_node(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -> GpuNode:
+    gpu = site.spec.gpu
+    assert gpu is not None
     meta = _meta(node)
     name = str(meta.get("name"))
-    gpu = site.spec.gpu
     status = node.get("status") or {}
     raw = (status.get("allocatable") or {}).get(gpu.resource_name)
     if raw is None:
@@ -538,50 +547,68 @@ def _gpu_node(node: Obj, site: Site, index: _Index, problems: list[Problem]) -> 
     except ValueError:
         problems.append(Problem("Node", name, "InvalidCapacity", f"{gpu.resource_name}={raw!r}"))
         gpus = 0
-    used = 0
-    foreign = 0
-    for pod in index.pods_by_node.get(name, []):
-        if pod_terminal(pod):
-            continue
-        n = pod_gpus(pod, gpu.resource_name)
-        used += n
-        if LEASE_LABEL not in (_meta(pod).get("labels") or {}):
-            foreign += n
+    foreign = sum(
+        pod_gpus(pod, gpu.resource_name)
+        for pod in pods
+        if not pod_terminal(pod) and LEASE_LABEL not in (_meta(pod).get("labels") or {})
+    )
     spec = node.get("spec") or {}
     ready = node_ready(node)
-    taints = [t for t in spec.get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")]
+    taints = tuple(
+        t for t in spec.get("taints") or [] if t.get("effect") in ("NoSchedule", "NoExecute")
+    )
     return GpuNode(
         name=name,
         gpus=gpus,
-        used_gpus=used,
         per_gpu_kw=_float_annotation(
             node, POWER_PER_GPU_KW_ANNOTATION, gpu.power_per_gpu_kw, problems
         ),
         idle_kw=_float_annotation(node, IDLE_POWER_KW_ANNOTATION, gpu.idle_power_kw, problems),
         ready=ready,
         schedulable=ready and not spec.get("unschedulable"),
-        labels=dict(meta.get("labels") or {}),
+        labels=meta.get("labels") or {},
         taints=taints,
         foreign_gpus=foreign,
+        ref=_node_ref(node),
     )
 
 
-def _lease(obj: Obj, cache: ParseCache) -> Lease:
+def _lease_pod(pod: Obj, resource: str) -> LeasePod:
+    meta = _meta(pod)
+    lease_name = meta["labels"][LEASE_LABEL]
+    name = str(meta.get("name"))
+    return LeasePod(
+        namespace=str(meta.get("namespace")),
+        name=name,
+        lease=lease_name,
+        node=pod_node(pod),
+        gpus=pod_gpus(pod, resource),
+        terminating=meta.get("deletionTimestamp") is not None,
+        terminal=pod_terminal(pod),
+        index=_pod_index(name, lease_name),
+        ref=_ref("Pod", pod),
+    )
+
+
+def _lease(obj: Obj, pods: tuple[LeasePod, ...], cache: ParseCache) -> Lease:
     meta = _meta(obj)
     model, error = cache.parse(ComputeLease, obj)
     status = obj.get("status") or {}
+    phase = status.get("phase") if isinstance(status, Mapping) else None
     return Lease(
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta.get("name")),
-        uid=meta.get("uid"),
         created=_time(meta.get("creationTimestamp")) or EPOCH,
         generation=meta.get("generation"),
         spec=model.spec if model is not None else None,
         error=error,
-        previous_phase=status.get("phase") if isinstance(status, Mapping) else None,
+        pods=tuple(
+            sorted(pods, key=lambda p: (p.index if p.index is not None else 1 << 30, p.name))
+        ),
+        previous_phase=LeasePhase(phase) if phase in _PHASES else None,
         deleting=meta.get("deletionTimestamp") is not None,
-        constrained=_constrained(obj),
         rejected=_rejected(status, meta.get("generation")),
+        ref=_ref("ComputeLease", obj),
     )
 
 
@@ -597,10 +624,3 @@ def _rejected(status: Any, generation: Any) -> str | None:
         ):
             return str(c.get("message") or "the template was rejected")
     return None
-
-
-def _constrained(lease: Obj) -> bool:
-    pod_spec = (((lease.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    return bool(
-        pod_spec.get("nodeSelector") or pod_spec.get("tolerations") or pod_spec.get("affinity")
-    )

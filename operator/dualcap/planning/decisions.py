@@ -1,0 +1,102 @@
+"""What a plan decides: its draws, its commands, each lease's phase and why, and why it
+holds when it holds. Reasons are enums (``dualcap.api.conditions``): status and events are
+decided from them, never from the words of a message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dualcap.api.conditions import HoldReason, Reason
+from dualcap.api.lease import LeasePhase
+from dualcap.planning.accounting import Draw
+from dualcap.planning.commands import Command, Kind, Schedule
+from dualcap.planning.entities import Lease, Problem
+from dualcap.planning.envelope import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why nothing is increased at a site (and nothing curtailed for economics)."""
+
+    reason: HoldReason
+    message: str
+
+
+@dataclass(slots=True)
+class LeaseDecision:
+    """What the plan does with one lease, and why."""
+
+    lease: Lease
+    phase: LeasePhase
+    runs: bool  # runs once the plan has taken effect
+    reason: Reason
+    message: str
+    gpus: int = 0  # GPUs it holds in the planned state
+    kw: float = 0.0  # facility kW of its pods in the planned state
+    pods: list[str] = field(default_factory=list)  # pod names in the planned state
+    admitted_now: bool = False
+    preempted_now: bool = False
+
+
+@dataclass(slots=True)
+class Plan:
+    site: str
+    at: datetime
+    envelope: Envelope | None
+    limit_kw: float | None  # None: no usable envelope (hold)
+    committed: Draw
+    planned: Draw
+    commands: list[Command]
+    schedule: Schedule
+    mining: list[str]  # controllers mining once the plan has taken effect
+    leases: list[LeaseDecision]
+    controllers: dict[str, int]  # by state now: mining, curtailing, curtailed, held, unready
+    held_nodes: list[str]
+    gpus_total: int
+    gpus_leased: int
+    mining_revenue_usd_per_hour: float
+    lease_revenue_usd_per_hour: float
+    energy_cost_usd_per_hour: float
+    energy_price_usd_per_mwh: float
+    next_wakeup: datetime | None
+    problems: list[Problem]
+    hold: Hold | None = None  # why nothing is increased (no envelope, suspended, ...)
+    in_flight: int = 0  # curtailments not yet confirmed + lease pods not yet gone
+
+    @property
+    def hold_reason(self) -> str | None:
+        """The hold's message, for people."""
+        return self.hold.message if self.hold else None
+
+    @property
+    def committed_kw(self) -> float:
+        return self.committed.total_kw
+
+    @property
+    def planned_kw(self) -> float:
+        return self.planned.total_kw
+
+    @property
+    def headroom_kw(self) -> float | None:
+        return None if self.limit_kw is None else self.limit_kw - self.committed_kw
+
+    @property
+    def within_envelope(self) -> bool | None:
+        return None if self.limit_kw is None else self.committed_kw <= self.limit_kw + 1e-6
+
+    def commands_of(self, kind: Kind) -> list[Command]:
+        return [c for c in self.commands if c.kind is kind]
+
+
+@dataclass(slots=True)
+class Orders:
+    """What the steps of a plan emit as they decide: commands, and when to look again."""
+
+    decreases: list[Command] = field(default_factory=list)  # curtailments, pod deletions
+    creates: list[Command] = field(default_factory=list)  # lease pods
+    resumes: list[Command] = field(default_factory=list)
+    wakeups: list[datetime] = field(default_factory=list)
+
+    def commands(self) -> list[Command]:
+        return [*self.decreases, *self.creates, *self.resumes]

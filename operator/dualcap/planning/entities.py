@@ -1,0 +1,256 @@
+"""What the planner sees of a site: its controllers, GPU nodes, leases and their pods.
+
+Built from the objects by ``planning.snapshot``; every entity carries a reference to its
+source object (``ref``). Entities are values: a build reuses those of unchanged objects, so
+nothing changes one once built (they are not frozen only because frozen dataclasses are
+slow to build, and a cold start builds tens of thousands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dualcap.api.budget import PowerBudget
+from dualcap.api.common import parse_rfc3339
+from dualcap.api.conditions import HoldReason
+from dualcap.api.lease import ComputeLeaseSpec, LeasePhase
+from dualcap.api.site import AsicSpec, ControllerState, GpuSpec, Site
+from dualcap.planning.gpus import Placement
+
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+DISPATCHABLE = (ControllerState.MINING, ControllerState.CURTAILING, ControllerState.CURTAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something in the input dualcap cannot act on as written (reported, never fatal)."""
+
+    kind: str
+    name: str
+    reason: str
+    message: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}: {self.message}"
+
+
+@dataclass(slots=True)
+class Ref:
+    """The object an entity was built from."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(kind, namespace or "", name): how the operator's view keys objects."""
+        return (self.kind, self.namespace or "", self.name)
+
+    @property
+    def key_version(self) -> tuple[str, str] | None:
+        """(uid, resourceVersion), None when either is unknown."""
+        uid, rv = self.uid, self.resource_version
+        return (uid, rv) if uid and rv else None
+
+
+@dataclass(slots=True)
+class NodeRef(Ref):
+    """A Node, with what the curtailment patches read of it (``api.marks``)."""
+
+    unschedulable: bool = False
+    taints: Sequence[Mapping[str, Any]] = ()  # every taint, in order
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def as_object(self) -> dict[str, Any]:
+        """The Node as far as ``curtail_patch``, ``resume_patch`` and ``is_marked`` read it."""
+        meta: dict[str, Any] = {"name": self.name, "annotations": dict(self.annotations)}
+        if self.uid:
+            meta["uid"] = self.uid
+        if self.resource_version:
+            meta["resourceVersion"] = self.resource_version
+        spec: dict[str, Any] = {"taints": [dict(t) for t in self.taints]}
+        if self.unschedulable:
+            spec["unschedulable"] = True
+        return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec}
+
+
+@dataclass(slots=True)
+class Controller:
+    """An ASIC controller node: a controllable block of miners."""
+
+    name: str
+    power_kw: float  # IT kW while mining
+    hashrate_ths: float
+    state: ControllerState
+    mining_pods: int
+    marked: bool  # carries dualcap's curtailment marks (annotation or taint)
+    marks_complete: bool  # cordon, taint and annotation all present
+    curtailed_at: datetime | None = None
+    resumed_at: datetime | None = None
+    ref: NodeRef | None = None
+    # At the site's PUE and hashprice (an entity is built for one version of its Site):
+    facility_kw: float = 0.0  # facility kW while mining
+    revenue_usd_per_hour: float = 0.0  # what its mining earns
+    # Derived once (the planner reads them many times):
+    committed_it_kw: float = field(init=False)  # conservative IT draw now
+    dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
+
+    def __post_init__(self) -> None:
+        state = self.state
+        if state is ControllerState.CURTAILED:
+            committed = 0.0
+        elif state is ControllerState.HELD:
+            committed = self.power_kw if self.mining_pods else 0.0
+        else:
+            committed = self.power_kw
+        self.committed_it_kw = committed
+        self.dispatchable = state in DISPATCHABLE
+
+
+@dataclass(slots=True)
+class GpuNode:
+    """A GPU node: its GPUs, what others use of them, and what it draws."""
+
+    name: str
+    gpus: int  # allocatable
+    per_gpu_kw: float
+    idle_kw: float
+    ready: bool
+    schedulable: bool  # ready, not cordoned
+    labels: Mapping[str, str]
+    taints: tuple[Mapping[str, Any], ...]  # NoSchedule and NoExecute taints
+    foreign_gpus: int = 0  # GPUs used by pods that are not dualcap lease pods
+    ref: NodeRef | None = None
+
+
+@dataclass(slots=True)
+class LeasePod:
+    namespace: str
+    name: str
+    lease: str  # the lease's name (label dualcap.io/lease)
+    node: str | None
+    gpus: int
+    terminating: bool
+    terminal: bool  # Succeeded or Failed: holds no GPU, draws nothing
+    index: int | None
+    ref: Ref | None = None
+
+
+@dataclass(slots=True)
+class Lease:
+    namespace: str
+    name: str
+    created: datetime
+    generation: int | None
+    spec: ComputeLeaseSpec | None  # None when invalid (see error)
+    error: str | None
+    pods: tuple[LeasePod, ...] = ()  # by index, then name
+    previous_phase: LeasePhase | None = None
+    deleting: bool = False
+    # Why the operator refused to build its pods from this generation's template (the
+    # lease's Stalled condition, reason TemplateRejected): not admitted until edited.
+    rejected: str | None = None
+    ref: Ref | None = None
+    key: tuple[str, str] = field(init=False)
+    start: datetime | None = field(init=False)  # parsed spec.start
+    end: datetime | None = field(init=False)  # parsed spec.end
+    # Where its pods may go (nodeSelector, tolerations, affinity); None when invalid.
+    placement: Placement | None = field(init=False)
+    # Its pods that exist and stay (not finished, not being deleted).
+    existing: tuple[LeasePod, ...] = field(init=False)
+    finished: tuple[LeasePod, ...] = field(init=False)  # its Succeeded or Failed pods
+    order: tuple[int, datetime, str, str] = field(init=False)  # lease_order()
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.key = (self.namespace, self.name)
+        self.start = parse_rfc3339(spec.start) if spec and spec.start else None
+        self.end = parse_rfc3339(spec.end) if spec and spec.end else None
+        self.placement = Placement.of(spec) if spec else None
+        pods = self.pods
+        existing = tuple(p for p in pods if not p.terminal and not p.terminating)
+        if len(existing) == len(pods):
+            existing = pods  # the common case: share the tuple
+        self.existing = existing
+        self.finished = tuple(p for p in pods if p.terminal) if existing is not pods else ()
+        self.order = lease_order(self)
+
+    @property
+    def uid(self) -> str | None:
+        return self.ref.uid if self.ref else None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetIssue:
+    """Why the site has no usable PowerBudget."""
+
+    reason: HoldReason
+    message: str
+
+
+@dataclass(slots=True)
+class SiteSnapshot:
+    name: str
+    site: Site | None
+    site_error: str | None
+    budget: PowerBudget | None
+    budget_issue: BudgetIssue | None
+    controllers: list[Controller]
+    gpu_nodes: dict[str, GpuNode]
+    leases: list[Lease]
+    orphan_pods: list[LeasePod]  # lease pods of the site whose lease is gone or elsewhere
+    problems: list[Problem]
+    site_ref: Ref | None = None
+    budget_ref: Ref | None = None
+
+    max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
+
+    @property
+    def pue(self) -> float:
+        return self.site.spec.facility.pue if self.site else 1.0
+
+    @property
+    def fixed_kw(self) -> float:
+        return self.site.spec.facility.fixed_kw if self.site else 0.0
+
+    @property
+    def asic(self) -> AsicSpec | None:
+        return self.site.spec.asic if self.site else None
+
+    @property
+    def gpu(self) -> GpuSpec | None:
+        return self.site.spec.gpu if self.site else None
+
+    @property
+    def gpu_resource(self) -> str:
+        """The extended resource that counts GPUs (the default on a mining-only site)."""
+        gpu = self.gpu
+        return gpu.resource_name if gpu else DEFAULT_GPU_RESOURCE
+
+    @property
+    def gpu_node_labels(self) -> dict[str, str]:
+        """The labels that select the site's GPU nodes (lease pods require them)."""
+        gpu = self.gpu
+        return dict(gpu.node_selector.match_labels or {}) if gpu else {}
+
+
+@dataclass(slots=True)
+class Fleet:
+    """Every site found in a set of objects, and what could not be tied to one."""
+
+    sites: dict[str, SiteSnapshot]
+    problems: list[Problem]
+
+
+def lease_order(lease: Lease) -> tuple[int, datetime, str, str]:
+    """Admission order: priority (higher first), then age (older first), then name."""
+    priority = lease.spec.priority if lease.spec else 0
+    return (-priority, lease.created, lease.namespace, lease.name)

@@ -1,0 +1,164 @@
+"""The plan of one site: a snapshot and a time in, commands out. Pure: no I/O, no clock.
+
+The steps, in order:
+1. why the site holds, if it does (invalid Site, suspended, no usable PowerBudget);
+2. the envelope at ``now`` (lead time and margin applied);
+3. the committed draw, and what no command changes: facility overhead, the GPU nodes'
+   baseline, controllers held by a person or NotReady, pods of invalid leases;
+4. leases (``planning.leases``): life cycle, admission, preemption, backfill;
+5. mining fills the rest (``planning.mining``);
+6. the planned draw, revenue and cost (``planning.accounting``);
+7. the commands ordered by make-before-break.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from dualcap.api.conditions import HoldReason
+from dualcap.api.site import ControllerState
+from dualcap.planning import accounting, mining
+from dualcap.planning.accounting import Draw
+from dualcap.planning.commands import Schedule, make_before_break
+from dualcap.planning.decisions import Hold, Orders, Plan
+from dualcap.planning.entities import SiteSnapshot
+from dualcap.planning.envelope import Envelope, evaluate
+from dualcap.planning.leases import Leases
+from dualcap.planning.lifecycle import Context
+
+
+def plan(snap: SiteSnapshot, now: datetime) -> Plan:
+    """The plan of one site at ``now`` (an aware datetime)."""
+    orders = Orders()
+    # 1. Why the site holds.
+    hold = hold_of(snap)
+    if snap.site is None:
+        assert hold is not None
+        return _invalid(snap, now, hold)
+    # 2. The envelope.
+    envelope = _envelope(snap, now, orders)
+    price = envelope.energy_price_usd_per_mwh if envelope else 0.0
+    limit = envelope.limit_kw if envelope else None
+    # 3. What is drawn now, and what no command changes.
+    gpu_baseline = accounting.gpu_baseline_it_kw(snap.gpu_nodes.values())
+    committed = accounting.committed(snap, gpu_baseline)
+    held_mining = accounting.held_mining_it_kw(snap)
+    invalid = accounting.invalid_leases_it_kw(snap)
+    if limit is not None and hold is None:
+        fixed_it = gpu_baseline + held_mining + invalid
+        budget = limit - snap.fixed_kw - snap.pue * fixed_it
+    else:
+        budget = float("inf")  # hold: nothing is admitted or resumed below
+    # 4. Leases.
+    leases = Leases(snap, Context(now), hold, orders)
+    lease_kw = leases.decide(budget)
+    decisions = leases.decisions
+    # 5. Mining.
+    miners = mining.choose(snap, now, budget - lease_kw, price, hold, orders)
+    # 6. Totals.
+    running = [d for d in decisions if d.runs]
+    planned = accounting.planned(
+        snap, miners, held_mining, gpu_baseline, invalid, sum(d.kw for d in running)
+    )
+    asic = snap.asic
+    hashrate = sum(c.hashrate_ths for c in miners) + sum(
+        c.hashrate_ths for c in snap.controllers if not c.dispatchable and c.committed_it_kw > 0
+    )
+    mining_revenue = (
+        accounting.mining_revenue_usd_per_hour(hashrate, asic.hashprice_usd_per_ph_day)
+        if asic
+        else 0.0
+    )
+    lease_revenue = sum(
+        d.gpus * d.lease.spec.price_per_gpu_hour_usd for d in running if d.lease.spec
+    )
+    # 7. Commands, make-before-break.
+    commands = [] if snap.site.spec.suspend else orders.commands()
+    schedule = make_before_break(
+        commands, committed.total_kw, limit if limit is not None else committed.total_kw
+    )
+    if limit is None:
+        # No envelope: decreases only (the pods of ended or deleted leases).
+        schedule = Schedule(tuple(c for c in schedule.now if c.is_decrease), (), 0.0)
+
+    by_state = Counter(c.state for c in snap.controllers)
+    states = {s.value.lower(): by_state[s] for s in ControllerState}
+    future = [w for w in orders.wakeups if w > now]
+    going = [p for lease in snap.leases for p in lease.pods] + snap.orphan_pods
+    return Plan(
+        site=snap.name,
+        at=now,
+        envelope=envelope,
+        limit_kw=limit,
+        committed=committed,
+        planned=planned,
+        commands=commands,
+        schedule=schedule,
+        mining=[c.name for c in miners],
+        leases=decisions,
+        controllers=states,
+        held_nodes=[c.name for c in snap.controllers if c.state is ControllerState.HELD],
+        gpus_total=sum(n.gpus for n in snap.gpu_nodes.values() if n.schedulable),
+        gpus_leased=sum(d.gpus for d in running),
+        mining_revenue_usd_per_hour=mining_revenue,
+        lease_revenue_usd_per_hour=lease_revenue,
+        energy_cost_usd_per_hour=accounting.energy_cost_usd_per_hour(planned.total_kw, price),
+        energy_price_usd_per_mwh=price,
+        next_wakeup=min(future) if future else None,
+        problems=list(snap.problems),
+        hold=hold,
+        in_flight=states["curtailing"] + sum(1 for p in going if p.terminating and not p.terminal),
+    )
+
+
+def hold_of(snap: SiteSnapshot) -> Hold | None:
+    """Why the site holds: its Site invalid, suspended, or no usable PowerBudget."""
+    if snap.site is None:
+        return Hold(HoldReason.SITE_INVALID, f"the Site is invalid: {snap.site_error}")
+    if snap.site.spec.suspend:
+        return Hold(HoldReason.SUSPENDED, "the Site is suspended (spec.suspend)")
+    if snap.budget is None:
+        issue = snap.budget_issue
+        if issue is None:
+            return Hold(HoldReason.NO_POWER_BUDGET, "no PowerBudget")
+        return Hold(issue.reason, issue.message)
+    return None
+
+
+def _envelope(snap: SiteSnapshot, now: datetime, orders: Orders) -> Envelope | None:
+    if snap.budget is None:
+        return None
+    env = evaluate(snap.budget.spec, now)
+    if env.next_change:
+        orders.wakeups.append(env.next_change.at)
+    if env.next_price_change:
+        orders.wakeups.append(env.next_price_change)
+    return env
+
+
+def _invalid(snap: SiteSnapshot, now: datetime, hold: Hold) -> Plan:
+    empty = Draw()
+    return Plan(
+        site=snap.name,
+        at=now,
+        envelope=None,
+        limit_kw=None,
+        committed=empty,
+        planned=empty,
+        commands=[],
+        schedule=Schedule((), (), 0.0),
+        mining=[],
+        leases=[],
+        controllers={},
+        held_nodes=[],
+        gpus_total=0,
+        gpus_leased=0,
+        mining_revenue_usd_per_hour=0.0,
+        lease_revenue_usd_per_hour=0.0,
+        energy_cost_usd_per_hour=0.0,
+        energy_price_usd_per_mwh=0.0,
+        next_wakeup=None,
+        problems=list(snap.problems),
+        hold=hold,
+    )

@@ -18,7 +18,12 @@ from tests.operator.test_operator import http
 from tests.sandbox.conftest import wait_for
 
 API = "/apis/dualcap.io/v1alpha1"
-PLURAL = {"Site": "sites", "PowerBudget": "powerbudgets", "ComputeLease": "computeleases"}
+PLURAL = {
+    "Site": "sites",
+    "PowerBudget": "powerbudgets",
+    "ComputeLease": "computeleases",
+    "MinerBlock": "minerblocks",
+}
 
 
 def lease(name: str, changes: dict[str, Any], site: str = SITE) -> dict[str, Any]:

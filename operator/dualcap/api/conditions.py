@@ -16,6 +16,7 @@ class ConditionType(StrEnum):
     STALLED = "Stalled"
     WITHIN_ENVELOPE = "WithinEnvelope"
     ADMITTED = "Admitted"
+    MEASURED = "Measured"  # every block's draw measured by a fresh report (MinerAgent)
 
 
 class Reason(StrEnum):
@@ -34,6 +35,8 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     APPLY_FAILED = "ApplyFailed"
     ACTIVE = "Active"
+    MEASUREMENTS_FRESH = "MeasurementsFresh"
+    STALE_MEASUREMENTS = "StaleMeasurements"
     # ComputeLeases: why a lease is in its phase
     TEMPLATE_REJECTED = "TemplateRejected"
     DELETED = "Deleted"

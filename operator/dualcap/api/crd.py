@@ -71,6 +71,20 @@ RESOURCES: list[CrdInfo] = [
             _column("Planned", "number", ".status.plannedKW", "Planned draw, kW.", priority=1),
             _column("Held", "integer", ".status.controllers.held", "Held by a person.", priority=1),
             _column("Free GPUs", "integer", ".status.gpus.free", "GPUs free.", priority=1),
+            _column(
+                "Measured",
+                "number",
+                ".status.miners.measuredKW",
+                "Mining kW as the MinerBlocks measure it (MinerAgent).",
+                priority=1,
+            ),
+            _column(
+                "Modelled",
+                "number",
+                ".status.miners.modelledKW",
+                "The same blocks' mining kW by nameplate.",
+                priority=1,
+            ),
         ],
     ),
     CrdInfo(

@@ -45,6 +45,23 @@ class Facility(Model):
 class AsicSpec(Model):
     """The site's ASIC controllers: Nodes that each stand for a controllable block of miners."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.curtailment == 'MinerAgent' || has(self.miningPodSelector)",
+                    "miningPodSelector is required with curtailment Eviction",
+                )
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _pods_to_evict(self) -> AsicSpec:
+        if self.curtailment == "Eviction" and self.mining_pod_selector is None:
+            raise ValueError("miningPodSelector is required with curtailment Eviction")
+        return self
+
     node_selector: LabelSelector = Field(
         default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "asic"}),
         alias="nodeSelector",
@@ -54,11 +71,36 @@ class AsicSpec(Model):
             f" Default: matchLabels {{{ROLE_LABEL}: asic}}."
         ),
     )
-    mining_pod_selector: LabelSelector = Field(
+    curtailment: Literal["Eviction", "MinerAgent"] = Field(
+        default="Eviction",
+        description=(
+            "What turns a curtailment into watts. Eviction: the curtailment taint evicts the"
+            " mining pods (miningPodSelector), whose own shutdown sleeps the miners; confirmed"
+            " when none remains on the node. MinerAgent: dualcap's agent on the node sleeps"
+            " and wakes the block's miners through their firmware and reports them in the"
+            " node's MinerBlock; confirmed by a fresh report, newer than the curtailment,"
+            " with no miner mining and none unreachable. With MinerAgent a fresh report's"
+            " measured draw and hashrate replace the nameplate numbers."
+        ),
+    )
+    mining_pod_selector: LabelSelector | None = Field(
+        default=None,
         alias="miningPodSelector",
         description=(
-            "The pods that do the mining on a controller node (typically a miner-agent"
-            " DaemonSet). A curtailment is confirmed when none of them remains on the node."
+            "The pods that do the mining on a controller node (typically a miner DaemonSet)."
+            " With curtailment Eviction (required there), a curtailment is confirmed when none"
+            " of them remains on the node."
+        ),
+    )
+    stale_after_seconds: int = Field(
+        default=60,
+        alias="staleAfterSeconds",
+        ge=5,
+        le=3600,
+        description=(
+            "With curtailment MinerAgent: a MinerBlock report older than this counts as none"
+            " (the block at its nameplate power, no curtailment confirmed, nothing resumed or"
+            " admitted on its strength)."
         ),
     )
     power_kw: float = Field(
@@ -218,7 +260,7 @@ class ControllerState(StrEnum):
 
     MINING = "Mining"  # not curtailed by dualcap: counts at full power
     CURTAILING = "Curtailing"  # curtailed by dualcap, not confirmed yet: full power
-    CURTAILED = "Curtailed"  # curtailed by dualcap, no mining pod left: no power
+    CURTAILED = "Curtailed"  # curtailed by dualcap and confirmed: what it draws asleep
     HELD = "Held"  # cordoned by a person: left alone; full power while miners run
     UNREADY = "Unready"  # NotReady or unknown: full power, no commands
 
@@ -254,6 +296,29 @@ class DrawByKind(StatusModel):
     gpu_kw: float = Field(default=0.0, alias="gpuKW", description="GPU nodes and lease pods.")
     overhead_kw: float = Field(
         default=0.0, alias="overheadKW", description="Fixed facility overhead."
+    )
+
+
+class MeasuredMining(StatusModel):
+    """With curtailment MinerAgent: the ASIC controllers as their MinerBlocks measure them."""
+
+    blocks: int = Field(default=0, description="ASIC controllers dualcap may dispatch.")
+    reporting: int = Field(
+        default=0, description="Of them, with a fresh MinerBlock report (measured)."
+    )
+    measured_kw: float = Field(
+        default=0.0,
+        alias="measuredKW",
+        description="Facility kW the reporting blocks are counted at, from their reports.",
+    )
+    modelled_kw: float = Field(
+        default=0.0,
+        alias="modelledKW",
+        description="Facility kW the same blocks would be counted at by their nameplate.",
+    )
+    unreported: list[str] | None = Field(
+        default=None,
+        description=("Blocks with no fresh report, counted at nameplate (the first 20 by name)."),
     )
 
 
@@ -306,6 +371,10 @@ class SiteStatus(StatusModel):
         default=None,
         alias="heldNodes",
         description="Controllers cordoned by a person (not by dualcap), left alone.",
+    )
+    miners: MeasuredMining | None = Field(
+        default=None,
+        description="With curtailment MinerAgent: measured against modelled mining draw.",
     )
     gpus: GpuCounts | None = Field(default=None, description="GPUs by state.")
     leases: LeaseCounts | None = Field(default=None, description="ComputeLeases by phase.")

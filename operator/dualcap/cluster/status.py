@@ -100,6 +100,27 @@ def site_status(
     )
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
+    wanted_extra: list[Wanted] = []
+    if p.miners is not None:
+        m = p.miners
+        status["miners"] = {
+            "blocks": m.blocks,
+            "reporting": m.reporting,
+            "measuredKW": _r(m.measured_kw),
+            "modelledKW": _r(m.modelled_kw),
+        }
+        if m.unreported:
+            status["miners"]["unreported"] = m.unreported[:20]
+            shown = ", ".join(m.unreported[:8]) + (" and more" if len(m.unreported) > 8 else "")
+            wanted_extra.append((
+                T.MEASURED, False, R.STALE_MEASUREMENTS,
+                f"{len(m.unreported)} blocks have no fresh MinerBlock report and count at"
+                f" nameplate: {shown}",
+            ))  # fmt: skip
+        else:
+            wanted_extra.append(
+                (T.MEASURED, True, R.MEASUREMENTS_FRESH, f"{m.reporting} blocks measured")
+            )
     ready, reconciling, stalled = _progress(p, failures)
     within = p.within_envelope
     envelope: Wanted = (
@@ -115,7 +136,7 @@ def site_status(
         else "no envelope",
     )
     status["conditions"] = set_conditions(
-        prev_conditions, [ready, envelope, reconciling, stalled], generation, now
+        prev_conditions, [ready, envelope, reconciling, stalled, *wanted_extra], generation, now
     )
     return status
 

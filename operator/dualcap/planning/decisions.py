@@ -23,6 +23,17 @@ class Hold:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class MinerSummary:
+    """With curtailment MinerAgent: what the reports say against the nameplate model."""
+
+    blocks: int
+    reporting: int
+    measured_kw: float  # facility kW of the reporting blocks, as counted (measured)
+    modelled_kw: float  # facility kW of the same blocks by nameplate
+    unreported: list[str]
+
+
 @dataclass(slots=True)
 class LeaseDecision:
     """What the plan does with one lease, and why."""
@@ -63,6 +74,7 @@ class Plan:
     problems: list[Problem]
     hold: Hold | None = None  # why nothing is increased (no envelope, suspended, ...)
     in_flight: int = 0  # curtailments not yet confirmed + lease pods not yet gone
+    miners: MinerSummary | None = None  # curtailment MinerAgent only
 
     @property
     def hold_reason(self) -> str | None:

@@ -19,6 +19,7 @@ from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLeaseSpec, LeasePhase
 from dualcap.api.site import AsicSpec, ControllerState, GpuSpec, Site
 from dualcap.planning.gpus import Placement
+from dualcap.planning.measured import BlockReport
 
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DISPATCHABLE = (ControllerState.MINING, ControllerState.CURTAILING, ControllerState.CURTAILED)
@@ -99,6 +100,11 @@ class Controller:
     # At the site's PUE and hashprice (an entity is built for one version of its Site):
     facility_kw: float = 0.0  # facility kW while mining
     revenue_usd_per_hour: float = 0.0  # what its mining earns
+    asleep_kw: float = 0.0  # IT kW once confirmed curtailed (measured asleep; 0 by eviction)
+    # With curtailment MinerAgent: the block's MinerBlock report, when one is fresh (its
+    # power_kw, hashrate_ths and asleep_kw above are then the measured ones).
+    report: BlockReport | None = None
+    nameplate_it_kw: float | None = None  # what the model says it draws mining (if measured)
     # Derived once (the planner reads them many times):
     committed_it_kw: float = field(init=False)  # conservative IT draw now
     dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
@@ -106,7 +112,7 @@ class Controller:
     def __post_init__(self) -> None:
         state = self.state
         if state is ControllerState.CURTAILED:
-            committed = 0.0
+            committed = self.asleep_kw
         elif state is ControllerState.HELD:
             committed = self.power_kw if self.mining_pods else 0.0
         else:
@@ -210,6 +216,9 @@ class SiteSnapshot:
     problems: list[Problem]
     site_ref: Ref | None = None
     budget_ref: Ref | None = None
+    # With curtailment MinerAgent: the controllers whose report is missing or stale.
+    unreported: list[str] = field(default_factory=list)
+    next_stale_at: datetime | None = None  # when the next fresh report goes stale
 
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dualcap.api.common import parse_rfc3339
+from dualcap.api.site import ControllerState
 
 PEAK_WINDOW = timedelta(minutes=5)
 
@@ -127,3 +128,42 @@ class History:
             power_kw=power,
             mining_hashrate_ths=self._mining_hashrate.get(node, latest.mining_hashrate_ths),
         )
+
+
+def measured_state(
+    state: ControllerState,
+    marks_complete: bool,
+    curtailed_at: datetime | None,
+    report: BlockReport | None,
+) -> ControllerState:
+    """A controller's state under curtailment MinerAgent: a curtailment is confirmed only by
+    a fresh report newer than the curtailment in which every miner is measured asleep."""
+    if state not in (ControllerState.CURTAILING, ControllerState.CURTAILED):
+        return state
+    confirmed = (
+        marks_complete
+        and report is not None
+        and report.asleep
+        and (curtailed_at is None or report.observed_at > curtailed_at)
+    )
+    return ControllerState.CURTAILED if confirmed else ControllerState.CURTAILING
+
+
+def measured_draw(
+    nameplate_it_kw: float, nameplate_ths: float, report: BlockReport
+) -> tuple[float, float, float]:
+    """(IT kW while mining, TH/s, IT kW asleep) of a block with a fresh ``report``.
+
+    Mining: the recent peak of what the reachable miners draw, with every miner that does
+    not answer, or sleeps in a block that should mine, at its full share of the nameplate
+    (it may start drawing it any moment). Hashrate: what the block mines at, measured
+    (failing hashboards earn less per kW). Asleep: what it measures asleep."""
+    share_kw = nameplate_it_kw / report.miners if report.miners else nameplate_it_kw
+    not_measured_mining = report.unreachable + report.sleeping
+    if report.mining:
+        mining_kw = report.power_kw + not_measured_mining * share_kw
+    else:
+        mining_kw = nameplate_it_kw  # nothing mines now: what it draws mining is not known
+    ths = report.mining_hashrate_ths if report.mining_hashrate_ths is not None else nameplate_ths
+    asleep_kw = report.power_kw + report.unreachable * share_kw
+    return mining_kw, ths, asleep_kw

@@ -21,7 +21,7 @@ from dualcap.api.site import ControllerState
 from dualcap.planning import accounting, mining
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
-from dualcap.planning.decisions import Hold, Orders, Plan
+from dualcap.planning.decisions import Hold, MinerSummary, Orders, Plan
 from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import Envelope, evaluate
 from dualcap.planning.leases import Leases
@@ -84,6 +84,8 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
 
     by_state = Counter(c.state for c in snap.controllers)
     states = {s.value.lower(): by_state[s] for s in ControllerState}
+    if snap.next_stale_at is not None:
+        orders.wakeups.append(snap.next_stale_at)  # a report goes stale: count it again
     future = [w for w in orders.wakeups if w > now]
     going = [p for lease in snap.leases for p in lease.pods] + snap.orphan_pods
     return Plan(
@@ -109,6 +111,26 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         problems=list(snap.problems),
         hold=hold,
         in_flight=states["curtailing"] + sum(1 for p in going if p.terminating and not p.terminal),
+        miners=_miner_summary(snap),
+    )
+
+
+def _miner_summary(snap: SiteSnapshot) -> MinerSummary | None:
+    asic = snap.asic
+    if asic is None or asic.curtailment != "MinerAgent":
+        return None
+    blocks = [c for c in snap.controllers if c.dispatchable]
+    measured = [c for c in blocks if c.report is not None]
+    modelled_it = sum(
+        0.0 if c.state is ControllerState.CURTAILED else (c.nameplate_it_kw or c.power_kw)
+        for c in measured
+    )
+    return MinerSummary(
+        blocks=len(blocks),
+        reporting=len(measured),
+        measured_kw=snap.pue * sum(c.committed_it_kw for c in measured),
+        modelled_kw=snap.pue * modelled_it,
+        unreported=sorted(snap.unreported),
     )
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
 
@@ -45,6 +46,7 @@ from dualcap.api.site import ControllerState, Site
 from dualcap.planning.accounting import mining_revenue_usd_per_hour
 from dualcap.planning.entities import (
     DEFAULT_GPU_RESOURCE,
+    DISPATCHABLE,
     BudgetIssue,
     Controller,
     Fleet,
@@ -56,6 +58,7 @@ from dualcap.planning.entities import (
     Ref,
     SiteSnapshot,
 )
+from dualcap.planning.measured import BlockReport, measured_draw, measured_state, report_from
 from dualcap.planning.quantity import parse_count
 
 PLANNED_NODE_ANNOTATION = "dualcap.io/node"
@@ -251,6 +254,7 @@ class _Index:
         self.lease_pods_by_site: dict[str, list[Obj]] = defaultdict(list)
         # (uid, resourceVersion) of the pods on each node, None for one lacking either.
         self.pod_versions: dict[str, list[tuple[str, str] | None]] = defaultdict(list)
+        self.reports: dict[str, BlockReport] = {}  # by node: the MinerBlocks among objects
         pods_by_node, lease_pods = self.pods_by_node, self.lease_pods_by_site
         pod_versions = self.pod_versions
         for obj in objects:
@@ -276,6 +280,10 @@ class _Index:
                 self.sites.append(obj)
             elif kind == "PowerBudget":
                 self.budgets[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
+            elif kind == "MinerBlock":
+                report = report_from(obj)
+                if report is not None:
+                    self.reports[report.node] = report
 
     def candidates(self, selector: LabelSelector) -> list[Obj]:
         """The nodes that may match ``selector``: those with its site label, when it asks
@@ -284,15 +292,27 @@ class _Index:
         return self.nodes_by_site_label.get(site, []) if site is not None else self.nodes
 
 
-def build_fleet(objects: Iterable[Obj], cache: ParseCache | None = None) -> Fleet:
+def build_fleet(
+    objects: Iterable[Obj],
+    cache: ParseCache | None = None,
+    now: datetime | None = None,
+    reports: Mapping[str, BlockReport] | None = None,
+) -> Fleet:
     """Snapshots of every Site among ``objects``; budgets and leases for unknown sites are
-    reported as problems."""
+    reported as problems.
+
+    ``reports``: the MinerBlock reports by node (the operator keeps their recent history);
+    by default those of the MinerBlocks among ``objects``. A report counts while it is
+    fresh at ``now`` (default: the wall clock)."""
     index = _Index(objects)
     cache = cache or ParseCache()
+    now = now or datetime.now(UTC)
+    measured = index.reports if reports is None else reports
     sites: dict[str, SiteSnapshot] = {}
     for site_obj in index.sites:
         name = str(_meta(site_obj).get("name"))
         sites[name] = build_site(site_obj, index, cache)
+        _measure(sites[name], measured, now)
     problems = []
     for site_ref, budgets in index.budgets.items():
         if site_ref not in sites:
@@ -417,6 +437,48 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
     return snapshot
 
 
+def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: datetime) -> None:
+    """With curtailment MinerAgent: each controller as its fresh MinerBlock report says
+    (the cached entities stay the modelled ones; this is cheap and depends on ``now``)."""
+    asic = snap.asic
+    if asic is None or asic.curtailment != "MinerAgent" or snap.site is None:
+        return
+    stale_after = timedelta(seconds=asic.stale_after_seconds)
+    pue = snap.site.spec.facility.pue
+    rate = mining_revenue_usd_per_hour(1.0, asic.hashprice_usd_per_ph_day)
+    out: list[Controller] = []
+    for c in snap.controllers:
+        report = reports.get(c.name)
+        fresh = report is not None and report.fresh(now, stale_after)
+        if report is None or not fresh:
+            snap.unreported.append(c.name)
+        if c.state not in DISPATCHABLE:
+            out.append(c)  # held or NotReady: counted as the model says
+            continue
+        state = measured_state(c.state, c.marks_complete, c.curtailed_at, report if fresh else None)
+        if report is None or not fresh:
+            out.append(c if state is c.state else replace(c, state=state))
+            continue
+        stale_at = report.observed_at + stale_after
+        if snap.next_stale_at is None or stale_at < snap.next_stale_at:
+            snap.next_stale_at = stale_at
+        mining_kw, ths, asleep_kw = measured_draw(c.power_kw, c.hashrate_ths, report)
+        out.append(
+            replace(
+                c,
+                state=state,
+                power_kw=mining_kw,
+                hashrate_ths=ths,
+                asleep_kw=asleep_kw,
+                facility_kw=pue * mining_kw,
+                revenue_usd_per_hour=ths * rate,
+                report=report,
+                nameplate_it_kw=c.power_kw,
+            )
+        )
+    snap.controllers = out
+
+
 _ASIC, _GPU = "asic", "gpu"
 _by_name = attrgetter("name")
 _by_order = attrgetter("order")
@@ -500,9 +562,15 @@ def _controller(node: Obj, site: Site, pods: list[Obj], problems: list[Problem])
     spec = node.get("spec") or {}
     power = _float_annotation(node, POWER_KW_ANNOTATION, asic.power_kw, problems)
     hashrate = _float_annotation(node, HASHRATE_THS_ANNOTATION, asic.hashrate_ths, problems)
-    selector = asic.mining_pod_selector
-    mining_pods = sum(
-        1 for pod in pods if not pod_terminal(pod) and selector.matches(_meta(pod).get("labels"))
+    selector = asic.mining_pod_selector  # None with MinerAgent: its reports confirm instead
+    mining_pods = (
+        sum(
+            1
+            for pod in pods
+            if not pod_terminal(pod) and selector.matches(_meta(pod).get("labels"))
+        )
+        if selector is not None
+        else 0
     )
     cordoned = bool(spec.get("unschedulable"))
     marked = is_marked(node)

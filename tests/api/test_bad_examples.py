@@ -80,7 +80,12 @@ CASES = [
     Bad(
         "site-asic-power-string", "Site", {"spec.asic.powerKW": "1900kW"}, "must be of type number"
     ),
-    Bad("site-no-mining-pods", "Site", {"spec.asic.miningPodSelector": DELETE}, "Required value"),
+    Bad(
+        "site-no-mining-pods",
+        "Site",
+        {"spec.asic.miningPodSelector": DELETE},
+        "miningPodSelector is required with curtailment Eviction",
+    ),
     Bad(
         "site-negative-hashprice",
         "Site",

@@ -35,6 +35,7 @@ from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
+from dualcap.planning.measured import History, report_from
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -151,6 +152,7 @@ class Operator:
     # must first see each other, or both would act until kopf pauses the lower priority.
     act_after: float = 0.0
     resources: Resources = field(default_factory=Resources)
+    history: History = field(default_factory=History)  # MinerBlock reports, by node
     reconciles: int = 0
     client: Client | None = None
     reconciler: Reconciler | None = None
@@ -221,6 +223,19 @@ class Operator:
         if body is None:
             self.forget(name)
 
+    def on_block(self, name: str, body: Mapping[str, Any] | None) -> None:
+        """A MinerBlock report: kept in its block's recent history; the site of its node
+        is woken (a confirmation or a measured draw may have changed)."""
+        if body is None:
+            self.history.forget(name)
+        else:
+            report = report_from(body)
+            if report is not None:
+                self.history.observe(report)
+        node = self.view.nodes.get(name) if self.view is not None else None
+        if node is not None:
+            self.wake_labels(node["metadata"].get("labels") or {})
+
     def on_budget(self, name: str, body: Mapping[str, Any] | None) -> None:
         for site in self.resources.budget_event(name, body):
             self.wake(site)
@@ -276,7 +291,8 @@ class Operator:
         try:
             reconciler = self.ensure_client()
             view = await self.ensure_view()
-            result = await reconciler.reconcile(site, self.gather(name, site, view))
+            reports = {n: r for n in self.history.nodes() if (r := self.history.report(n))}
+            result = await reconciler.reconcile(site, self.gather(name, site, view), reports)
         except TryAgain as err:
             return err.delay
         except Exception:  # one bad reconcile must not stop the site's loop
@@ -292,7 +308,8 @@ class Operator:
     def forget(self, name: str) -> None:
         """Drops every piece of state kept for site ``name``."""
         if self.reconciler is not None:
-            self.reconciler.forget(name)
+            uid = ((self.resources.sites.get(name) or {}).get("metadata") or {}).get("uid")
+            self.reconciler.forget(name, uid)
         if self.metrics is not None:
             self.metrics.forget(name)
 

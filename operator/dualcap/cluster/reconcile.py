@@ -25,6 +25,7 @@ from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.decisions import Plan
+from dualcap.planning.measured import BlockReport
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -161,22 +162,25 @@ class Reconciler:
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
         self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
 
-    async def reconcile(self, site: Obj, objects: list[Obj]) -> Result:
+    async def reconcile(
+        self, site: Obj, objects: list[Obj], reports: Mapping[str, BlockReport] | None = None
+    ) -> Result:
+        """``reports``: the MinerBlock reports by node (their recent peaks)."""
         name = site["metadata"]["name"]
+        now = self.clock()
         memory = self.memory.get(name)
         if memory is None:
             memory = self.memory[name] = SiteMemory(resynced_at=time.monotonic())
         overlay = memory.overlay
         objects = overlay.merge([site, *objects])
-        fleet = build_fleet(objects, self.cache)
+        fleet = build_fleet(objects, self.cache, now, reports or {})
         snap = fleet.sites[name]
         if memory.resync_due(self.resync_seconds) and await self._resync(
             name, site, snap, objects, memory
         ):
             objects = overlay.merge(objects)
-            fleet = build_fleet(objects, self.cache)
+            fleet = build_fleet(objects, self.cache, now, reports or {})
             snap = fleet.sites[name]
-        now = self.clock()
         p = plan(snap, now)
         if p.in_flight and not p.schedule.now:
             memory.stuck_since = memory.stuck_since or time.monotonic()
@@ -185,7 +189,7 @@ class Reconciler:
         writes = 0
         outcome = None
         if p.schedule.now and snap.site is not None:
-            nodes = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Node"}
+            nodes = {c.name: c.ref.as_object() for c in snap.controllers if c.ref is not None}
             leases = {}
             for obj in objects:
                 if obj.get("kind") == "ComputeLease":
@@ -224,9 +228,11 @@ class Reconciler:
 
     # --- resync: the view checked against the API -------------------------------------------
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, uid: str | None = None) -> None:
         """Drops what was kept for site ``name`` (its Site is gone)."""
         self.memory.pop(name, None)
+        if uid:
+            self.cache.forget(uid)
 
     async def _resync(
         self, name: str, site: Obj, snap: Any, objects: list[Obj], memory: SiteMemory

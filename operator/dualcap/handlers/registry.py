@@ -23,6 +23,7 @@ from dualcap.cluster.operator import Operator, TryAgain
 SITES = (GROUP, VERSION, "sites")
 LEASES = (GROUP, VERSION, "computeleases")
 BUDGETS = (GROUP, VERSION, "powerbudgets")
+BLOCKS = (GROUP, VERSION, "minerblocks")
 
 
 def operator_of(memo: Any) -> Operator:
@@ -91,6 +92,12 @@ def build_registry() -> kopf.OperatorRegistry:
         name: str, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
     ) -> None:
         operator_of(memo).on_budget(name, _body(type, body))
+
+    @kopf.on.event(*BLOCKS, id="block_changed", registry=registry)
+    async def block_changed(
+        name: str, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
+    ) -> None:
+        operator_of(memo).on_block(name, _body(type, body))
 
     @kopf.on.event(*LEASES, id="lease_changed", registry=registry)
     async def lease_changed(

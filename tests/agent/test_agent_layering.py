@@ -15,3 +15,16 @@ def test_the_agent_imports_only_api_and_itself() -> None:
             assert top != "kopf", f"{path.name} imports kopf"
             if top == "dualcap" and rest:
                 assert rest.split(".")[0] in ("api", "agent"), f"{path.name} imports {name}"
+
+
+def test_the_agent_loads_no_pydantic() -> None:
+    """The agent runs on every ASIC controller: the models (pydantic) are not its to load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dualcap.cli, dualcap.agent.agent, dualcap.agent.kube, dualcap.agent.miners;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'yaml')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from dualcap.api.minerblock import MAX_BLOCK_MINERS
+from dualcap.api.names import MAX_BLOCK_MINERS
 
 
 @dataclass

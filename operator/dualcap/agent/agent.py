@@ -26,9 +26,9 @@ from typing import Any
 from dualcap.agent.addresses import Parsed, parse_miners
 from dualcap.agent.kube import Kube, WatchGone
 from dualcap.agent.miners import CONTESTED, Desired, Driver, Reading
-from dualcap.api.common import API_VERSION
 from dualcap.api.marks import is_marked
-from dualcap.api.minerblock import (
+from dualcap.api.names import (
+    API_VERSION,
     COMMAND_FAILED,
     CONTESTED_MINERS,
     CONVERGED,

@@ -21,20 +21,19 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-GROUP = "dualcap.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-# Labels and annotations dualcap reads or writes.
-SITE_LABEL = f"{GROUP}/site"
-ROLE_LABEL = f"{GROUP}/role"
-LEASE_LABEL = f"{GROUP}/lease"
-CURTAILED_TAINT_KEY = f"{GROUP}/curtailed"
-CURTAILED_AT_ANNOTATION = f"{GROUP}/curtailed-at"
-POWER_KW_ANNOTATION = f"{GROUP}/power-kw"
-HASHRATE_THS_ANNOTATION = f"{GROUP}/hashrate-ths"
-POWER_PER_GPU_KW_ANNOTATION = f"{GROUP}/power-per-gpu-kw"
-IDLE_POWER_KW_ANNOTATION = f"{GROUP}/idle-power-kw"
+# The group, version and keys live in names.py (no pydantic there, for the agent).
+from dualcap.api.names import API_VERSION as API_VERSION
+from dualcap.api.names import CURTAILED_AT_ANNOTATION as CURTAILED_AT_ANNOTATION
+from dualcap.api.names import CURTAILED_TAINT_KEY as CURTAILED_TAINT_KEY
+from dualcap.api.names import GROUP as GROUP
+from dualcap.api.names import HASHRATE_THS_ANNOTATION as HASHRATE_THS_ANNOTATION
+from dualcap.api.names import IDLE_POWER_KW_ANNOTATION as IDLE_POWER_KW_ANNOTATION
+from dualcap.api.names import LEASE_LABEL as LEASE_LABEL
+from dualcap.api.names import POWER_KW_ANNOTATION as POWER_KW_ANNOTATION
+from dualcap.api.names import POWER_PER_GPU_KW_ANNOTATION as POWER_PER_GPU_KW_ANNOTATION
+from dualcap.api.names import ROLE_LABEL as ROLE_LABEL
+from dualcap.api.names import SITE_LABEL as SITE_LABEL
+from dualcap.api.names import VERSION as VERSION
 
 # RFC 3339 date-time with an explicit offset (what `kubectl` and GitOps tools write).
 RFC3339_PATTERN = (

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, GROUP
+from dualcap.api.names import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY, GROUP
 
 RESUMED_AT_ANNOTATION = f"{GROUP}/resumed-at"
 CURTAIL_TAINT: Mapping[str, str] = {

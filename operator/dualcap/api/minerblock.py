@@ -13,21 +13,20 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from dualcap.api.common import GROUP, Condition, Model, ObjectName, Rfc3339, StatusModel, cel
+from dualcap.api.common import Condition, Model, ObjectName, Rfc3339, StatusModel, cel
 from dualcap.api.meta import ObjectMeta
 
-MINERS_ANNOTATION = f"{GROUP}/miners"
-MAX_BLOCK_MINERS = 4096  # a container holds a few hundred; refuse what cannot be one block
-
-# Condition reasons the agent writes (types: Ready, Reconciling, Stalled).
-CONVERGED = "Converged"
-CONVERGING = "Converging"
-INVALID_MINERS = "InvalidMiners"
-NO_MINERS = "NoMiners"
-MINERS_UNREACHABLE = "MinersUnreachable"
-CONTESTED_MINERS = "ContestedMiners"
-COMMAND_FAILED = "CommandFailed"
-NODE_UNAVAILABLE = "NodeUnavailable"
+# The agent's annotation, limit and reasons live in names.py (no pydantic, for the agent).
+from dualcap.api.names import COMMAND_FAILED as COMMAND_FAILED
+from dualcap.api.names import CONTESTED_MINERS as CONTESTED_MINERS
+from dualcap.api.names import CONVERGED as CONVERGED
+from dualcap.api.names import CONVERGING as CONVERGING
+from dualcap.api.names import INVALID_MINERS as INVALID_MINERS
+from dualcap.api.names import MAX_BLOCK_MINERS as MAX_BLOCK_MINERS
+from dualcap.api.names import MINERS_ANNOTATION as MINERS_ANNOTATION
+from dualcap.api.names import MINERS_UNREACHABLE as MINERS_UNREACHABLE
+from dualcap.api.names import NO_MINERS as NO_MINERS
+from dualcap.api.names import NODE_UNAVAILABLE as NODE_UNAVAILABLE
 
 
 class MinerBlockSpec(Model):

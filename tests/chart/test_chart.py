@@ -176,6 +176,7 @@ USED = {
     ("dualcap.io", "sites", "patch"),
     ("dualcap.io", "powerbudgets", "list"), ("dualcap.io", "powerbudgets", "watch"),
     ("dualcap.io", "computeleases", "list"), ("dualcap.io", "computeleases", "watch"),
+    ("dualcap.io", "minerblocks", "list"), ("dualcap.io", "minerblocks", "watch"),
     ("dualcap.io", "sites/status", "patch"), ("dualcap.io", "powerbudgets/status", "patch"),
     ("dualcap.io", "computeleases/status", "patch"),
 }  # fmt: skip

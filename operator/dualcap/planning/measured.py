@@ -82,7 +82,8 @@ def report_from(block: Mapping[str, Any]) -> BlockReport | None:
     except ValueError:
         return None
     node = str((block.get("spec") or {}).get("nodeName") or meta.get("name") or "")
-    scaled = hashrate * miners / mining if mining else None
+    # Miners that draw but do not hash yet (waking) say nothing of what the block earns.
+    scaled = hashrate * miners / mining if mining and hashrate > 0 else None
     return BlockReport(
         node, observed_at, miners, mining, sleeping, unreachable, power, hashrate, scaled
     )
@@ -150,20 +151,21 @@ def measured_state(
 
 
 def measured_draw(
-    nameplate_it_kw: float, nameplate_ths: float, report: BlockReport
+    nameplate_it_kw: float, nameplate_ths: float, report: BlockReport, marked: bool
 ) -> tuple[float, float, float]:
     """(IT kW while mining, TH/s, IT kW asleep) of a block with a fresh ``report``.
 
     Mining: the recent peak of what the reachable miners draw, with every miner that does
-    not answer, or sleeps in a block that should mine, at its full share of the nameplate
-    (it may start drawing it any moment). Hashrate: what the block mines at, measured
-    (failing hashboards earn less per kW). Asleep: what it measures asleep."""
+    not answer at its full share of the nameplate, and, in a block that should mine, every
+    sleeping one too (it is being woken). Nothing mines now: the nameplate (what it draws
+    mining is not known). Hashrate: what the block mines at, measured (failing hashboards
+    earn less per kW), else the nameplate. Asleep: what it measures asleep."""
     share_kw = nameplate_it_kw / report.miners if report.miners else nameplate_it_kw
-    not_measured_mining = report.unreachable + report.sleeping
     if report.mining:
-        mining_kw = report.power_kw + not_measured_mining * share_kw
+        waking = 0 if marked else report.sleeping
+        mining_kw = report.power_kw + (report.unreachable + waking) * share_kw
     else:
-        mining_kw = nameplate_it_kw  # nothing mines now: what it draws mining is not known
+        mining_kw = nameplate_it_kw
     ths = report.mining_hashrate_ths if report.mining_hashrate_ths is not None else nameplate_ths
     asleep_kw = report.power_kw + report.unreachable * share_kw
     return mining_kw, ths, asleep_kw

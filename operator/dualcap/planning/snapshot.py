@@ -462,7 +462,7 @@ def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: dateti
         stale_at = report.observed_at + stale_after
         if snap.next_stale_at is None or stale_at < snap.next_stale_at:
             snap.next_stale_at = stale_at
-        mining_kw, ths, asleep_kw = measured_draw(c.power_kw, c.hashrate_ths, report)
+        mining_kw, ths, asleep_kw = measured_draw(c.power_kw, c.hashrate_ths, report, c.marked)
         out.append(
             replace(
                 c,

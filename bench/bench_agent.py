@@ -29,10 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet.luxos import FakeFleet  # noqa: E402
-
 from dualcap.api.marks import curtail_patch, merge_patch, resume_patch  # noqa: E402
 from dualcap_sandbox.app import Sandbox  # noqa: E402
+from dualcap_sandbox.luxos import FakeFleet  # noqa: E402
 
 MINERS = int(os.environ.get("BENCH_MINERS", "300"))
 INTERVAL = float(os.environ.get("BENCH_INTERVAL", "10"))

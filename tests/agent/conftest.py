@@ -20,8 +20,8 @@ from dualcap.api.marks import curtail_patch, resume_patch
 from dualcap.api.minerblock import MINERS_ANNOTATION
 from dualcap_sandbox.app import Sandbox
 from dualcap_sandbox.cluster import Behaviour
+from dualcap_sandbox.luxos import FakeFleet
 from tests.conftest import CRDS
-from tests.fleet.luxos import FakeFleet
 
 MERGE = "application/merge-patch+json"
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from pyasic_rs import MinerFactory
 
-from tests.fleet.luxos import MODEL, FakeFleet, _addresses
+from dualcap_sandbox.luxos import MODEL, FakeFleet, _addresses
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ import pytest
 from dualcap.api.marks import is_marked
 from dualcap.api.minerblock import MINERS_ANNOTATION
 from dualcap.cluster.operator import Operator
+from dualcap_sandbox.luxos import FakeFleet
 from tests.agent import conftest as agent_conftest
 from tests.agent.conftest import World, until
-from tests.fleet.luxos import FakeFleet
 from tests.operator.conftest import Monitor, Running
 from tests.operator.test_operator import API, http
 

@@ -1,4 +1,4 @@
-"""A fleet of fake LuxOS miners for tests: each one listens on its own loopback address
+"""A fleet of fake LuxOS miners for tests and the demo (never in the product): each one listens on its own loopback address
 (127.x.y.z) on port 4028 (LuxOS's cgminer-style JSON API) and on port 80 (the web root
 asic-rs probes to identify firmware), and answers what the real asic-rs (pyasic-rs) sends.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import random
@@ -474,13 +475,13 @@ class FakeFleet:
         miner = self.miners[ip]
         servers = [
             await asyncio.start_server(
-                lambda r, w, m=miner: self._serve_rpc(m, r, w), ip, RPC_PORT, backlog=64
+                functools.partial(self._serve_rpc, miner), ip, RPC_PORT, backlog=64
             )
         ]
         if self.web:
             servers.append(
                 await asyncio.start_server(
-                    lambda r, w, m=miner: self._serve_web(m, r, w), ip, WEB_PORT, backlog=64
+                    functools.partial(self._serve_web, miner), ip, WEB_PORT, backlog=64
                 )
             )
         self._servers[ip] = servers

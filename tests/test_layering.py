@@ -16,7 +16,7 @@ CLIENT = "cluster.client"
 BELOW = {
     "api": {"api"},
     "planning": {"planning", "api"},
-    "cluster": {"cluster", "planning", "api"},
+    "cluster": {"cluster", "planning", "api", "signals"},  # it polls the site meters
     "handlers": {"handlers", "cluster", "planning", "api"},
     "agent": {"agent", "api", CLIENT},
     "signals": {"signals", "api", CLIENT},

@@ -36,7 +36,7 @@ from dualcap.planning.accounting import (
     mining_revenue_usd_per_hour,
 )
 from dualcap.planning.entities import SiteSnapshot
-from dualcap.planning.envelope import evaluate
+from dualcap.planning.plan import site_envelope
 from dualcap.planning.world import apply, miner_pod
 
 KINDS = ("mining", "gpu", "overhead")
@@ -374,8 +374,9 @@ def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
                 break
             objects = apply(objects, p.schedule.now, at, sc.site, miner_labels=miner_labels)
         snap = build_fleet(objects).sites[sc.site]
-        assert snap.budget is not None
-        limit = evaluate(snap.budget.spec, at).limit_kw
+        envelope = site_envelope(snap, at)
+        assert envelope is not None
+        limit = envelope.envelope.limit_kw
         leased = [
             (d.gpus, d.lease.spec.price_per_gpu_hour_usd)
             for d in p.leases

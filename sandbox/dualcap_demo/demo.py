@@ -180,7 +180,7 @@ def observe(sb: Any, at: datetime) -> Sample:
     ramp spreads a resumption over minutes; the moment lasts until it is done).
     """
     from dualcap.planning import build_fleet, plan
-    from dualcap.planning.envelope import evaluate
+    from dualcap.planning.envelope import compose
 
     objects = []
     for rt in sb.store.types():
@@ -189,9 +189,11 @@ def observe(sb: Any, at: datetime) -> Sample:
     snap = build_fleet(objects).sites[SITE]
     p = plan(snap, at)
     envelope = p.limit_kw or 0.0
-    if snap.budget is not None:
-        spec = snap.budget.spec.model_copy(update={"lead_time_seconds": 0})
-        envelope = evaluate(spec, at).limit_kw
+    if snap.budgets:  # the limit itself, without lead time
+        specs = {
+            n: b.spec.model_copy(update={"lead_time_seconds": 0}) for n, b in snap.budgets.items()
+        }
+        envelope = compose(specs, at).envelope.limit_kw
     phases: dict[str, int] = {}
     for obj in objects:
         if obj.get("kind") == "ComputeLease":

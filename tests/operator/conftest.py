@@ -18,7 +18,7 @@ import pytest
 from dualcap.cluster.operator import Operator
 from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
-from dualcap.planning.envelope import evaluate
+from dualcap.planning.plan import site_envelope
 from dualcap.planning.snapshot import ControllerState
 from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES
@@ -66,9 +66,10 @@ class Monitor:
         self.samples += 1
         fleet = build_fleet(cluster_objects(self.sb))
         for name, snap in fleet.sites.items():
-            if snap.site is None or snap.budget is None or snap.site.metadata.deletion_timestamp:
+            envelope = site_envelope(snap, self.clock())
+            if snap.site is None or envelope is None or snap.site.metadata.deletion_timestamp:
                 continue  # a Site being deleted is no longer kept in its envelope (onDelete)
-            limit = evaluate(snap.budget.spec, self.clock()).limit_kw
+            limit = envelope.envelope.limit_kw
             pue = snap.pue
             committed = snap.fixed_kw + pue * (
                 sum(c.committed_it_kw for c in snap.controllers)

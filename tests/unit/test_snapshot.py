@@ -77,7 +77,7 @@ def test_entities_carry_a_reference_to_their_object() -> None:
     assert lease_.ref.key == ("ComputeLease", "t", "l") and lease_.uid
     assert lease_.pods[0].ref.key == ("Pod", "t", "l-0")
     assert snap.site_ref.uid == by_name[SITE]["metadata"]["uid"]
-    assert snap.budget_ref.name == SITE
+    assert snap.budget_refs[SITE].name == SITE
 
 
 def test_a_node_ref_builds_the_same_mark_patches_as_its_node() -> None:

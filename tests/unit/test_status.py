@@ -42,15 +42,9 @@ def test_an_invalid_site_is_stalled_with_no_figures() -> None:
         ([site(suspend=True), budget()], "Suspended", "Suspended", "False"),
         ([site(suspend=True)], "Suspended", "Suspended", "True"),  # and nothing to run on
         ([site()], "NoPowerBudget", "NoPowerBudget", "True"),
-        (
-            [site(), budget(name="a"), budget(name="b")],
-            "ConflictingBudgets",
-            "ConflictingBudgets",
-            "True",
-        ),
         ([site(), budget(limit_kw=-1)], "BudgetInvalid", "InvalidSpec", "True"),
     ],
-    ids=["suspended", "suspended-no-budget", "no-budget", "two-budgets", "invalid-budget"],
+    ids=["suspended", "suspended-no-budget", "no-budget", "invalid-budget"],
 )
 def test_a_hold_decides_ready_and_stalled(parts, hold, reason, stalled) -> None:
     p, s = status_of(*parts, *asics(1))

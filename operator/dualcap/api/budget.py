@@ -214,6 +214,13 @@ class PowerBudgetStatus(StatusModel):
     next_change: LimitChange | None = Field(
         default=None, alias="nextChange", description="The next change of the effective limit."
     )
+    binding: bool | None = Field(
+        default=None,
+        description=(
+            "Whether this budget's limit is its site's envelope now: a site named by several"
+            " PowerBudgets keeps the lowest limit of them all."
+        ),
+    )
     conditions: list[Condition] | None = Field(
         default=None,
         description="Ready, Stalled.",

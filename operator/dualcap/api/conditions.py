@@ -16,6 +16,7 @@ class ConditionType(StrEnum):
     STALLED = "Stalled"
     WITHIN_ENVELOPE = "WithinEnvelope"
     ADMITTED = "Admitted"
+    PRICE_SOURCE = "PriceSource"  # a budget's energyPrice is the site's (one source per site)
     MEASURED = "Measured"  # every block's draw measured by a fresh report (MinerAgent)
 
 
@@ -30,11 +31,13 @@ class Reason(StrEnum):
     INSIDE_ENVELOPE = "InsideEnvelope"
     INVALID_SPEC = "InvalidSpec"
     NO_POWER_BUDGET = "NoPowerBudget"
-    CONFLICTING_BUDGETS = "ConflictingBudgets"
     SITE_NOT_FOUND = "SiteNotFound"
     SUSPENDED = "Suspended"
     APPLY_FAILED = "ApplyFailed"
     ACTIVE = "Active"
+    PRICE_USED = "PriceUsed"
+    NO_PRICE = "NoPrice"
+    SECOND_PRICE_SOURCE = "SecondPriceSource"
     MEASUREMENTS_FRESH = "MeasurementsFresh"
     STALE_MEASUREMENTS = "StaleMeasurements"
     # ComputeLeases: why a lease is in its phase
@@ -58,7 +61,6 @@ class HoldReason(StrEnum):
     SITE_INVALID = "SiteInvalid"  # the Site's spec does not validate
     SUSPENDED = "Suspended"  # spec.suspend
     NO_POWER_BUDGET = "NoPowerBudget"  # no PowerBudget names the site
-    CONFLICTING_BUDGETS = "ConflictingBudgets"  # several do
     BUDGET_INVALID = "BudgetInvalid"  # its PowerBudget does not validate
 
     @property
@@ -75,6 +77,5 @@ _CONDITION_REASON = {
     HoldReason.SITE_INVALID: Reason.INVALID_SPEC,
     HoldReason.SUSPENDED: Reason.SUSPENDED,
     HoldReason.NO_POWER_BUDGET: Reason.NO_POWER_BUDGET,
-    HoldReason.CONFLICTING_BUDGETS: Reason.CONFLICTING_BUDGETS,
     HoldReason.BUDGET_INVALID: Reason.INVALID_SPEC,
 }

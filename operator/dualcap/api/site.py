@@ -299,6 +299,14 @@ class DrawByKind(StatusModel):
     )
 
 
+class SiteLimitChange(StatusModel):
+    """When the site's envelope changes next, to what, and by which budget."""
+
+    at: str = Field(description="When (RFC 3339).")
+    limit_kw: float = Field(alias="limitKW", description="The envelope from then on, in kW.")
+    budget: str | None = Field(default=None, description="The PowerBudget that makes it.")
+
+
 class MeasuredMining(StatusModel):
     """With curtailment MinerAgent: the ASIC controllers as their MinerBlocks measure them."""
 
@@ -371,6 +379,19 @@ class SiteStatus(StatusModel):
         default=None,
         alias="heldNodes",
         description="Controllers cordoned by a person (not by dualcap), left alone.",
+    )
+    binding_budget: str | None = Field(
+        default=None,
+        alias="bindingBudget",
+        description=(
+            "The PowerBudget whose limit is the envelope now (the lowest of every budget"
+            " naming the site)."
+        ),
+    )
+    next_change: SiteLimitChange | None = Field(
+        default=None,
+        alias="nextChange",
+        description="The next change of the envelope, across every budget naming the site.",
     )
     miners: MeasuredMining | None = Field(
         default=None,

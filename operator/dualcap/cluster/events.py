@@ -39,9 +39,11 @@ def lease_ref(namespace: str, name: str, uid: str | None = None) -> Obj:
     return {"apiVersion": API_VERSION, "kind": "ComputeLease", "metadata": meta}
 
 
-def _stalled(obj: Mapping[str, Any]) -> bool:
+def _reported(obj: Mapping[str, Any], reason: str) -> bool:
+    """A condition of ``obj`` already carries ``reason``: its Event was posted as it came
+    (once, not at every reconcile)."""
     return any(
-        c.get("type") == "Stalled" and c.get("status") == "True"
+        c.get("reason") == reason and c.get("status") in ("True", "False")
         for c in (obj.get("status") or {}).get("conditions") or []
     )
 
@@ -96,7 +98,7 @@ def _problem_events(site: Obj, objects: list[Obj], p: Any) -> list[Event]:
         if problem.kind == "Site" and (site.get("status") or {}).get("conditions") is None:
             events.append(Event(site, WARNING, str(problem.reason), problem.message))
         budget = budgets.get(problem.name) if problem.kind == "PowerBudget" else None
-        if budget is not None and not _stalled(budget):  # once, as it becomes Stalled
+        if budget is not None and not _reported(budget, str(problem.reason)):
             events.append(Event(budget, WARNING, str(problem.reason), problem.message))
     return events
 

@@ -320,12 +320,11 @@ class Reconciler:
                 f"/apis/{API_VERSION}/namespaces/{d.lease.namespace}/computeleases/{d.lease.name}"
             )
             writes += await self._patch_status(path, body.get("status"), wanted)
-        budgets = [o for o in objects if o.get("kind") == "PowerBudget"]
-        if len(budgets) == 1:
-            b = budgets[0]
-            wanted = budget_status(p, b["metadata"].get("generation"), b.get("status"), now)
+        for b in (o for o in objects if o.get("kind") == "PowerBudget"):
+            b_name = b["metadata"]["name"]
+            wanted = budget_status(p, b_name, b["metadata"].get("generation"), b.get("status"), now)
             writes += await self._patch_status(
-                f"/apis/{API_VERSION}/powerbudgets/{b['metadata']['name']}", b.get("status"), wanted
+                f"/apis/{API_VERSION}/powerbudgets/{b_name}", b.get("status"), wanted
             )
         wanted = site_status(
             p, site["metadata"].get("generation"), site.get("status"), failures, now
@@ -337,9 +336,12 @@ class Reconciler:
 
 
 def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:
-    """A merge patch that makes status exactly ``wanted``: keys it drops are nulled."""
+    """A merge patch that makes status exactly ``wanted``: keys it drops are nulled, in
+    nested objects too (a merge patch merges objects, so a key left out would stay)."""
     out: Obj = dict(wanted)
-    for key in current or {}:
+    for key, value in (current or {}).items():
         if key not in wanted:
             out[key] = None
+        elif isinstance(value, Mapping) and isinstance(wanted[key], Mapping):
+            out[key] = _replace_nulls(value, dict(wanted[key]))
     return out

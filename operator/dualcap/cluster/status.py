@@ -100,6 +100,15 @@ def site_status(
     )
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
+    if p.budgets is not None:
+        status["bindingBudget"] = p.budgets.binding
+        change = p.budgets.envelope.next_change
+        if change is not None:
+            status["nextChange"] = {
+                "at": rfc3339(change.at),
+                "limitKW": _r(change.limit_kw),
+                "budget": p.budgets.next_change_budget,
+            }
     wanted_extra: list[Wanted] = []
     if p.miners is not None:
         m = p.miners
@@ -186,30 +195,58 @@ def lease_counts(decisions: list[LeaseDecision]) -> dict[str, int]:
 
 
 def budget_status(
-    p: Plan, generation: int | None, previous: Mapping[str, Any] | None, now: datetime
+    p: Plan,
+    name: str,
+    generation: int | None,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
 ) -> dict[str, Any]:
+    """The status of PowerBudget ``name``, one of those naming the site of ``p``: its own
+    envelope, and whether it binds the site now."""
     prev = (previous or {}).get("conditions")
-    env = p.envelope
+    env = p.budgets.by_budget.get(name) if p.budgets is not None else None
     if env is None:
+        problem = next(
+            (x.message for x in p.problems if x.kind == "PowerBudget" and x.name == name),
+            p.hold_reason or "invalid",
+        )
         return {"observedGeneration": generation, "conditions": set_conditions(prev, [
-            (T.READY, False, R.INVALID_SPEC, p.hold_reason or "invalid"),
-            (T.STALLED, True, R.INVALID_SPEC, p.hold_reason or "invalid"),
+            (T.READY, False, R.INVALID_SPEC, problem),
+            (T.STALLED, True, R.INVALID_SPEC, problem),
         ], generation, now)}  # fmt: skip
+    assert p.budgets is not None
+    binds = p.budgets.binding == name
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "effectiveLimitKW": _r(env.limit_kw),
         "activeWindows": list(env.active_windows),
         "activeEvents": list(env.active_events),
         "energyPriceUSDPerMWh": env.energy_price_usd_per_mwh,
+        "binding": binds,
     }
     if env.next_change:
         status["nextChange"] = {
             "at": rfc3339(env.next_change.at),
             "limitKW": _r(env.next_change.limit_kw),
         }
+    message = f"effective limit {env.limit_kw:,.0f} kW" + (
+        ", the site's envelope now" if binds else f"; {p.budgets.binding} binds the site now"
+    )
+    second = next(
+        (x.message for x in p.problems
+         if x.kind == "PowerBudget" and x.name == name and x.reason == R.SECOND_PRICE_SOURCE),
+        None,
+    )  # fmt: skip
+    if second is not None:
+        price: Wanted = (T.PRICE_SOURCE, False, R.SECOND_PRICE_SOURCE, second)
+    elif p.budgets.price_budget == name:
+        price = (T.PRICE_SOURCE, True, R.PRICE_USED, "the site's energy price comes from here")
+    else:
+        price = (T.PRICE_SOURCE, True, R.NO_PRICE, "sets no energy price")
     status["conditions"] = set_conditions(prev, [
-        (T.READY, True, R.ACTIVE, f"effective limit {env.limit_kw:,.0f} kW"),
+        (T.READY, True, R.ACTIVE, message),
         (T.STALLED, False, R.ACTIVE, ""),
+        price,
     ], generation, now)  # fmt: skip
     return status
 

@@ -12,7 +12,7 @@ from dualcap.api.lease import LeasePhase
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Command, Kind, Schedule
 from dualcap.planning.entities import Lease, Problem
-from dualcap.planning.envelope import Envelope
+from dualcap.planning.envelope import Envelope, SiteEnvelope
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,7 @@ class Plan:
     hold: Hold | None = None  # why nothing is increased (no envelope, suspended, ...)
     in_flight: int = 0  # curtailments not yet confirmed + lease pods not yet gone
     miners: MinerSummary | None = None  # curtailment MinerAgent only
+    budgets: SiteEnvelope | None = None  # each budget's envelope, which one binds
 
     @property
     def hold_reason(self) -> str | None:

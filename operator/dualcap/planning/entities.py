@@ -207,7 +207,7 @@ class SiteSnapshot:
     name: str
     site: Site | None
     site_error: str | None
-    budget: PowerBudget | None
+    budgets: dict[str, PowerBudget]  # every valid PowerBudget naming the site, by name
     budget_issue: BudgetIssue | None
     controllers: list[Controller]
     gpu_nodes: dict[str, GpuNode]
@@ -215,7 +215,8 @@ class SiteSnapshot:
     orphan_pods: list[LeasePod]  # lease pods of the site whose lease is gone or elsewhere
     problems: list[Problem]
     site_ref: Ref | None = None
-    budget_ref: Ref | None = None
+    budget_refs: dict[str, Ref] = field(default_factory=dict)
+    price_budget: str | None = None  # the one budget the site's energy price comes from
     # With curtailment MinerAgent: the controllers whose report is missing or stale.
     unreported: list[str] = field(default_factory=list)
     next_stale_at: datetime | None = None  # when the next fresh report goes stale

@@ -175,3 +175,47 @@ def evaluate(spec: PowerBudgetSpec, now: datetime) -> Envelope:
         energy_price_usd_per_mwh=price,
         next_price_change=next_price,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEnvelope:
+    """The envelope of a site named by several PowerBudgets: at every instant the lowest
+    limit of them all, each evaluated with its own windows, events, lead time and margin."""
+
+    envelope: Envelope  # the composite: limit, next change across all, the price
+    by_budget: dict[str, Envelope]  # each budget's own
+    binding: str  # the budget whose limit is the site's now (the first by name on a tie)
+    next_change_budget: str | None = None  # whose limit makes the next change
+    price_budget: str | None = None  # the one budget the energy price comes from
+
+
+def compose(
+    budgets: dict[str, PowerBudgetSpec], now: datetime, price_from: str | None = None
+) -> SiteEnvelope:
+    """The site's envelope at ``now`` from its budgets (by name, at least one). The energy
+    price comes from ``price_from`` (one source per site), else the first by name."""
+    names = sorted(budgets)
+    own = {name: evaluate(budgets[name], now) for name in names}
+    binding = min(names, key=lambda n: (own[n].limit_kw, n))
+    limit = own[binding].limit_kw
+    # The next change of the lowest limit is at one of the budgets' own next changes.
+    change, change_by = None, None
+    for at in sorted({e.next_change.at for e in own.values() if e.next_change}):
+        later = {n: evaluate(budgets[n], at).limit_kw for n in names}
+        low = min(names, key=lambda n: (later[n], n))
+        if later[low] != limit:
+            change, change_by = LimitChange(at, later[low]), low
+            break
+    price_name = price_from if price_from in own else names[0]
+    price = own[price_name]
+    active = [e for e in own.values() if e.limit_kw == limit]
+    composite = Envelope(
+        limit_kw=limit,
+        raw_limit_kw=own[binding].raw_limit_kw,
+        active_windows=tuple(sorted({w for e in active for w in e.active_windows})),
+        active_events=tuple(sorted({w for e in active for w in e.active_events})),
+        next_change=change,
+        energy_price_usd_per_mwh=price.energy_price_usd_per_mwh,
+        next_price_change=price.next_price_change,
+    )
+    return SiteEnvelope(composite, own, binding, change_by, price_name)

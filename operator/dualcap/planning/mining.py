@@ -48,6 +48,7 @@ def choose(
     prefer = {k for k, c in enumerate(controllers) if c.state is MINING}
     # Hysteresis: recently resumed controllers stay in, recently curtailed ones stay out.
     forced_in, forced_out = set(), set()
+    unreported = set(snap.unreported)
     wakeups = orders.wakeups
     for k, c in enumerate(controllers):
         if c.state is MINING:
@@ -59,6 +60,10 @@ def choose(
         elif c.curtailed_at is not None and now - c.curtailed_at < min_curtailed:
             forced_out.add(k)
             wakeups.append(c.curtailed_at + min_curtailed)
+        if c.marked and c.name in unreported:
+            # A curtailed block whose agent has gone quiet is not resumed: nothing would
+            # carry the resume to its miners, and nothing could confirm it.
+            forced_out.add(k)
     if hold is not None:
         # Hold: change nothing about mining (no curtailment without an envelope to
         # justify it, no resume without one to allow it); heal half-done marks only.

@@ -23,7 +23,7 @@ from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
 from dualcap.planning.decisions import Hold, MinerSummary, Orders, Plan
 from dualcap.planning.entities import SiteSnapshot
-from dualcap.planning.envelope import Envelope, evaluate
+from dualcap.planning.envelope import Envelope, SiteEnvelope, compose
 from dualcap.planning.leases import Leases
 from dualcap.planning.lifecycle import Context
 
@@ -37,7 +37,7 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         assert hold is not None
         return _invalid(snap, now, hold)
     # 2. The envelope.
-    envelope = _envelope(snap, now, orders)
+    envelope, composed = _envelope(snap, now, orders)
     price = envelope.energy_price_usd_per_mwh if envelope else 0.0
     limit = envelope.limit_kw if envelope else None
     # 3. What is drawn now, and what no command changes.
@@ -112,6 +112,7 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         hold=hold,
         in_flight=states["curtailing"] + sum(1 for p in going if p.terminating and not p.terminal),
         miners=_miner_summary(snap),
+        budgets=composed,
     )
 
 
@@ -140,23 +141,36 @@ def hold_of(snap: SiteSnapshot) -> Hold | None:
         return Hold(HoldReason.SITE_INVALID, f"the Site is invalid: {snap.site_error}")
     if snap.site.spec.suspend:
         return Hold(HoldReason.SUSPENDED, "the Site is suspended (spec.suspend)")
-    if snap.budget is None:
-        issue = snap.budget_issue
-        if issue is None:
-            return Hold(HoldReason.NO_POWER_BUDGET, "no PowerBudget")
-        return Hold(issue.reason, issue.message)
+    if snap.budget_issue is not None:
+        return Hold(snap.budget_issue.reason, snap.budget_issue.message)
+    if not snap.budgets:
+        return Hold(HoldReason.NO_POWER_BUDGET, "no PowerBudget")
     return None
 
 
-def _envelope(snap: SiteSnapshot, now: datetime, orders: Orders) -> Envelope | None:
-    if snap.budget is None:
+def site_envelope(snap: SiteSnapshot, now: datetime) -> SiteEnvelope | None:
+    """The site's envelope from every valid budget naming it; None when there is none."""
+    if not snap.budgets:
         return None
-    env = evaluate(snap.budget.spec, now)
+    specs = {name: b.spec for name, b in snap.budgets.items()}
+    return compose(specs, now, snap.price_budget)
+
+
+def _envelope(
+    snap: SiteSnapshot, now: datetime, orders: Orders
+) -> tuple[Envelope | None, SiteEnvelope | None]:
+    site = site_envelope(snap, now)
+    if site is None:
+        return None, None
+    env = site.envelope
+    for own in site.by_budget.values():  # each budget's own status changes then
+        if own.next_change:
+            orders.wakeups.append(own.next_change.at)
     if env.next_change:
         orders.wakeups.append(env.next_change.at)
     if env.next_price_change:
         orders.wakeups.append(env.next_price_change)
-    return env
+    return env, site
 
 
 def _invalid(snap: SiteSnapshot, now: datetime, hold: Hold) -> Plan:

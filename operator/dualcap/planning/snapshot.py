@@ -348,20 +348,21 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
         problems.append(Problem("Site", name, "InvalidSpec", site_error))
 
     budgets = index.budgets.get(name, [])
-    budget, issue = _budget_for(name, budgets, cache, problems)
+    valid, issue, price_budget = _budgets_for(name, budgets, cache, problems)
     snapshot = SiteSnapshot(
         name=name,
         site=site,
         site_error=site_error,
-        budget=budget,
+        budgets=valid,
         budget_issue=issue,
+        price_budget=price_budget,
         controllers=[],
         gpu_nodes={},
         leases=[],
         orphan_pods=[],
         problems=problems,
         site_ref=_ref("Site", site_obj),
-        budget_ref=_ref("PowerBudget", budgets[0]) if len(budgets) == 1 else None,
+        budget_refs={str(_meta(b).get("name")): _ref("PowerBudget", b) for b in budgets},
     )
     if site is None:
         return snapshot
@@ -530,28 +531,41 @@ def _pod_index(pod_name: str, lease_name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-def _budget_for(
+def _budgets_for(
     site: str, budgets: list[Obj], cache: ParseCache, problems: list[Problem]
-) -> tuple[PowerBudget | None, BudgetIssue | None]:
+) -> tuple[dict[str, PowerBudget], BudgetIssue | None, str | None]:
+    """Every PowerBudget naming the site composes its envelope (GitOps and each adapter
+    own budgets of their own). One that does not validate holds the site: its limit is
+    unknown, so nothing is increased on the strength of the others. The energy price
+    comes from one budget (the first by name that sets one); a second is reported."""
     if not budgets:
         msg = f"no PowerBudget has siteRef {site!r}: without an envelope nothing is increased"
         problems.append(Problem("Site", site, "NoPowerBudget", msg))
-        return None, BudgetIssue(HoldReason.NO_POWER_BUDGET, msg)
-    if len(budgets) > 1:
-        names = sorted(str(_meta(b).get("name")) for b in budgets)
-        msg = f"several PowerBudgets have siteRef {site!r} ({', '.join(names)}): keep one"
-        for b in budgets:
-            problems.append(
-                Problem("PowerBudget", str(_meta(b).get("name")), "ConflictingBudgets", msg)
+        return {}, BudgetIssue(HoldReason.NO_POWER_BUDGET, msg), None
+    valid: dict[str, PowerBudget] = {}
+    issue = None
+    for obj in sorted(budgets, key=lambda b: str(_meta(b).get("name"))):
+        name = str(_meta(obj).get("name"))
+        budget, error = cache.parse(PowerBudget, obj)
+        if error or budget is None:
+            problems.append(Problem("PowerBudget", name, "InvalidSpec", error or "invalid"))
+            issue = issue or BudgetIssue(
+                HoldReason.BUDGET_INVALID, f"PowerBudget {name} is invalid: {error}"
             )
-        return None, BudgetIssue(HoldReason.CONFLICTING_BUDGETS, msg)
-    budget, error = cache.parse(PowerBudget, budgets[0])
-    if error:
+            continue
+        valid[name] = budget
+    priced = [n for n, b in valid.items() if b.spec.energy_price is not None]
+    for other in priced[1:]:
         problems.append(
-            Problem("PowerBudget", str(_meta(budgets[0]).get("name")), "InvalidSpec", error)
+            Problem(
+                "PowerBudget",
+                other,
+                "SecondPriceSource",
+                f"site {site!r} takes its energy price from PowerBudget {priced[0]}; this"
+                " budget's energyPrice is not used (one price source per site)",
+            )
         )
-        return None, BudgetIssue(HoldReason.BUDGET_INVALID, error)
-    return budget, None
+    return valid, issue, priced[0] if priced else None
 
 
 def _controller(node: Obj, site: Site, pods: list[Obj], problems: list[Problem]) -> Controller:

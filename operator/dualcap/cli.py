@@ -55,11 +55,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise InputError(f"unknown site {unknown[0]!r} (sites: {', '.join(sorted(fleet.sites))})")
     fatal = [p for p in fleet.problems if p.reason == "SiteNotFound"]
     for name in names:
-        fatal += [
-            p
-            for p in fleet.sites[name].problems
-            if p.reason == "InvalidSpec"
-        ]
+        fatal += [p for p in fleet.sites[name].problems if p.reason == "InvalidSpec"]
     if fatal:
         raise InputError("; ".join(str(p) for p in fatal))
     plans = [plan(fleet.sites[n], at) for n in names]

@@ -87,6 +87,49 @@ CASES = [
         "miningPodSelector is required with curtailment Eviction",
     ),
     Bad(
+        "site-meter-two-kinds",
+        "Site",
+        {
+            "spec.meter": {
+                "sunspec": {"host": "10.0.0.5"},
+                "prometheus": {"url": "http://prometheus:9090", "query": "site_watts"},
+            }
+        },
+        "exactly one of sunspec and prometheus",
+    ),
+    Bad(
+        "site-meter-url-twice",
+        "Site",
+        {
+            "spec.meter": {
+                "prometheus": {
+                    "url": "http://prometheus:9090",
+                    "urlFrom": {"secretKeyRef": {"name": "prom", "key": "url"}},
+                    "query": "site_watts",
+                }
+            }
+        },
+        "exactly one of url and urlFrom",
+    ),
+    Bad(
+        "site-meter-timeout-past-poll",
+        "Site",
+        {"spec.meter": {"sunspec": {"host": "10.0.0.5"}, "pollSeconds": 2, "timeoutSeconds": 5}},
+        "timeoutSeconds must not exceed pollSeconds",
+    ),
+    Bad(
+        "site-meter-stale-before-poll",
+        "Site",
+        {
+            "spec.meter": {
+                "sunspec": {"host": "10.0.0.5"},
+                "pollSeconds": 10,
+                "staleAfterSeconds": 5,
+            }
+        },
+        "staleAfterSeconds must be at least pollSeconds",
+    ),
+    Bad(
         "site-negative-hashprice",
         "Site",
         {"spec.asic.hashpriceUSDPerPHDay": -5},

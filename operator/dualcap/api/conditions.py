@@ -17,6 +17,8 @@ class ConditionType(StrEnum):
     WITHIN_ENVELOPE = "WithinEnvelope"
     ADMITTED = "Admitted"
     PRICE_SOURCE = "PriceSource"  # a budget's energyPrice is the site's (one source per site)
+    METERED = "Metered"  # the site meter read fresh (spec.meter)
+    METER_AGREES = "MeterAgrees"  # the meter and the sum of the parts within tolerance
     MEASURED = "Measured"  # every block's draw measured by a fresh report (MinerAgent)
 
 
@@ -38,6 +40,10 @@ class Reason(StrEnum):
     PRICE_USED = "PriceUsed"
     NO_PRICE = "NoPrice"
     SECOND_PRICE_SOURCE = "SecondPriceSource"
+    METER_FRESH = "MeterFresh"
+    AGREES = "Agrees"
+    DISAGREEING = "Disagreeing"  # beyond the tolerance, not yet for long enough
+    DISAGREES = "Disagrees"
     MEASUREMENTS_FRESH = "MeasurementsFresh"
     STALE_MEASUREMENTS = "StaleMeasurements"
     # ComputeLeases: why a lease is in its phase

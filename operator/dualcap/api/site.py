@@ -18,6 +18,7 @@ from dualcap.api.common import (
     cel,
     check_name_length,
 )
+from dualcap.api.measurement import MeterSpec
 from dualcap.api.meta import ObjectMeta
 
 
@@ -246,6 +247,14 @@ class SiteSpec(Model):
         description="Hysteresis, ramp limit and deletion policy.",
         json_schema_extra={"default": {}},
     )
+    meter: MeterSpec | None = Field(
+        default=None,
+        description=(
+            "The site's revenue meter (a SunSpec AC meter over Modbus TCP, or a PromQL"
+            " expression). Its reading bounds the committed draw from below: what it reads"
+            " beyond the sum of the parts is counted as unmodelled load."
+        ),
+    )
     suspend: bool = Field(
         default=False,
         description=(
@@ -392,6 +401,22 @@ class SiteStatus(StatusModel):
         default=None,
         alias="nextChange",
         description="The next change of the envelope, across every budget naming the site.",
+    )
+    metered_kw: float | None = Field(
+        default=None,
+        alias="meteredKW",
+        description="What the site meter last read, in kW (spec.meter).",
+    )
+    metered_at: str | None = Field(
+        default=None, alias="meteredAt", description="When the meter was last read (RFC 3339)."
+    )
+    unmodelled_kw: float | None = Field(
+        default=None,
+        alias="unmodelledKW",
+        description=(
+            "Load the meter reads beyond the sum of the parts (cooling, lighting, what nobody"
+            " declared), counted in committedKW; kept as a reserve while the meter is stale."
+        ),
     )
     miners: MeasuredMining | None = Field(
         default=None,

@@ -103,11 +103,42 @@ def _problem_events(site: Obj, objects: list[Obj], p: Any) -> list[Event]:
     return events
 
 
-def reconcile_events(site: Obj, objects: list[Obj], p: Any, outcome: Outcome | None) -> list[Event]:
+# Site conditions that, as they turn False, are news for whoever runs the site.
+WATCHED = {"Metered", "MeterAgrees", "Measured"}
+
+
+def _condition_events(site: Obj, wanted: Mapping[str, Any] | None) -> list[Event]:
+    """A Warning as a watched condition turns False (once: the previous status had it
+    True or absent)."""
+    if not wanted:
+        return []
+    before = {c.get("type"): c for c in (site.get("status") or {}).get("conditions") or []}
+    events = []
+    for c in wanted.get("conditions") or []:
+        if c.get("type") not in WATCHED or c.get("status") != "False":
+            continue
+        prev = before.get(c.get("type"))
+        if prev is None or prev.get("status") != "False" or prev.get("reason") != c.get("reason"):
+            events.append(Event(site, WARNING, str(c.get("reason")), str(c.get("message"))))
+    return events
+
+
+def reconcile_events(
+    site: Obj,
+    objects: list[Obj],
+    p: Any,
+    outcome: Outcome | None,
+    site_wanted: Mapping[str, Any] | None = None,
+) -> list[Event]:
     """What one reconcile of ``site`` has to tell: the commands it carried out, the leases
-    that changed phase, the problems newly found."""
+    that changed phase, the problems newly found, the conditions newly False."""
     events = _command_events(site, outcome) if outcome else []
-    return events + _lease_events(p, outcome) + _problem_events(site, objects, p)
+    return (
+        events
+        + _lease_events(p, outcome)
+        + _problem_events(site, objects, p)
+        + _condition_events(site, site_wanted)
+    )
 
 
 async def post(client: Client, event: Event, now: datetime) -> bool:

@@ -74,6 +74,15 @@ class Metrics:
             "dualcap_site_committed_watts",
             "Facility power the site may draw now, counted conservatively.",
         )
+        self.metered = gauge(
+            "dualcap_site_metered_watts",
+            "What the site meter last read (sites with spec.meter; absent while stale).",
+        )
+        self.unmodelled = gauge(
+            "dualcap_site_unmodelled_watts",
+            "Load the meter reads beyond the sum of the parts, counted (the reserve while"
+            " the meter is stale).",
+        )
         self.planned = gauge(
             "dualcap_site_planned_watts", "Facility power once the current plan has taken effect."
         )
@@ -199,6 +208,12 @@ class Metrics:
             self.limit.labels(site).set(limit_kw * KW)
             self.headroom.labels(site).set((limit_kw - p.committed_kw) * KW)
         self.committed.labels(site).set(p.committed_kw * KW)
+        if p.meter is not None:
+            self.unmodelled.labels(site).set(p.meter.unmodelled_kw * KW)
+            if p.meter.fresh and p.meter.metered_kw is not None:
+                self.metered.labels(site).set(p.meter.metered_kw * KW)
+            else:
+                _remove(self.metered, (site,))
         self.planned.labels(site).set(p.planned_kw * KW)
         for kind, watts in draw_w.items():
             self.draw.labels(site, kind).set(watts)
@@ -221,6 +236,7 @@ class Metrics:
         self._tracks.pop(site, None)
         for metric in (
             self.limit, self.committed, self.planned, self.headroom, self.cost, self.over,
+            self.metered, self.unmodelled,
             self.compliance, self.duration, self.stale,
         ):  # fmt: skip
             _remove(metric, (site,))

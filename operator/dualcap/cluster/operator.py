@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,13 +30,16 @@ from typing import Any, Protocol
 from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
 from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.marks import is_marked, release_patch
+from dualcap.api.measurement import MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.client import Client, ConnectionInfo
 from dualcap.cluster.informer import ClusterView
+from dualcap.cluster.meters import MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
+from dualcap.planning.entities import MeterState
 from dualcap.planning.measured import History, report_from
 
 log = logging.getLogger("dualcap")
@@ -153,6 +158,11 @@ class Operator:
     act_after: float = 0.0
     resources: Resources = field(default_factory=Resources)
     history: History = field(default_factory=History)  # MinerBlock reports, by node
+    meters: dict[str, tuple[str, MeterPoller]] = field(default_factory=dict)  # site -> poller
+    # Where Secrets named without a namespace are read (the operator's own namespace).
+    secret_namespace: str = field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE", "default")
+    )
     reconciles: int = 0
     client: Client | None = None
     reconciler: Reconciler | None = None
@@ -187,6 +197,9 @@ class Operator:
         return self.view
 
     async def close(self) -> None:
+        for _, poller in list(self.meters.values()):
+            await poller.stop()
+        self.meters.clear()
         if self.view is not None:
             await self.view.stop()
         if self.client is not None:
@@ -292,7 +305,8 @@ class Operator:
             reconciler = self.ensure_client()
             view = await self.ensure_view()
             reports = {n: r for n in self.history.nodes() if (r := self.history.report(n))}
-            result = await reconciler.reconcile(site, self.gather(name, site, view), reports)
+            meter = await self._meter_state(name, site)
+            result = await reconciler.reconcile(site, self.gather(name, site, view), reports, meter)
         except TryAgain as err:
             return err.delay
         except Exception:  # one bad reconcile must not stop the site's loop
@@ -305,8 +319,36 @@ class Operator:
             self.metrics.reconciled(name, time.perf_counter() - started, True)
         return (result.wake_at - reconciler.clock()).total_seconds()
 
+    async def _meter_state(self, name: str, site: Mapping[str, Any]) -> MeterState | None:
+        """The site meter's last reading; starts (or restarts, on a change of the Site's
+        ``spec.meter``) its poller. None when the Site has no meter."""
+        raw = (site.get("spec") or {}).get("meter")
+        current = self.meters.get(name)
+        key = json.dumps(raw, sort_keys=True) if raw is not None else None
+        if current is not None and current[0] != key:
+            await current[1].stop()
+            del self.meters[name]
+            current = None
+        if raw is None:
+            return None
+        if current is None:
+            try:
+                spec = MeterSpec.model_validate(raw)
+            except ValueError:
+                return None  # an invalid Site: the planner reports it
+            assert self.client is not None
+            poller = MeterPoller(
+                name, spec, self.client, self.secret_namespace, lambda: self.wake(name), self.clock
+            )
+            poller.start()
+            self.meters[name] = current = (key or "", poller)
+        return current[1].state()
+
     def forget(self, name: str) -> None:
         """Drops every piece of state kept for site ``name``."""
+        held = self.meters.pop(name, None)
+        if held is not None:
+            held[1].cancel()
         if self.reconciler is not None:
             uid = ((self.resources.sites.get(name) or {}).get("metadata") or {}).get("uid")
             self.reconciler.forget(name, uid)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.decisions import Plan
+from dualcap.planning.entities import MeterState
 from dualcap.planning.measured import BlockReport
 
 log = logging.getLogger("dualcap")
@@ -123,6 +125,13 @@ class SiteMemory:
 
     resynced_at: float  # monotonic time of the last resync
     overlay: Overlay = field(default_factory=Overlay)
+    # (when, the modelled draw then) of the recent plans: what a meter reading is
+    # compared with (the model at the reading's time)
+    modelled: deque[tuple[datetime, float]] = field(default_factory=deque)
+
+    def modelled_since(self, since: datetime) -> float:
+        return max((kw for at, kw in self.modelled if at >= since), default=0.0)
+
     stuck_since: float | None = None  # since when confirmations have waited
 
     def resync_due(self, every: float) -> bool:
@@ -158,16 +167,26 @@ class Reconciler:
         self.safety_period = safety_period
         self.resync_seconds = resync_seconds
         self.cache = ParseCache()
+        self._writes = 0
         self.memory: dict[str, SiteMemory] = {}  # per site, dropped with the Site (forget)
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
         self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
 
     async def reconcile(
-        self, site: Obj, objects: list[Obj], reports: Mapping[str, BlockReport] | None = None
+        self,
+        site: Obj,
+        objects: list[Obj],
+        reports: Mapping[str, BlockReport] | None = None,
+        meter: MeterState | None = None,
     ) -> Result:
-        """``reports``: the MinerBlock reports by node (their recent peaks)."""
+        """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``: the
+        site meter's last reading (spec.meter)."""
         name = site["metadata"]["name"]
         now = self.clock()
+        if meter is not None:  # the unmodelled load last counted is the reserve
+            reserve = (site.get("status") or {}).get("unmodelledKW")
+            if isinstance(reserve, int | float) and reserve > 0:
+                meter = replace(meter, reserve_kw=float(reserve))
         memory = self.memory.get(name)
         if memory is None:
             memory = self.memory[name] = SiteMemory(resynced_at=time.monotonic())
@@ -175,13 +194,22 @@ class Reconciler:
         objects = overlay.merge([site, *objects])
         fleet = build_fleet(objects, self.cache, now, reports or {})
         snap = fleet.sites[name]
+        if meter is not None and meter.metered_at is not None:
+            since = meter.metered_at - timedelta(seconds=meter.poll_seconds)
+            meter = replace(meter, modelled_then_kw=memory.modelled_since(since))
+        snap.meter = meter
         if memory.resync_due(self.resync_seconds) and await self._resync(
             name, site, snap, objects, memory
         ):
             objects = overlay.merge(objects)
             fleet = build_fleet(objects, self.cache, now, reports or {})
             snap = fleet.sites[name]
+            snap.meter = meter
         p = plan(snap, now)
+        if p.meter is not None:
+            memory.modelled.append((now, p.meter.modelled_kw))
+            while memory.modelled and now - memory.modelled[0][0] > timedelta(minutes=5):
+                memory.modelled.popleft()
         if p.in_flight and not p.schedule.now:
             memory.stuck_since = memory.stuck_since or time.monotonic()
         else:
@@ -213,8 +241,9 @@ class Reconciler:
             writes += len(outcome.done) + len(outcome.failures)
             for cmd, why in outcome.failures:
                 log.warning("site %s: %s failed: %s", name, cmd.describe(), why)
-        writes += await self._statuses(site, objects, p, outcome, now)
-        for event in reconcile_events(site, objects, p, outcome):
+        site_wanted = await self._statuses(site, objects, p, outcome, now)
+        writes += self._writes
+        for event in reconcile_events(site, objects, p, outcome, site_wanted):
             await events.post(self.client, event, now)
             writes += 1
         for hook in self.on_plan:
@@ -298,8 +327,9 @@ class Reconciler:
 
     async def _statuses(
         self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
-    ) -> int:
-        """Leases, then the budget, then the Site: its Ready, the summary, is written last."""
+    ) -> Obj:
+        """Leases, then the budget, then the Site: its Ready, the summary, is written last.
+        Returns the Site's status as wanted (``self._writes``: how many were written)."""
         name = site["metadata"]["name"]
         failures = [
             f"{cmd.describe()}: {why}" for cmd, why in (outcome.failures if outcome else [])
@@ -332,7 +362,8 @@ class Reconciler:
         writes += await self._patch_status(
             f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
         )
-        return writes
+        self._writes = writes
+        return wanted
 
 
 def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:

@@ -9,14 +9,15 @@ idle site computes the very same status and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dualcap.api.common import parse_rfc3339
 from dualcap.api.conditions import ConditionType as T
 from dualcap.api.conditions import HoldReason
 from dualcap.api.conditions import Reason as R
 from dualcap.api.lease import LeasePhase
-from dualcap.planning.decisions import LeaseDecision, Plan
+from dualcap.planning.decisions import LeaseDecision, MeterOutcome, Plan
 from dualcap.planning.report import rfc3339
 
 # (type, status, reason, message): status None is Unknown
@@ -100,6 +101,21 @@ def site_status(
     )
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
+    if p.meter is not None:
+        meter = p.meter
+        status["unmodelledKW"] = _r(meter.unmodelled_kw)
+        if meter.metered_kw is not None and meter.metered_at is not None:
+            status["meteredKW"] = _r(meter.metered_kw)
+            status["meteredAt"] = rfc3339(meter.metered_at)
+        wanted_meter: list[Wanted] = [
+            (T.METERED, True, R.METER_FRESH, meter.message)
+            if meter.fresh
+            else (T.METERED, False, meter.reason, meter.message)
+        ]
+        if meter.fresh:
+            wanted_meter.append(_agreement(meter, prev_conditions, now))
+    else:
+        wanted_meter = []
     if p.budgets is not None:
         status["bindingBudget"] = p.budgets.binding
         change = p.budgets.envelope.next_change
@@ -130,6 +146,7 @@ def site_status(
             wanted_extra.append(
                 (T.MEASURED, True, R.MEASUREMENTS_FRESH, f"{m.reporting} blocks measured")
             )
+    wanted_extra += wanted_meter
     ready, reconciling, stalled = _progress(p, failures)
     within = p.within_envelope
     envelope: Wanted = (
@@ -148,6 +165,34 @@ def site_status(
         prev_conditions, [ready, envelope, reconciling, stalled, *wanted_extra], generation, now
     )
     return status
+
+
+def _agreement(m: MeterOutcome, previous: Any, now: datetime) -> Wanted:
+    """MeterAgrees: False once the meter and the parts have differed by more than the
+    tolerance for longer than the setting (the pending disagreement is told in the True
+    condition's message; its start is kept as the message's timestamp)."""
+    gap = (m.metered_kw or 0.0) - m.modelled_kw
+    before = next((c for c in previous or [] if c.get("type") == T.METER_AGREES), None)
+    if not m.disagrees:
+        return (T.METER_AGREES, True, R.AGREES, f"meter - model = {gap:,.0f} kW")
+    if before is not None and before.get("status") == "False":
+        return (T.METER_AGREES, False, R.DISAGREES, before.get("message") or "")
+    since = _since(before) if before is not None and before.get("reason") == R.DISAGREEING else now
+    limit = timedelta(seconds=m.disagreement_seconds)
+    if now - since >= limit:
+        return (
+            T.METER_AGREES, False, R.DISAGREES,
+            f"the meter and the model differ by {gap:,.0f} kW since {rfc3339(since)}",
+        )  # fmt: skip
+    return (T.METER_AGREES, True, R.DISAGREEING, f"differ by {gap:,.0f} kW since {rfc3339(since)}")
+
+
+def _since(condition: Mapping[str, Any]) -> datetime:
+    message = str(condition.get("message") or "")
+    try:
+        return parse_rfc3339(message.rsplit(" since ", 1)[1])
+    except (IndexError, ValueError):
+        return datetime.now(UTC)
 
 
 def _progress(p: Plan, failures: list[str]) -> tuple[Wanted, Wanted, Wanted]:

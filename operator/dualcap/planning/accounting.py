@@ -23,10 +23,11 @@ class Draw:
     mining_kw: float = 0.0
     gpu_kw: float = 0.0
     overhead_kw: float = 0.0
+    unmodelled_kw: float = 0.0  # what the site meter reads beyond the sum of the parts
 
     @property
     def total_kw(self) -> float:
-        return self.mining_kw + self.gpu_kw + self.overhead_kw
+        return self.mining_kw + self.gpu_kw + self.overhead_kw + self.unmodelled_kw
 
 
 def mining_revenue_usd_per_hour(hashrate_ths: float, hashprice_usd_per_ph_day: float) -> float:
@@ -99,7 +100,11 @@ def planned(
     """The draw once the plan has taken effect: ``mining`` mine, the leases that run draw
     ``lease_kw`` (facility kW), the rest of the GPU nodes their baseline."""
     pue = snap.pue
-    mining_it = sum(c.power_kw for c in mining) + held_mining_it
+    chosen = {c.name for c in mining}
+    asleep_it = sum(
+        c.asleep_kw for c in snap.controllers if c.dispatchable and c.name not in chosen
+    )
+    mining_it = sum(c.power_kw for c in mining) + held_mining_it + asleep_it
     return Draw(
         mining_kw=pue * mining_it,
         gpu_kw=pue * gpu_baseline_it + lease_kw + pue * invalid_it,

@@ -24,6 +24,21 @@ class Hold:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterOutcome:
+    """What the site meter counted for in this plan."""
+
+    metered_kw: float | None
+    metered_at: datetime | None
+    fresh: bool
+    modelled_kw: float  # the committed draw by the parts (measured where fresh)
+    unmodelled_kw: float  # counted: the meter beyond the parts, or the reserve kept
+    reason: str  # MeterFresh, MeterStale, NoReading or the poll's error reason
+    message: str
+    disagrees: bool  # the meter and the parts differ by more than the tolerance
+    disagreement_seconds: float = 120.0  # for how long before it is reported
+
+
+@dataclass(frozen=True, slots=True)
 class MinerSummary:
     """With curtailment MinerAgent: what the reports say against the nameplate model."""
 
@@ -76,6 +91,7 @@ class Plan:
     in_flight: int = 0  # curtailments not yet confirmed + lease pods not yet gone
     miners: MinerSummary | None = None  # curtailment MinerAgent only
     budgets: SiteEnvelope | None = None  # each budget's envelope, which one binds
+    meter: MeterOutcome | None = None  # with spec.meter
 
     @property
     def hold_reason(self) -> str | None:

@@ -195,6 +195,27 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterState:
+    """The site meter as the operator last read it (``spec.meter``)."""
+
+    metered_kw: float | None  # the last good reading (None: none yet)
+    metered_at: datetime | None
+    stale_after_seconds: float
+    error_reason: str | None = None  # why the last poll failed, if it did
+    error_message: str | None = None
+    disagreement_kw: float = 100.0
+    disagreement_seconds: float = 120.0
+    # The unmodelled load last counted (from the Site's status): kept as a reserve while
+    # the meter is stale, so a lost meter never lowers what is counted.
+    reserve_kw: float = 0.0
+    poll_seconds: float = 5.0
+    # The highest modelled draw since the reading was taken (less a poll interval): a
+    # reading is compared with the model as it was then, not with a model that has since
+    # dropped (a curtailment the meter has not seen yet is no unmodelled load).
+    modelled_then_kw: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetIssue:
     """Why the site has no usable PowerBudget."""
 
@@ -219,6 +240,7 @@ class SiteSnapshot:
     price_budget: str | None = None  # the one budget the site's energy price comes from
     # With curtailment MinerAgent: the controllers whose report is missing or stale.
     unreported: list[str] = field(default_factory=list)
+    meter: MeterState | None = None  # with spec.meter: the meter's last reading
     next_stale_at: datetime | None = None  # when the next fresh report goes stale
 
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node

@@ -14,14 +14,15 @@ The steps, in order:
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from dualcap.api.conditions import HoldReason
 from dualcap.api.site import ControllerState
 from dualcap.planning import accounting, mining
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
-from dualcap.planning.decisions import Hold, MinerSummary, Orders, Plan
+from dualcap.planning.decisions import Hold, MeterOutcome, MinerSummary, Orders, Plan
 from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import Envelope, SiteEnvelope, compose
 from dualcap.planning.leases import Leases
@@ -43,11 +44,14 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     # 3. What is drawn now, and what no command changes.
     gpu_baseline = accounting.gpu_baseline_it_kw(snap.gpu_nodes.values())
     committed = accounting.committed(snap, gpu_baseline)
+    meter = _meter(snap, committed.total_kw, now, orders)
+    if meter is not None:  # real load nobody declared: counted now and in the plan
+        committed = replace(committed, unmodelled_kw=meter.unmodelled_kw)
     held_mining = accounting.held_mining_it_kw(snap)
     invalid = accounting.invalid_leases_it_kw(snap)
     if limit is not None and hold is None:
         fixed_it = gpu_baseline + held_mining + invalid
-        budget = limit - snap.fixed_kw - snap.pue * fixed_it
+        budget = limit - snap.fixed_kw - snap.pue * fixed_it - committed.unmodelled_kw
     else:
         budget = float("inf")  # hold: nothing is admitted or resumed below
     # 4. Leases.
@@ -61,6 +65,7 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     planned = accounting.planned(
         snap, miners, held_mining, gpu_baseline, invalid, sum(d.kw for d in running)
     )
+    planned = replace(planned, unmodelled_kw=committed.unmodelled_kw)
     asic = snap.asic
     hashrate = sum(c.hashrate_ths for c in miners) + sum(
         c.hashrate_ths for c in snap.controllers if not c.dispatchable and c.committed_it_kw > 0
@@ -113,6 +118,51 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         in_flight=states["curtailing"] + sum(1 for p in going if p.terminating and not p.terminal),
         miners=_miner_summary(snap),
         budgets=composed,
+        meter=meter,
+    )
+
+
+def _meter(
+    snap: SiteSnapshot, modelled_kw: float, now: datetime, orders: Orders
+) -> MeterOutcome | None:
+    """The site meter bounds the committed draw from below: what it reads beyond the sum
+    of the parts is real load (cooling, lighting, what nobody declared) and is counted.
+    A stale meter counts as none, but the last unmodelled load stays as a reserve; a meter
+    reading below the model lowers nothing (the model stays conservative)."""
+    m = snap.meter
+    if m is None:
+        return None
+    stale_after = timedelta(seconds=m.stale_after_seconds)
+    fresh = (
+        m.metered_at is not None and m.metered_kw is not None and now - m.metered_at <= stale_after
+    )
+    if fresh:
+        assert m.metered_kw is not None and m.metered_at is not None
+        unmodelled = max(0.0, m.metered_kw - max(modelled_kw, m.modelled_then_kw))
+        orders.wakeups.append(m.metered_at + stale_after)
+        disagrees = abs(m.metered_kw - modelled_kw) > m.disagreement_kw
+        reason, message = "MeterFresh", f"the meter reads {m.metered_kw:,.0f} kW"
+    else:
+        unmodelled, disagrees = m.reserve_kw, False
+        if m.error_reason:
+            reason = m.error_reason
+            message = m.error_message or reason
+        elif m.metered_at is None:
+            reason, message = "NoReading", "no reading from the meter yet"
+        else:
+            reason = "MeterStale"
+            message = f"the last reading is from {m.metered_at.isoformat()}"
+        message += f"; the model counts, with {unmodelled:,.0f} kW of unmodelled load kept"
+    return MeterOutcome(
+        m.metered_kw,
+        m.metered_at,
+        fresh,
+        modelled_kw,
+        unmodelled,
+        reason,
+        message,
+        disagrees,
+        m.disagreement_seconds,
     )
 
 

@@ -1,0 +1,137 @@
+"""The site meters: one poller per Site with ``spec.meter``, polling on its own schedule.
+
+A poller keeps its meter's last good reading and its last error; the site's reconcile
+reads both (``MeterState``) and the planner decides what they are worth (fresh, stale,
+the reserve kept). A poller wakes its site when a reading changes by more than a little,
+so an unmodelled load that appears on the meter is acted on within one poll interval.
+Secret-held URLs and tokens are read through the operator's client when the poller
+starts, and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from dualcap.api.measurement import MeterSpec, ValueFrom
+from dualcap.cluster.client import Client
+from dualcap.planning.entities import MeterState
+from dualcap.signals.meter import SunSpecMeterClient
+from dualcap.signals.prometheus import PrometheusClient
+from dualcap.signals.reading import Reading, SignalError
+
+log = logging.getLogger("dualcap")
+WAKE_ON_CHANGE_KW = 1.0  # a reading this far from the last one wakes the site
+
+
+async def secret_value(client: Client, ref: ValueFrom, namespace: str) -> str:
+    """The value a ``...From`` field names (a key of a Secret); raises SignalError."""
+    key = ref.secret_key_ref
+    ns = key.namespace or namespace
+    resp = await client.request("GET", f"/api/v1/namespaces/{ns}/secrets/{key.name}")
+    if not resp.ok:
+        raise SignalError("SecretUnavailable", f"Secret {ns}/{key.name}: {resp.code} {resp.reason}")
+    data = (resp.body or {}).get("data") or {}
+    if key.key not in data:
+        raise SignalError("SecretUnavailable", f"Secret {ns}/{key.name} has no key {key.key!r}")
+    return base64.b64decode(data[key.key]).decode().strip()
+
+
+class MeterPoller:
+    """Polls one site's meter until stopped."""
+
+    def __init__(
+        self,
+        site: str,
+        spec: MeterSpec,
+        client: Client,
+        namespace: str,
+        wake: Callable[[], None],
+        clock: Callable[[], datetime],
+    ):
+        self.site, self.spec, self.client, self.namespace = site, spec, client, namespace
+        self.wake, self.clock = wake, clock
+        self.reading: Reading | None = None
+        self.error: SignalError | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def state(self) -> MeterState:
+        return MeterState(
+            metered_kw=self.reading.kw if self.reading else None,
+            metered_at=self.reading.at if self.reading else None,
+            stale_after_seconds=self.spec.stale_after_seconds,
+            error_reason=self.error.reason if self.error else None,
+            error_message=self.error.message if self.error else None,
+            disagreement_kw=self.spec.disagreement_kw,
+            disagreement_seconds=self.spec.disagreement_seconds,
+            poll_seconds=self.spec.poll_seconds,
+        )
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"meter {self.site}")
+
+    def cancel(self) -> None:
+        """Stops polling (from synchronous code: the task ends at its next await)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _read_once(self, read: Callable[[], object]) -> None:
+        try:
+            reading = await read()  # type: ignore[misc]
+        except SignalError as err:
+            if self.error is None or self.error.reason != err.reason:
+                log.warning("site %s: meter: %s", self.site, err)
+                self.wake()
+            self.error = err
+            return
+        before = self.reading
+        self.reading, self.error = reading, None
+        if before is None or abs(reading.kw - before.kw) >= WAKE_ON_CHANGE_KW:
+            self.wake()
+
+    async def _run(self) -> None:
+        spec = self.spec
+        if spec.sunspec is not None:
+            meter = SunSpecMeterClient(
+                spec.sunspec, timeout_seconds=spec.timeout_seconds, clock=self.clock
+            )
+            try:
+                while True:
+                    await self._read_once(meter.read)
+                    await asyncio.sleep(spec.poll_seconds)
+            finally:
+                meter.close()
+        assert spec.prometheus is not None
+        query = spec.prometheus
+        while True:  # the Secret is read again after a failure (it may be created late)
+            try:
+                url = query.url or await secret_value(self.client, query.url_from, self.namespace)  # type: ignore[arg-type]
+                token = (
+                    await secret_value(self.client, query.bearer_token_from, self.namespace)
+                    if query.bearer_token_from
+                    else None
+                )
+            except SignalError as err:
+                self.error = err
+                self.wake()
+                await asyncio.sleep(spec.poll_seconds)
+                continue
+            async with PrometheusClient(
+                url, timeout_seconds=spec.timeout_seconds, bearer_token=token
+            ) as prom:
+                while True:
+                    await self._read_once(lambda: prom.site_draw(query.query))
+                    await asyncio.sleep(spec.poll_seconds)

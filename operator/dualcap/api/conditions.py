@@ -19,6 +19,7 @@ class ConditionType(StrEnum):
     PRICE_SOURCE = "PriceSource"  # a budget's energyPrice is the site's (one source per site)
     METERED = "Metered"  # the site meter read fresh (spec.meter)
     METER_AGREES = "MeterAgrees"  # the meter and the sum of the parts within tolerance
+    GPU_POWER_MEASURED = "GpuPowerMeasured"  # every GPU node read fresh (powerQuery)
     MEASURED = "Measured"  # every block's draw measured by a fresh report (MinerAgent)
 
 

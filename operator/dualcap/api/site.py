@@ -18,7 +18,7 @@ from dualcap.api.common import (
     cel,
     check_name_length,
 )
-from dualcap.api.measurement import MeterSpec
+from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.meta import ObjectMeta
 
 
@@ -134,6 +134,17 @@ class AsicSpec(Model):
 
 class GpuSpec(Model):
     """The site's GPU nodes, where lease pods run."""
+
+    power_query: GpuPowerQuery | None = Field(
+        default=None,
+        alias="powerQuery",
+        description=(
+            "The GPUs' own power from Prometheus, per node (typically NVIDIA DCGM exporter's"
+            " DCGM_FI_DEV_POWER_USAGE, W, by Hostname or hostname). A fresh reading of a node"
+            " replaces its idle power and the GPUs of pods that are not dualcap's; its lease"
+            " pods keep their nameplate (a pod just placed may draw it any moment)."
+        ),
+    )
 
     node_selector: LabelSelector = Field(
         default_factory=lambda: LabelSelector.of(**{ROLE_LABEL: "gpu"}),
@@ -296,6 +307,11 @@ class GpuCounts(StatusModel):
     total: int = Field(default=0, description="GPUs on schedulable GPU nodes.")
     leased: int = Field(default=0, description="GPUs used by lease pods.")
     free: int = Field(default=0, description="GPUs not used by a lease.")
+    measured_nodes: int | None = Field(
+        default=None,
+        alias="measuredNodes",
+        description="GPU nodes counted at what they measure (spec.gpu.powerQuery).",
+    )
 
 
 class DrawByKind(StatusModel):

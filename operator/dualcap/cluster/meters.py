@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from dualcap.api.measurement import MeterSpec, ValueFrom
+from dualcap.api.measurement import GpuPowerQuery, MeterSpec, ValueFrom
 from dualcap.cluster.client import Client
-from dualcap.planning.entities import MeterState
+from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.signals.meter import SunSpecMeterClient
 from dualcap.signals.prometheus import PrometheusClient
 from dualcap.signals.reading import Reading, SignalError
@@ -134,4 +134,85 @@ class MeterPoller:
             ) as prom:
                 while True:
                     await self._read_once(lambda: prom.site_draw(query.query))
+                    await asyncio.sleep(spec.poll_seconds)
+
+
+class GpuPowerPoller:
+    """Polls one site's GPU power query; keeps each node's last good reading."""
+
+    def __init__(
+        self,
+        site: str,
+        spec: GpuPowerQuery,
+        client: Client,
+        namespace: str,
+        nodes: Callable[[], list[str]],
+        wake: Callable[[], None],
+    ):
+        self.site, self.spec, self.client, self.namespace = site, spec, client, namespace
+        self.nodes, self.wake = nodes, wake
+        self.readings: dict[str, Reading] = {}
+        self.error: SignalError | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def state(self) -> GpuPowerState:
+        return GpuPowerState(
+            readings={n: (r.kw, r.at) for n, r in self.readings.items()},
+            stale_after_seconds=self.spec.stale_after_seconds,
+            error_reason=self.error.reason if self.error else None,
+            error_message=self.error.message if self.error else None,
+        )
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"gpu power {self.site}")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self) -> None:
+        spec = self.spec
+        while True:
+            try:
+                url = spec.url or await secret_value(self.client, spec.url_from, self.namespace)  # type: ignore[arg-type]
+                token = (
+                    await secret_value(self.client, spec.bearer_token_from, self.namespace)
+                    if spec.bearer_token_from
+                    else None
+                )
+            except SignalError as err:
+                self.error = err
+                self.wake()
+                await asyncio.sleep(spec.poll_seconds)
+                continue
+            async with PrometheusClient(
+                url, timeout_seconds=spec.timeout_seconds, bearer_token=token
+            ) as prom:
+                while True:
+                    try:
+                        got = await prom.gpu_power_by_node(spec.query, self.nodes())
+                    except SignalError as err:
+                        if self.error is None or self.error.reason != err.reason:
+                            log.warning("site %s: GPU power: %s", self.site, err)
+                            self.wake()
+                        self.error = err
+                    else:
+                        changed = any(
+                            n not in self.readings
+                            or abs(r.kw - self.readings[n].kw) >= WAKE_ON_CHANGE_KW
+                            for n, r in got.items()
+                        )
+                        self.readings.update(got)
+                        self.error = None
+                        if changed:
+                            self.wake()
                     await asyncio.sleep(spec.poll_seconds)

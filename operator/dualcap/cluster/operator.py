@@ -30,16 +30,16 @@ from typing import Any, Protocol
 from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
 from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.marks import is_marked, release_patch
-from dualcap.api.measurement import MeterSpec
+from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.client import Client, ConnectionInfo
 from dualcap.cluster.informer import ClusterView
-from dualcap.cluster.meters import MeterPoller
+from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
-from dualcap.planning.entities import MeterState
+from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.planning.measured import History, report_from
 
 log = logging.getLogger("dualcap")
@@ -159,6 +159,8 @@ class Operator:
     resources: Resources = field(default_factory=Resources)
     history: History = field(default_factory=History)  # MinerBlock reports, by node
     meters: dict[str, tuple[str, MeterPoller]] = field(default_factory=dict)  # site -> poller
+    gpu_pollers: dict[str, tuple[str, GpuPowerPoller]] = field(default_factory=dict)
+    gpu_nodes: dict[str, list[str]] = field(default_factory=dict)  # site -> its GPU nodes
     # Where Secrets named without a namespace are read (the operator's own namespace).
     secret_namespace: str = field(
         default_factory=lambda: os.environ.get("POD_NAMESPACE", "default")
@@ -199,7 +201,10 @@ class Operator:
     async def close(self) -> None:
         for _, poller in list(self.meters.values()):
             await poller.stop()
+        for _, gpu in list(self.gpu_pollers.values()):
+            await gpu.stop()
         self.meters.clear()
+        self.gpu_pollers.clear()
         if self.view is not None:
             await self.view.stop()
         if self.client is not None:
@@ -306,7 +311,11 @@ class Operator:
             view = await self.ensure_view()
             reports = {n: r for n in self.history.nodes() if (r := self.history.report(n))}
             meter = await self._meter_state(name, site)
-            result = await reconciler.reconcile(site, self.gather(name, site, view), reports, meter)
+            gpu_power = await self._gpu_state(name, site)
+            result = await reconciler.reconcile(
+                site, self.gather(name, site, view), reports, meter, gpu_power
+            )
+            self.gpu_nodes[name] = result.gpu_nodes
         except TryAgain as err:
             return err.delay
         except Exception:  # one bad reconcile must not stop the site's loop
@@ -344,8 +353,41 @@ class Operator:
             self.meters[name] = current = (key or "", poller)
         return current[1].state()
 
+    async def _gpu_state(self, name: str, site: Mapping[str, Any]) -> GpuPowerState | None:
+        """The GPU nodes' last readings; starts (or restarts) the site's query poller."""
+        raw = ((site.get("spec") or {}).get("gpu") or {}).get("powerQuery")
+        current = self.gpu_pollers.get(name)
+        key = json.dumps(raw, sort_keys=True) if raw is not None else None
+        if current is not None and current[0] != key:
+            await current[1].stop()
+            del self.gpu_pollers[name]
+            current = None
+        if raw is None:
+            return None
+        if current is None:
+            try:
+                spec = GpuPowerQuery.model_validate(raw)
+            except ValueError:
+                return None  # an invalid Site: the planner reports it
+            assert self.client is not None
+            poller = GpuPowerPoller(
+                name,
+                spec,
+                self.client,
+                self.secret_namespace,
+                lambda: self.gpu_nodes.get(name, []),
+                lambda: self.wake(name),
+            )
+            poller.start()
+            self.gpu_pollers[name] = current = (key or "", poller)
+        return current[1].state()
+
     def forget(self, name: str) -> None:
         """Drops every piece of state kept for site ``name``."""
+        gpu = self.gpu_pollers.pop(name, None)
+        if gpu is not None:
+            gpu[1].cancel()
+        self.gpu_nodes.pop(name, None)
         held = self.meters.pop(name, None)
         if held is not None:
             held[1].cancel()

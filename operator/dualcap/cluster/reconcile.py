@@ -26,8 +26,8 @@ from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.decisions import Plan
-from dualcap.planning.entities import MeterState
-from dualcap.planning.measured import BlockReport
+from dualcap.planning.entities import GpuPowerState, MeterState
+from dualcap.planning.measured import BlockReport, apply_gpu_power
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -150,6 +150,7 @@ class Result:
     outcome: Outcome | None
     wake_at: datetime
     writes: int
+    gpu_nodes: list[str] = field(default_factory=list)  # the site's GPU nodes, by name
 
 
 class Reconciler:
@@ -178,6 +179,7 @@ class Reconciler:
         objects: list[Obj],
         reports: Mapping[str, BlockReport] | None = None,
         meter: MeterState | None = None,
+        gpu_power: GpuPowerState | None = None,
     ) -> Result:
         """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``: the
         site meter's last reading (spec.meter)."""
@@ -198,6 +200,7 @@ class Reconciler:
             since = meter.metered_at - timedelta(seconds=meter.poll_seconds)
             meter = replace(meter, modelled_then_kw=memory.modelled_since(since))
         snap.meter = meter
+        apply_gpu_power(snap, gpu_power, now)
         if memory.resync_due(self.resync_seconds) and await self._resync(
             name, site, snap, objects, memory
         ):
@@ -205,6 +208,7 @@ class Reconciler:
             fleet = build_fleet(objects, self.cache, now, reports or {})
             snap = fleet.sites[name]
             snap.meter = meter
+            apply_gpu_power(snap, gpu_power, now)
         p = plan(snap, now)
         if p.meter is not None:
             memory.modelled.append((now, p.meter.modelled_kw))
@@ -253,7 +257,7 @@ class Reconciler:
             wake = min(wake, p.next_wakeup)
         if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
             wake = min(wake, now + SETTLING)
-        return Result(p, outcome, wake, writes)
+        return Result(p, outcome, wake, writes, sorted(snap.gpu_nodes))
 
     # --- resync: the view checked against the API -------------------------------------------
 

@@ -147,6 +147,21 @@ def site_status(
                 (T.MEASURED, True, R.MEASUREMENTS_FRESH, f"{m.reporting} blocks measured")
             )
     wanted_extra += wanted_meter
+    if p.gpu_power is not None:
+        g = p.gpu_power
+        status["gpus"]["measuredNodes"] = g.reporting
+        if g.unreported:
+            shown = ", ".join(g.unreported[:8]) + (" and more" if len(g.unreported) > 8 else "")
+            why = f" ({g.error_reason}: {g.error_message})" if g.error_reason else ""
+            wanted_extra.append((
+                T.GPU_POWER_MEASURED, False, g.error_reason or R.STALE_MEASUREMENTS,
+                f"{len(g.unreported)} GPU nodes have no fresh reading and count at"
+                f" nameplate{why}: {shown}",
+            ))  # fmt: skip
+        else:
+            wanted_extra.append(
+                (T.GPU_POWER_MEASURED, True, R.MEASUREMENTS_FRESH, f"{g.reporting} nodes read")
+            )
     ready, reconciling, stalled = _progress(p, failures)
     within = p.within_envelope
     envelope: Wanted = (

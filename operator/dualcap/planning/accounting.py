@@ -63,7 +63,12 @@ def pods_it_kw(snap: SiteSnapshot, pods: Iterable[LeasePod]) -> float:
 
 def gpu_baseline_it_kw(nodes: Iterable[GpuNode]) -> float:
     """IT kW the GPU nodes draw whatever dualcap does: idle power and others' GPU pods."""
-    return sum(n.idle_kw + n.foreign_gpus * n.per_gpu_kw for n in nodes)
+    return sum(
+        n.idle_kw + n.foreign_gpus * n.per_gpu_kw
+        if n.measured_baseline_kw is None
+        else n.measured_baseline_kw
+        for n in nodes
+    )
 
 
 def committed(snap: SiteSnapshot, gpu_baseline_it: float) -> Draw:

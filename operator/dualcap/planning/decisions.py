@@ -39,6 +39,17 @@ class MeterOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuPowerSummary:
+    """With spec.gpu.powerQuery: which GPU nodes count at what they measure."""
+
+    nodes: int
+    reporting: int
+    unreported: list[str]
+    error_reason: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MinerSummary:
     """With curtailment MinerAgent: what the reports say against the nameplate model."""
 
@@ -92,6 +103,7 @@ class Plan:
     miners: MinerSummary | None = None  # curtailment MinerAgent only
     budgets: SiteEnvelope | None = None  # each budget's envelope, which one binds
     meter: MeterOutcome | None = None  # with spec.meter
+    gpu_power: GpuPowerSummary | None = None  # with spec.gpu.powerQuery
 
     @property
     def hold_reason(self) -> str | None:

@@ -135,6 +135,10 @@ class GpuNode:
     taints: tuple[Mapping[str, Any], ...]  # NoSchedule and NoExecute taints
     foreign_gpus: int = 0  # GPUs used by pods that are not dualcap lease pods
     ref: NodeRef | None = None
+    # With spec.gpu.powerQuery and a fresh reading: what the node draws besides its lease
+    # pods (measured, less its lease pods at their nameplate, never below 0); replaces
+    # idle power and the foreign GPUs' nameplate.
+    measured_baseline_kw: float | None = None
 
 
 @dataclass(slots=True)
@@ -216,6 +220,16 @@ class MeterState:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuPowerState:
+    """The GPU nodes' measured power as last read (spec.gpu.powerQuery)."""
+
+    readings: Mapping[str, tuple[float, datetime]]  # node -> (IT kW, when)
+    stale_after_seconds: float
+    error_reason: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetIssue:
     """Why the site has no usable PowerBudget."""
 
@@ -241,6 +255,8 @@ class SiteSnapshot:
     # With curtailment MinerAgent: the controllers whose report is missing or stale.
     unreported: list[str] = field(default_factory=list)
     meter: MeterState | None = None  # with spec.meter: the meter's last reading
+    gpu_power: GpuPowerState | None = None  # with spec.gpu.powerQuery
+    gpu_unreported: list[str] = field(default_factory=list)  # GPU nodes with no fresh reading
     next_stale_at: datetime | None = None  # when the next fresh report goes stale
 
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node

@@ -16,10 +16,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dualcap.api.common import parse_rfc3339
 from dualcap.api.site import ControllerState
+
+if TYPE_CHECKING:
+    from dualcap.planning.entities import GpuPowerState, SiteSnapshot
 
 PEAK_WINDOW = timedelta(minutes=5)
 
@@ -169,3 +172,30 @@ def measured_draw(
     ths = report.mining_hashrate_ths if report.mining_hashrate_ths is not None else nameplate_ths
     asleep_kw = report.power_kw + report.unreachable * share_kw
     return mining_kw, ths, asleep_kw
+
+
+def apply_gpu_power(snap: SiteSnapshot, state: GpuPowerState | None, now: datetime) -> None:
+    """Each GPU node with a fresh reading counts at what it measures, its lease pods still
+    at their nameplate (``GpuNode.measured_baseline_kw``); the nodes with none are listed
+    in ``snap.gpu_unreported`` and count as the model says."""
+    snap.gpu_power = state
+    if state is None:
+        return
+    stale_after = timedelta(seconds=state.stale_after_seconds)
+    lease_kw: dict[str, float] = {}
+    pods = [p for lease in snap.leases for p in lease.pods] + list(snap.orphan_pods)
+    for pod in pods:
+        if pod.node in snap.gpu_nodes and not pod.terminal:
+            node = snap.gpu_nodes[pod.node]
+            lease_kw[pod.node] = lease_kw.get(pod.node, 0.0) + pod.gpus * node.per_gpu_kw
+    for name, node in list(snap.gpu_nodes.items()):
+        reading = state.readings.get(name)
+        if reading is None or now - reading[1] > stale_after:
+            snap.gpu_unreported.append(name)
+            continue
+        kw, at = reading
+        stale_at = at + stale_after
+        if snap.next_stale_at is None or stale_at < snap.next_stale_at:
+            snap.next_stale_at = stale_at
+        baseline = max(0.0, kw - lease_kw.get(name, 0.0))
+        snap.gpu_nodes[name] = replace(node, measured_baseline_kw=baseline)

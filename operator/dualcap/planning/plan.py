@@ -22,7 +22,14 @@ from dualcap.api.site import ControllerState
 from dualcap.planning import accounting, mining
 from dualcap.planning.accounting import Draw
 from dualcap.planning.commands import Schedule, make_before_break
-from dualcap.planning.decisions import Hold, MeterOutcome, MinerSummary, Orders, Plan
+from dualcap.planning.decisions import (
+    GpuPowerSummary,
+    Hold,
+    MeterOutcome,
+    MinerSummary,
+    Orders,
+    Plan,
+)
 from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import Envelope, SiteEnvelope, compose
 from dualcap.planning.leases import Leases
@@ -119,6 +126,21 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         miners=_miner_summary(snap),
         budgets=composed,
         meter=meter,
+        gpu_power=_gpu_summary(snap),
+    )
+
+
+def _gpu_summary(snap: SiteSnapshot) -> GpuPowerSummary | None:
+    state = snap.gpu_power
+    if state is None:
+        return None
+    unreported = sorted(snap.gpu_unreported)
+    return GpuPowerSummary(
+        nodes=len(snap.gpu_nodes),
+        reporting=len(snap.gpu_nodes) - len(unreported),
+        unreported=unreported,
+        error_reason=state.error_reason,
+        error_message=state.error_message,
     )
 
 

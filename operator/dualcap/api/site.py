@@ -405,6 +405,15 @@ class SiteStatus(StatusModel):
         alias="heldNodes",
         description="Controllers cordoned by a person (not by dualcap), left alone.",
     )
+    floor_kw: float | None = Field(
+        default=None,
+        alias="floorKW",
+        description=(
+            "What dualcap cannot shed, in kW: facility overhead, the GPU nodes' baseline,"
+            " controllers held by a person or NotReady, sleeping miners, unmodelled load."
+            " A demand-response adapter opts out of an event whose limit is below it."
+        ),
+    )
     binding_budget: str | None = Field(
         default=None,
         alias="bindingBudget",

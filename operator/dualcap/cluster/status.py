@@ -77,6 +77,7 @@ def site_status(
         committedKW=_r(p.committed_kw),
         plannedKW=_r(p.planned_kw),
         headroomKW=_r(p.headroom_kw),
+        floorKW=_r(p.floor_kw),
         draw={
             "miningKW": _r(p.committed.mining_kw),
             "gpuKW": _r(p.committed.gpu_kw),

@@ -103,6 +103,7 @@ class Plan:
     miners: MinerSummary | None = None  # curtailment MinerAgent only
     budgets: SiteEnvelope | None = None  # each budget's envelope, which one binds
     meter: MeterOutcome | None = None  # with spec.meter
+    floor_kw: float = 0.0  # what no command can shed (facility kW)
     gpu_power: GpuPowerSummary | None = None  # with spec.gpu.powerQuery
 
     @property

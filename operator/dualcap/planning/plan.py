@@ -127,6 +127,15 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         budgets=composed,
         meter=meter,
         gpu_power=_gpu_summary(snap),
+        floor_kw=snap.fixed_kw
+        + committed.unmodelled_kw
+        + snap.pue
+        * (
+            gpu_baseline
+            + held_mining
+            + invalid
+            + sum(c.asleep_kw for c in snap.controllers if c.dispatchable)
+        ),
     )
 
 

@@ -20,6 +20,7 @@ class ConditionType(StrEnum):
     METERED = "Metered"  # the site meter read fresh (spec.meter)
     METER_AGREES = "MeterAgrees"  # the meter and the sum of the parts within tolerance
     GPU_POWER_MEASURED = "GpuPowerMeasured"  # every GPU node read fresh (powerQuery)
+    PRICES_FRESH = "PricesFresh"  # every live price feed fresh (spec.prices)
     MEASURED = "Measured"  # every block's draw measured by a fresh report (MinerAgent)
 
 

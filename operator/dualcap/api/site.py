@@ -18,6 +18,7 @@ from dualcap.api.common import (
     cel,
     check_name_length,
 )
+from dualcap.api.feeds import PriceFeeds
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.meta import ObjectMeta
 
@@ -258,6 +259,13 @@ class SiteSpec(Model):
         description="Hysteresis, ramp limit and deletion policy.",
         json_schema_extra={"default": {}},
     )
+    prices: PriceFeeds | None = Field(
+        default=None,
+        description=(
+            "Live price feeds (ERCOT energy prices, the Hashrate Index hashprice) used while"
+            " fresh; the static prices are the fallback."
+        ),
+    )
     meter: MeterSpec | None = Field(
         default=None,
         description=(
@@ -321,6 +329,23 @@ class DrawByKind(StatusModel):
     gpu_kw: float = Field(default=0.0, alias="gpuKW", description="GPU nodes and lease pods.")
     overhead_kw: float = Field(
         default=0.0, alias="overheadKW", description="Fixed facility overhead."
+    )
+
+
+class PricesInUse(StatusModel):
+    """The prices the plan uses now."""
+
+    energy_usd_per_mwh: float | None = Field(
+        default=None, alias="energyUSDPerMWh", description="The energy price in use."
+    )
+    energy_source: str | None = Field(
+        default=None, alias="energySource", description="feed, or budget (the static price)."
+    )
+    hashprice_usd_per_ph_day: float | None = Field(
+        default=None, alias="hashpriceUSDPerPHDay", description="The hashprice in use."
+    )
+    hashprice_source: str | None = Field(
+        default=None, alias="hashpriceSource", description="feed, or spec (the static one)."
     )
 
 
@@ -413,6 +438,9 @@ class SiteStatus(StatusModel):
             " controllers held by a person or NotReady, sleeping miners, unmodelled load."
             " A demand-response adapter opts out of an event whose limit is below it."
         ),
+    )
+    prices: PricesInUse | None = Field(
+        default=None, description="With spec.prices: the prices in use now, and from where."
     )
     binding_budget: str | None = Field(
         default=None,

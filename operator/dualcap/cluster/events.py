@@ -104,7 +104,7 @@ def _problem_events(site: Obj, objects: list[Obj], p: Any) -> list[Event]:
 
 
 # Site conditions that, as they turn False, are news for whoever runs the site.
-WATCHED = {"Metered", "MeterAgrees", "Measured", "GpuPowerMeasured"}
+WATCHED = {"Metered", "MeterAgrees", "Measured", "GpuPowerMeasured", "PricesFresh"}
 
 
 def _condition_events(site: Obj, wanted: Mapping[str, Any] | None) -> list[Event]:

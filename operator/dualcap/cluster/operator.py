@@ -29,11 +29,13 @@ from typing import Any, Protocol
 
 from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
 from dualcap.api.conditions import ConditionType, Reason
+from dualcap.api.feeds import PriceFeeds
 from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.client import Client, ConnectionInfo
+from dualcap.cluster.feeds import PricePoller, PricesNow
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
@@ -41,6 +43,7 @@ from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
 from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.planning.measured import History, report_from
+from dualcap.signals.freshness import SignalAge
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -161,6 +164,8 @@ class Operator:
     meters: dict[str, tuple[str, MeterPoller]] = field(default_factory=dict)  # site -> poller
     gpu_pollers: dict[str, tuple[str, GpuPowerPoller]] = field(default_factory=dict)
     gpu_nodes: dict[str, list[str]] = field(default_factory=dict)  # site -> its GPU nodes
+    price_pollers: dict[str, tuple[str, PricePoller]] = field(default_factory=dict)
+    signal_ages: SignalAge | None = None  # dualcap_signal_age_seconds, in the metrics
     # Where Secrets named without a namespace are read (the operator's own namespace).
     secret_namespace: str = field(
         default_factory=lambda: os.environ.get("POD_NAMESPACE", "default")
@@ -203,6 +208,9 @@ class Operator:
             await poller.stop()
         for _, gpu in list(self.gpu_pollers.values()):
             await gpu.stop()
+        for _, feed in list(self.price_pollers.values()):
+            await feed.stop()
+        self.price_pollers.clear()
         self.meters.clear()
         self.gpu_pollers.clear()
         if self.view is not None:
@@ -312,8 +320,9 @@ class Operator:
             reports = {n: r for n in self.history.nodes() if (r := self.history.report(n))}
             meter = await self._meter_state(name, site)
             gpu_power = await self._gpu_state(name, site)
+            prices_now = await self._prices_now(name, site)
             result = await reconciler.reconcile(
-                site, self.gather(name, site, view), reports, meter, gpu_power
+                site, self.gather(name, site, view), reports, meter, gpu_power, prices_now
             )
             self.gpu_nodes[name] = result.gpu_nodes
         except TryAgain as err:
@@ -353,6 +362,29 @@ class Operator:
             self.meters[name] = current = (key or "", poller)
         return current[1].state()
 
+    async def _prices_now(self, name: str, site: Mapping[str, Any]) -> PricesNow | None:
+        """The live prices in force; starts (or restarts) the site's feed pollers."""
+        raw = (site.get("spec") or {}).get("prices")
+        current = self.price_pollers.get(name)
+        key = json.dumps(raw, sort_keys=True) if raw is not None else None
+        if current is not None and current[0] != key:
+            await current[1].stop()
+            del self.price_pollers[name]
+            current = None
+        if raw is None:
+            return None
+        if current is None:
+            try:
+                spec = PriceFeeds.model_validate(raw)
+            except ValueError:
+                return None  # an invalid Site: the planner reports it
+            if self.signal_ages is None and self.metrics is not None:
+                self.signal_ages = SignalAge(self.metrics.registry)
+            poller = PricePoller(name, spec, self.clock, lambda: self.wake(name), self.signal_ages)
+            poller.start()
+            self.price_pollers[name] = current = (key or "", poller)
+        return current[1].now()
+
     async def _gpu_state(self, name: str, site: Mapping[str, Any]) -> GpuPowerState | None:
         """The GPU nodes' last readings; starts (or restarts) the site's query poller."""
         raw = ((site.get("spec") or {}).get("gpu") or {}).get("powerQuery")
@@ -387,6 +419,9 @@ class Operator:
         gpu = self.gpu_pollers.pop(name, None)
         if gpu is not None:
             gpu[1].cancel()
+        feeds = self.price_pollers.pop(name, None)
+        if feeds is not None:
+            feeds[1].cancel()
         self.gpu_nodes.pop(name, None)
         held = self.meters.pop(name, None)
         if held is not None:

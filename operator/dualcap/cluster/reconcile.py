@@ -23,11 +23,12 @@ from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
 from dualcap.cluster.events import reconcile_events
+from dualcap.cluster.feeds import PricesNow
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.decisions import Plan
 from dualcap.planning.entities import GpuPowerState, MeterState
-from dualcap.planning.measured import BlockReport, apply_gpu_power
+from dualcap.planning.measured import BlockReport, apply_gpu_power, apply_prices
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -180,6 +181,7 @@ class Reconciler:
         reports: Mapping[str, BlockReport] | None = None,
         meter: MeterState | None = None,
         gpu_power: GpuPowerState | None = None,
+        prices_now: PricesNow | None = None,
     ) -> Result:
         """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``: the
         site meter's last reading (spec.meter)."""
@@ -201,6 +203,7 @@ class Reconciler:
             meter = replace(meter, modelled_then_kw=memory.modelled_since(since))
         snap.meter = meter
         apply_gpu_power(snap, gpu_power, now)
+        _prices(snap, prices_now)
         if memory.resync_due(self.resync_seconds) and await self._resync(
             name, site, snap, objects, memory
         ):
@@ -209,6 +212,7 @@ class Reconciler:
             snap = fleet.sites[name]
             snap.meter = meter
             apply_gpu_power(snap, gpu_power, now)
+            _prices(snap, prices_now)
         p = plan(snap, now)
         if p.meter is not None:
             memory.modelled.append((now, p.meter.modelled_kw))
@@ -368,6 +372,12 @@ class Reconciler:
         )
         self._writes = writes
         return wanted
+
+
+def _prices(snap: Any, prices_now: PricesNow | None) -> None:
+    if prices_now is not None:
+        apply_prices(snap, prices_now.energy_usd_per_mwh, prices_now.hashprice)
+        snap.price_feeds = (prices_now.fresh, prices_now.reason, prices_now.message)
 
 
 def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:

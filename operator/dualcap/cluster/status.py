@@ -148,6 +148,20 @@ def site_status(
                 (T.MEASURED, True, R.MEASUREMENTS_FRESH, f"{m.reporting} blocks measured")
             )
     wanted_extra += wanted_meter
+    if p.prices is not None:
+        pr = p.prices
+        status["prices"] = {
+            "energyUSDPerMWh": pr.energy_usd_per_mwh,
+            "energySource": pr.energy_source,
+            "hashpriceSource": pr.hashprice_source,
+        }
+        if pr.hashprice is not None:
+            status["prices"]["hashpriceUSDPerPHDay"] = round(pr.hashprice, 4)
+        wanted_extra.append(
+            (T.PRICES_FRESH, True, "Fresh", pr.message)
+            if pr.fresh
+            else (T.PRICES_FRESH, False, pr.reason, f"{pr.message}; the static price counts")
+        )
     if p.gpu_power is not None:
         g = p.gpu_power
         status["gpus"]["measuredNodes"] = g.reporting

@@ -50,6 +50,19 @@ class GpuPowerSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class PricesUsed:
+    """With spec.prices: the prices the plan used and where they came from."""
+
+    energy_usd_per_mwh: float
+    energy_source: str  # feed or budget
+    hashprice: float | None
+    hashprice_source: str  # feed or spec
+    fresh: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class MinerSummary:
     """With curtailment MinerAgent: what the reports say against the nameplate model."""
 
@@ -104,6 +117,7 @@ class Plan:
     budgets: SiteEnvelope | None = None  # each budget's envelope, which one binds
     meter: MeterOutcome | None = None  # with spec.meter
     floor_kw: float = 0.0  # what no command can shed (facility kW)
+    prices: PricesUsed | None = None  # with spec.prices
     gpu_power: GpuPowerSummary | None = None  # with spec.gpu.powerQuery
 
     @property

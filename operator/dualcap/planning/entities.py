@@ -105,6 +105,7 @@ class Controller:
     # power_kw, hashrate_ths and asleep_kw above are then the measured ones).
     report: BlockReport | None = None
     nameplate_it_kw: float | None = None  # what the model says it draws mining (if measured)
+    curtailing_kw: float | None = None  # measured IT kW while its curtailment is under way
     # Derived once (the planner reads them many times):
     committed_it_kw: float = field(init=False)  # conservative IT draw now
     dispatchable: bool = field(init=False)  # dualcap may curtail or resume it
@@ -113,6 +114,8 @@ class Controller:
         state = self.state
         if state is ControllerState.CURTAILED:
             committed = self.asleep_kw
+        elif state is ControllerState.CURTAILING and self.curtailing_kw is not None:
+            committed = self.curtailing_kw
         elif state is ControllerState.HELD:
             committed = self.power_kw if self.mining_pods else 0.0
         else:
@@ -257,6 +260,11 @@ class SiteSnapshot:
     meter: MeterState | None = None  # with spec.meter: the meter's last reading
     gpu_power: GpuPowerState | None = None  # with spec.gpu.powerQuery
     gpu_unreported: list[str] = field(default_factory=list)  # GPU nodes with no fresh reading
+    # With spec.prices and fresh feeds: the live prices (None: the static ones count)
+    live_energy_usd_per_mwh: float | None = None
+    live_hashprice: float | None = None
+    # With spec.prices: (every feed fresh, the reason if not, what to tell)
+    price_feeds: tuple[bool, str, str] | None = None
     next_stale_at: datetime | None = None  # when the next fresh report goes stale
 
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node

@@ -154,24 +154,28 @@ def measured_state(
 
 
 def measured_draw(
-    nameplate_it_kw: float, nameplate_ths: float, report: BlockReport, marked: bool
-) -> tuple[float, float, float]:
-    """(IT kW while mining, TH/s, IT kW asleep) of a block with a fresh ``report``.
+    nameplate_it_kw: float, nameplate_ths: float, report: BlockReport
+) -> tuple[float, float, float, float]:
+    """(IT kW while mining, TH/s, IT kW asleep, IT kW while being curtailed) of a block
+    with a fresh ``report``.
 
-    Mining: the recent peak of what the reachable miners draw, with every miner that does
-    not answer at its full share of the nameplate, and, in a block that should mine, every
-    sleeping one too (it is being woken). Nothing mines now: the nameplate (what it draws
-    mining is not known). Hashrate: what the block mines at, measured (failing hashboards
-    earn less per kW), else the nameplate. Asleep: what it measures asleep."""
+    While mining (what it draws mining, and so what resuming it costs): the recent peak of
+    the reachable miners, with every miner that sleeps or does not answer at its full share
+    of the nameplate (it may draw it any moment: a resume wakes it, a reboot mines); when
+    nothing mines now, the nameplate. Being curtailed: the recent peak (which covers it
+    mining before), unreachable miners at their share. Asleep: what it measures asleep.
+    Hashrate: what the block mines at, measured (failing hashboards earn less per kW),
+    else the nameplate."""
     share_kw = nameplate_it_kw / report.miners if report.miners else nameplate_it_kw
+    unreachable_kw = report.unreachable * share_kw
     if report.mining:
-        waking = 0 if marked else report.sleeping
-        mining_kw = report.power_kw + (report.unreachable + waking) * share_kw
+        mining_kw = report.power_kw + unreachable_kw + report.sleeping * share_kw
     else:
         mining_kw = nameplate_it_kw
     ths = report.mining_hashrate_ths if report.mining_hashrate_ths is not None else nameplate_ths
-    asleep_kw = report.power_kw + report.unreachable * share_kw
-    return mining_kw, ths, asleep_kw
+    asleep_kw = report.power_kw + unreachable_kw
+    curtailing_kw = report.power_kw + unreachable_kw
+    return mining_kw, ths, asleep_kw, curtailing_kw
 
 
 def apply_gpu_power(snap: SiteSnapshot, state: GpuPowerState | None, now: datetime) -> None:
@@ -199,3 +203,27 @@ def apply_gpu_power(snap: SiteSnapshot, state: GpuPowerState | None, now: dateti
             snap.next_stale_at = stale_at
         baseline = max(0.0, kw - lease_kw.get(name, 0.0))
         snap.gpu_nodes[name] = replace(node, measured_baseline_kw=baseline)
+
+
+def apply_prices(
+    snap: SiteSnapshot, energy_usd_per_mwh: float | None, hashprice: float | None
+) -> None:
+    """Live prices, while fresh, over the static ones: the energy price replaces the
+    budget's; the hashprice replaces the Site's, and every controller's revenue with it."""
+    snap.live_energy_usd_per_mwh = energy_usd_per_mwh
+    snap.live_hashprice = hashprice
+    asic = snap.asic
+    if hashprice is None or asic is None:
+        return
+    static = asic.hashprice_usd_per_ph_day
+    if static > 0:
+        scale = hashprice / static
+        snap.controllers = [
+            replace(c, revenue_usd_per_hour=c.revenue_usd_per_hour * scale)
+            for c in snap.controllers
+        ]
+    else:  # a static hashprice of 0: the revenue from each controller's hashrate
+        per_ths = hashprice / 1000.0 / 24.0
+        snap.controllers = [
+            replace(c, revenue_usd_per_hour=c.hashrate_ths * per_ths) for c in snap.controllers
+        ]

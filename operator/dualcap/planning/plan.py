@@ -29,6 +29,7 @@ from dualcap.planning.decisions import (
     MinerSummary,
     Orders,
     Plan,
+    PricesUsed,
 )
 from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.envelope import Envelope, SiteEnvelope, compose
@@ -47,6 +48,8 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     # 2. The envelope.
     envelope, composed = _envelope(snap, now, orders)
     price = envelope.energy_price_usd_per_mwh if envelope else 0.0
+    if snap.live_energy_usd_per_mwh is not None:
+        price = snap.live_energy_usd_per_mwh
     limit = envelope.limit_kw if envelope else None
     # 3. What is drawn now, and what no command changes.
     gpu_baseline = accounting.gpu_baseline_it_kw(snap.gpu_nodes.values())
@@ -77,10 +80,11 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     hashrate = sum(c.hashrate_ths for c in miners) + sum(
         c.hashrate_ths for c in snap.controllers if not c.dispatchable and c.committed_it_kw > 0
     )
+    hashprice = snap.live_hashprice if snap.live_hashprice is not None else None
+    if hashprice is None and asic is not None:
+        hashprice = asic.hashprice_usd_per_ph_day
     mining_revenue = (
-        accounting.mining_revenue_usd_per_hour(hashrate, asic.hashprice_usd_per_ph_day)
-        if asic
-        else 0.0
+        accounting.mining_revenue_usd_per_hour(hashrate, hashprice) if hashprice else 0.0
     )
     lease_revenue = sum(
         d.gpus * d.lease.spec.price_per_gpu_hour_usd for d in running if d.lease.spec
@@ -127,6 +131,7 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
         budgets=composed,
         meter=meter,
         gpu_power=_gpu_summary(snap),
+        prices=_prices_used(snap, price, hashprice),
         floor_kw=snap.fixed_kw
         + committed.unmodelled_kw
         + snap.pue
@@ -136,6 +141,21 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
             + invalid
             + sum(c.asleep_kw for c in snap.controllers if c.dispatchable)
         ),
+    )
+
+
+def _prices_used(snap: SiteSnapshot, energy: float, hashprice: float | None) -> PricesUsed | None:
+    if snap.price_feeds is None:
+        return None
+    fresh, reason, message = snap.price_feeds
+    return PricesUsed(
+        energy_usd_per_mwh=energy,
+        energy_source="feed" if snap.live_energy_usd_per_mwh is not None else "budget",
+        hashprice=hashprice,
+        hashprice_source="feed" if snap.live_hashprice is not None else "spec",
+        fresh=fresh,
+        reason=reason,
+        message=message,
     )
 
 

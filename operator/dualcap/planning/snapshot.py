@@ -463,7 +463,7 @@ def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: dateti
         stale_at = report.observed_at + stale_after
         if snap.next_stale_at is None or stale_at < snap.next_stale_at:
             snap.next_stale_at = stale_at
-        mining_kw, ths, asleep_kw = measured_draw(c.power_kw, c.hashrate_ths, report, c.marked)
+        mining_kw, ths, asleep_kw, curtailing_kw = measured_draw(c.power_kw, c.hashrate_ths, report)
         out.append(
             replace(
                 c,
@@ -471,6 +471,7 @@ def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: dateti
                 power_kw=mining_kw,
                 hashrate_ths=ths,
                 asleep_kw=asleep_kw,
+                curtailing_kw=curtailing_kw,
                 facility_kw=pue * mining_kw,
                 revenue_usd_per_hour=ths * rate,
                 report=report,

@@ -1,0 +1,120 @@
+"""Live price feeds (``spec.prices``): one poller per Site and feed, on its own schedule.
+
+Each keeps the feed's last good reading (``signals.freshness.Feed``: a failed read keeps
+it and says why; past ``staleAfterSeconds`` it is no longer offered) and exports its age as
+``dualcap_signal_age_seconds{site,source}``. The reconcile asks for the prices in force;
+what is missing or stale falls back to the static values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from dualcap.api.feeds import PriceFeeds
+from dualcap.signals import hashprice, prices
+from dualcap.signals.freshness import Feed, SignalAge
+from dualcap.signals.prices import PriceInterval
+
+log = logging.getLogger("dualcap")
+
+
+@dataclass(frozen=True, slots=True)
+class PricesNow:
+    energy_usd_per_mwh: float | None  # None: the budget's static price counts
+    hashprice: float | None  # None: the Site's static hashprice counts
+    fresh: bool  # every configured feed is fresh
+    reason: str  # Fresh, or why not (Stale, NoReading, OutsideSeries)
+    message: str
+
+
+class PricePoller:
+    def __init__(
+        self,
+        site: str,
+        spec: PriceFeeds,
+        clock: Callable[[], datetime],
+        wake: Callable[[], None],
+        ages: SignalAge | None,
+    ):
+        self.site, self.spec, self.clock, self.wake = site, spec, clock, wake
+        self.energy: Feed[list[PriceInterval]] | None = None
+        self.hash: Feed[float] | None = None
+        if spec.energy is not None:
+            e = spec.energy
+            self.energy = Feed(
+                lambda: prices.load(e.source, e.settlement_point, e.market, now=self.clock()),
+                site,
+                f"ercot-{e.market}",
+                timedelta(seconds=e.stale_after_seconds),
+                ages,
+            )
+        if spec.hashprice is not None:
+            h = spec.hashprice
+            self.hash = Feed(
+                lambda: hashprice.load(h.source),
+                site,
+                "hashprice",
+                timedelta(seconds=h.stale_after_seconds),
+                ages,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        if self.energy is not None and self.spec.energy is not None:
+            self._tasks.append(asyncio.create_task(self._poll(self.energy, self.spec.energy.poll_seconds)))  # fmt: skip
+        if self.hash is not None and self.spec.hashprice is not None:
+            self._tasks.append(asyncio.create_task(self._poll(self.hash, self.spec.hashprice.poll_seconds)))  # fmt: skip
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _poll(self, feed: Feed, every: float) -> None:  # type: ignore[type-arg]
+        while True:
+            before = feed.last
+            await feed.refresh(self.clock())
+            if feed.error is not None:
+                log.warning("site %s: %s: %s", self.site, feed.source, feed.error)
+            if feed.last is not before:
+                self.wake()
+            await asyncio.sleep(every)
+
+    def now(self) -> PricesNow:
+        now = self.clock()
+        reasons, messages = [], []
+        energy = None
+        if self.energy is not None:
+            reason, message = self.energy.state(now)
+            intervals = self.energy.value(now)
+            if intervals is not None:
+                energy = prices.price_at(intervals, now)
+                if energy is None:
+                    reason, message = (
+                        "OutsideSeries",
+                        f"{self.energy.source}: no interval covers now",
+                    )
+            reasons.append(reason)
+            messages.append(message)
+        value = None
+        if self.hash is not None:
+            reason, message = self.hash.state(now)
+            value = self.hash.value(now)
+            reasons.append(reason)
+            messages.append(message)
+        bad = [r for r in reasons if r != "Fresh"]
+        return PricesNow(energy, value, not bad, bad[0] if bad else "Fresh", "; ".join(messages))

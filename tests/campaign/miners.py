@@ -320,6 +320,8 @@ class MinerRun(Run):
         elif kind == "miner_reboot":
             marked = [n for n in self.blocks if self.node_marked(n)]
             name = self.pick(marked or list(self.blocks), a["pick"])
+            if marked:
+                self.stats.kinds["miner_reboot during a curtailment"] += 1
             for ip in self.blocks[name][: a["miners"]]:
                 self.fleet.miners[ip].reboot_into_mining()
                 self.grace_until[ip] = max(self.grace_until.get(ip, 0.0), now + REBOOT_GRACE)

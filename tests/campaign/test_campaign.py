@@ -33,8 +33,8 @@ async def test_campaign_traffic_stays_inside_the_chart_role() -> None:
 
 
 # The MinerAgent campaign (tests.campaign.miners): fake miners, their agents, the true draw.
-MINER_SEEDS = [int(s) for s in os.environ.get("DUALCAP_CAMPAIGN_MINER_SEEDS", "1,6").split(",")]
-MINER_STEPS = int(os.environ.get("DUALCAP_CAMPAIGN_MINER_STEPS", "10"))
+MINER_SEEDS = [int(s) for s in os.environ.get("DUALCAP_CAMPAIGN_MINER_SEEDS", "21").split(",")]
+MINER_STEPS = int(os.environ.get("DUALCAP_CAMPAIGN_MINER_STEPS", "12"))
 
 
 async def test_miner_campaign_keeps_the_true_draw_within_the_limit() -> None:

@@ -236,6 +236,7 @@ class MinerRun(Run):
         self.over: str | None = None  # the true draw's excess episode under way
         self.sampler: asyncio.Task[None] | None = None
         self.increase = False
+        self.model_over = False
 
     async def prepare(self) -> None:
         self.sb.api.audit.on_write.append(self.on_write)
@@ -382,7 +383,14 @@ class MinerRun(Run):
             (rt.kind == "Node" and old is not None and is_marked(old) and not is_marked(obj or {"metadata": {}}))
             or (rt.kind == "Pod" and old is None and obj is not None)
         )  # fmt: skip
+        before = len(self.violations)
         super().monitor(rt, kind, obj, old)
+        # one report per episode of the model's excess (the first write that made it worse)
+        envelope = [v for v in self.violations[before:] if v.startswith("envelope: ")]
+        if envelope and self.model_over:
+            del self.violations[before:]
+            self.violations.extend(v for v in envelope if not v.startswith("envelope: "))
+        self.model_over = bool(envelope) or (self.model_over and self._monitor._last.get(SITE, (0.0, 0.0))[0] > 1e-6)  # fmt: skip
         if rt is not None:
             self.true_draw()
 

@@ -442,9 +442,12 @@ class MinerRun(Run):
           and shed others, so the invariant is then that the operator's *committed* draw
           covers it.
         The limit: the budget now, or the higher one of the last REACT_SECONDS (the
-        operator's reaction to a cut), or since just before a kill while the operator
-        restarts (until it is up: see `limit_in_force`). Tolerance: NOISE of the miners' draw (their firmware
-        reports it ±1 %, and the operator counts what they report).
+        operator's reaction to a cut), or, while a killed operator restarts, the highest
+        since just before the kill (see `limit_in_force`). Tolerance: NOISE of the miners'
+        draw (their firmware reports it ±1 %, and the operator counts what they report).
+
+        The grace periods (seconds, with the campaign's constants): CURTAIL_GRACE 7,
+        REBOOT_GRACE 7, HEAL_GRACE 8, DETECT_SECONDS 21, REACT_SECONDS 3.
 
         An excess is reported once per episode (when it starts), with the draw's parts.
         """

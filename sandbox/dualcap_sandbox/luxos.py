@@ -365,6 +365,13 @@ class FakeMiner:
         return _ok(322, "Profiles", PROFILES=[])
 
 
+async def _hang() -> None:
+    """A silent miner's answer: none, for longer than any client waits. Cancelled when the
+    fleet stops, it ends quietly (asyncio's stream callback would log the cancellation)."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(30)
+
+
 def _status(status: str, code: int, msg: str) -> dict[str, Any]:
     return {
         "STATUS": [
@@ -529,7 +536,7 @@ class FakeFleet:
             if request is None:
                 return
             if miner.faults.silent:
-                await asyncio.sleep(30)  # longer than any client waits
+                await _hang()
                 return
             if miner.faults.delay:
                 await asyncio.sleep(miner.faults.delay)
@@ -551,7 +558,7 @@ class FakeFleet:
             with miner._lock:
                 miner.web_requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
             if miner.faults.silent:
-                await asyncio.sleep(30)
+                await _hang()
                 return
             known = not miner.faults.unknown_device and head.startswith(b"GET / ")
             body = WEB_PAGE if known else b"not found"

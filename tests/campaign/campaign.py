@@ -125,11 +125,23 @@ class Stats:
     kinds: Counter[str] = field(default_factory=Counter)
     writes: int = 0
     traffic: set[tuple[str, str, str]] = field(default_factory=set)  # (group, resource, verb)
+    # the MinerAgent campaign (tests.campaign.miners): faults injected into the fake miners,
+    # agents killed and restarted, samples of the true draw
+    miner_faults: int = 0
+    agent_kills: int = 0
+    agent_restarts: int = 0
+    samples: int = 0
 
     def line(self) -> str:
+        miners = (
+            f", miner faults {self.miner_faults}, agents killed {self.agent_kills},"
+            f" agent restarts {self.agent_restarts}, true-draw samples {self.samples}"
+            if self.samples
+            else ""
+        )
         return (
             f"sequences {self.sequences}, steps {self.steps}, faults injected {self.faults},"
-            f" operator restarts {self.restarts}, operator writes {self.writes},"
+            f" operator restarts {self.restarts}, operator writes {self.writes}{miners},"
             f" violations {len(self.violations)}"
         )
 
@@ -208,6 +220,10 @@ class Run:
             except Exception:
                 return r.status, await r.text()
 
+    def objects(self) -> list[dict[str, Any]]:
+        """What the settled invariants read of the cluster."""
+        return cluster_objects(self.sb)
+
     def asic_nodes(self) -> list[str]:
         rt = self.sb.store.rt("", "nodes")
         return sorted(
@@ -224,22 +240,17 @@ class Run:
 
         self.sb = Sandbox(behaviour=Behaviour(pod_termination_seconds=0.2), bookmark_seconds=1.0)
         await self.sb.start()
-        kubeconfig = self.sb.write_kubeconfig(self.tmp / f"kc-{self.seed}")
+        self.kubeconfig = self.sb.write_kubeconfig(self.tmp / f"kc-{self.seed}")
         self.sb.load_objects(load_objects(str(ROOT / "crds")))
-        self.sb.load_objects(load_objects(str(ROOT / "examples")))
-        self._monitor = Monitor(self.sb, lambda: datetime.now(UTC), blame=lambda: WRITER.get().startswith(("dualcap/", "kopf")))  # fmt: skip
+        self.load()
+        self._monitor = Monitor(self.sb, lambda: datetime.now(UTC), blame=lambda: WRITER.get().startswith(("dualcap/", "kopf")), objects=lambda _sb: self.objects())  # fmt: skip
         self.sb.api.audit.on_write.append(WRITER.set)
         self.sb.store.listeners.append(self.monitor)
-        self.op = Operator(kubeconfig, self.tmp / f"operator-{self.seed}.log")
+        self.op = Operator(self.kubeconfig, self.tmp / f"operator-{self.seed}.log")
         self.session = aiohttp.ClientSession()
         self._crash_hook: Any = None
         try:
-            # Hysteresis and ramp off: a campaign runs on the wall clock, seconds not hours.
-            code, body = await self.http("PATCH", f"{API}/sites/{SITE}", {"spec": {"behavior": {
-                "minMiningSeconds": 0, "minCurtailedSeconds": 0, "maxRampUpKWPerMinute": 1_000_000}}})  # fmt: skip
-            assert code == 200, body
-            code, body = await self.http("PATCH", f"{API}/powerbudgets/{SITE}", {"spec": {"events": None, "windows": None, "leadTimeSeconds": 0}})  # fmt: skip
-            assert code == 200, body
+            await self.prepare()
             self.op.start()
             self.violations.at = "the first settle"
             await self.settled("the first settle")
@@ -273,6 +284,7 @@ class Run:
                 if agent in ("dualcap", "kopf"):
                     self.stats.traffic.add((group, f"{plural}/{sub}" if sub else plural, verb))
             self.op.kill()
+            await self.cleanup()
             await self.session.close()
             await self.sb.stop()
             if self.violations and self.op.log.exists():  # it goes with the tmp dir: keep its end
@@ -280,6 +292,23 @@ class Run:
                 self.violations.at = "the end"
                 self.violations.append("operator log, last lines:\n    " + "\n    ".join(tail))
         return self.violations
+
+    def load(self) -> None:
+        """The site the sequence runs on: the examples'."""
+        from dualcap.manifests import load_objects
+
+        self.sb.load_objects(load_objects(str(ROOT / "examples")))
+
+    async def prepare(self) -> None:
+        # Hysteresis and ramp off: a campaign runs on the wall clock, seconds not hours.
+        code, body = await self.http("PATCH", f"{API}/sites/{SITE}", {"spec": {"behavior": {
+            "minMiningSeconds": 0, "minCurtailedSeconds": 0, "maxRampUpKWPerMinute": 1_000_000}}})  # fmt: skip
+        assert code == 200, body
+        code, body = await self.http("PATCH", f"{API}/powerbudgets/{SITE}", {"spec": {"events": None, "windows": None, "leadTimeSeconds": 0}})  # fmt: skip
+        assert code == 200, body
+
+    async def cleanup(self) -> None:
+        """What the sequence started besides the operator and the sandbox."""
 
     # -- steps -------------------------------------------------------------------------
     async def do(self, step: Step) -> None:
@@ -457,7 +486,7 @@ class Run:
     async def settled(self, what: str) -> None:
         deadline = time.monotonic() + SETTLE_SECONDS
         while time.monotonic() < deadline:
-            objects = cluster_objects(self.sb)
+            objects = self.objects()
             site = next((o for o in objects if o.get("kind") == "Site"), None)
             status = (site or {}).get("status") or {}
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])  # fmt: skip
@@ -486,7 +515,7 @@ class Run:
             await asyncio.sleep(0.5)
 
     def convergence(self) -> None:
-        objects = cluster_objects(self.sb)
+        objects = self.objects()
         now = datetime.now(UTC)
         p = plan(build_fleet(objects).sites[SITE], now)
         mining = set(p.mining)
@@ -542,40 +571,61 @@ class Run:
         self.safety("settled")
 
 
-async def run_sequence(seed: int, steps: list[Step], stats: Stats, tmp: Path, verbose: bool) -> list[str]:  # fmt: skip
-    return await Run(seed, steps, stats, tmp, verbose).run()
+MODES = ("eviction", "miners")
 
 
-async def shrink(seed: int, steps: list[Step], tmp: Path, budget: int = 8) -> list[Step]:
+def run_class(mode: str) -> type[Run]:
+    if mode == "miners":
+        from tests.campaign.miners import MinerRun
+
+        return MinerRun
+    return Run
+
+
+def generate_for(mode: str, seed: int, steps: int) -> list[Step]:
+    if mode == "miners":
+        from tests.campaign.miners import generate as generate_miners
+
+        return generate_miners(seed, steps)
+    return generate(seed, steps)
+
+
+async def run_sequence(seed: int, steps: list[Step], stats: Stats, tmp: Path, verbose: bool, mode: str = "eviction") -> list[str]:  # fmt: skip
+    return await run_class(mode)(seed, steps, stats, tmp, verbose).run()
+
+
+async def shrink(seed: int, steps: list[Step], tmp: Path, budget: int = 8, mode: str = "eviction") -> list[Step]:  # fmt: skip
     """Greedy: drop each step in turn while the sequence still fails (at most ``budget`` replays)."""
     current = list(steps)
     i = 0
     while i < len(current) and budget > 0:
         candidate = current[:i] + current[i + 1 :]
         budget -= 1
-        if await run_sequence(seed, candidate, Stats(), tmp, False):
+        if await run_sequence(seed, candidate, Stats(), tmp, False, mode):
             current = candidate
         else:
             i += 1
     return current
 
 
-async def campaign(sequences: int, steps: int, first_seed: int = 1, verbose: bool = False, shrink_failures: bool = True) -> Stats:  # fmt: skip
+async def campaign(sequences: int, steps: int, first_seed: int = 1, verbose: bool = False, shrink_failures: bool = True, mode: str = "eviction") -> Stats:  # fmt: skip
+    """``mode``: "eviction" (the examples' site, curtailment Eviction) or "miners" (a site
+    with curtailment MinerAgent, fake LuxOS miners and their agents: tests.campaign.miners)."""
     stats = Stats()
     with tempfile.TemporaryDirectory(prefix="dualcap-campaign-") as tmp_name:
         tmp = Path(tmp_name)
         for seed in range(first_seed, first_seed + sequences):
-            plan_steps = generate(seed, steps)
+            plan_steps = generate_for(mode, seed, steps)
             if verbose:
                 print(f"sequence seed={seed}", flush=True)
-            violations = await run_sequence(seed, plan_steps, stats, tmp, verbose)
+            violations = await run_sequence(seed, plan_steps, stats, tmp, verbose, mode)
             stats.sequences += 1
             if violations:
-                minimal = await shrink(seed, plan_steps, tmp) if shrink_failures else plan_steps
+                minimal = await shrink(seed, plan_steps, tmp, mode=mode) if shrink_failures else plan_steps  # fmt: skip
                 stats.violations += [f"seed {seed}: {v}" for v in violations]
                 stats.violations.append(
-                    f"seed {seed}: replay with `python -m tests.campaign.campaign --seed {seed}"
-                    f" --sequences 1 --steps {steps} --verbose`"
+                    f"seed {seed}: replay with `python -m tests.campaign.campaign --mode {mode}"
+                    f" --seed {seed} --sequences 1 --steps {steps} --verbose`"
                 )
                 stats.violations.append(
                     f"seed {seed}: shrunk to {len(minimal)} steps: " + "; ".join(map(str, minimal))
@@ -590,10 +640,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the first sequence's seed")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=os.environ.get("DUALCAP_CAMPAIGN_MODE", "eviction"),
+        help="eviction: the examples' site; miners: curtailment MinerAgent, fake miners, agents",
+    )
+    parser.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    stats = asyncio.run(campaign(args.sequences, args.steps, args.seed, args.verbose))
-    print(f"campaign: {stats.line()} ({time.monotonic() - started:.0f} s)")
+    stats = asyncio.run(campaign(args.sequences, args.steps, args.seed, args.verbose, not args.no_shrink, args.mode))  # fmt: skip
+    print(f"campaign ({args.mode}): {stats.line()} ({time.monotonic() - started:.0f} s)")
     print("steps by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(stats.kinds.items())))
     for v in stats.violations:
         print("VIOLATION " + v)
@@ -601,7 +658,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({
             "sequences": stats.sequences, "steps": stats.steps, "faults": stats.faults,
             "restarts": stats.restarts, "writes": stats.writes, "violations": stats.violations,
-            "kinds": dict(stats.kinds)}, indent=2))  # fmt: skip
+            "kinds": dict(stats.kinds), "mode": args.mode, "minerFaults": stats.miner_faults,
+            "agentKills": stats.agent_kills, "agentRestarts": stats.agent_restarts,
+            "samples": stats.samples}, indent=2))  # fmt: skip
     return 1 if stats.violations else 0
 
 

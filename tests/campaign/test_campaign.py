@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from tests.campaign.campaign import campaign
+from tests.campaign.campaign import Stats, campaign
 
 SEQUENCES = int(os.environ.get("DUALCAP_CAMPAIGN_SEQUENCES", "2"))
 STEPS = int(os.environ.get("DUALCAP_CAMPAIGN_STEPS", "10"))
@@ -30,3 +30,27 @@ async def test_campaign_traffic_stays_inside_the_chart_role() -> None:
     stats = await campaign(1, STEPS, SEED + 100, shrink_failures=False)
     assert stats.violations == [], "\n".join(stats.violations)
     assert stats.traffic and stats.traffic <= rules({})
+
+
+# The MinerAgent campaign (tests.campaign.miners): fake miners, their agents, the true draw.
+MINER_SEEDS = [int(s) for s in os.environ.get("DUALCAP_CAMPAIGN_MINER_SEEDS", "21").split(",")]
+MINER_STEPS = int(os.environ.get("DUALCAP_CAMPAIGN_MINER_STEPS", "12"))
+
+
+async def test_miner_campaign_keeps_the_true_draw_within_the_limit() -> None:
+    stats = Stats()
+    for seed in MINER_SEEDS:
+        one = await campaign(1, MINER_STEPS, seed, shrink_failures=False, mode="miners")
+        stats.sequences += one.sequences
+        stats.steps += one.steps
+        stats.writes += one.writes
+        stats.samples += one.samples
+        stats.miner_faults += one.miner_faults
+        stats.agent_kills += one.agent_kills
+        stats.agent_restarts += one.agent_restarts
+        stats.restarts += one.restarts
+        stats.violations += one.violations
+    print(f"\ncampaign (miners): {stats.line()}")
+    assert stats.steps == len(MINER_SEEDS) * MINER_STEPS
+    assert stats.violations == [], "\n".join(stats.violations)
+    assert stats.writes > 0 and stats.samples > 0 and stats.miner_faults > 0

@@ -61,10 +61,12 @@ class Monitor:
     # whether the write being checked is the operator's: a node added with its miners
     # running, or a node whose status goes stale, raises the draw without the operator
     blame: Callable[[], bool] | None = None
+    # what the check reads of the cluster (with curtailment MinerAgent: the MinerBlocks too)
+    objects: Callable[[Sandbox], list[dict[str, Any]]] = cluster_objects
 
     def check(self, *_: Any) -> None:
         self.samples += 1
-        fleet = build_fleet(cluster_objects(self.sb))
+        fleet = build_fleet(self.objects(self.sb))
         for name, snap in fleet.sites.items():
             envelope = site_envelope(snap, self.clock())
             if snap.site is None or envelope is None or snap.site.metadata.deletion_timestamp:

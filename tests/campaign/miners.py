@@ -29,7 +29,7 @@ from dualcap.agent.miners import Driver
 from dualcap.api.marks import is_marked
 from dualcap.api.minerblock import MINERS_ANNOTATION
 from dualcap.planning import build_fleet
-from dualcap.planning.envelope import evaluate
+from dualcap.planning.plan import site_envelope
 from dualcap_sandbox.luxos import FakeFleet, FakeMiner
 from tests.campaign.campaign import SITE, WRITER, Run, Step
 
@@ -454,9 +454,10 @@ class MinerRun(Run):
         self.stats.samples += 1
         now, wall = time.monotonic(), datetime.now(UTC)
         snap = build_fleet(self.objects()).sites.get(SITE)
-        if snap is None or snap.budget is None:
+        site = site_envelope(snap, wall) if snap is not None else None
+        if snap is None or site is None:
             return
-        limit = self.limit_in_force(evaluate(snap.budget.spec, wall).limit_kw, now)
+        limit = self.limit_in_force(site.envelope.limit_kw, now)
         gpu_it = sum(n.idle_kw + n.foreign_gpus * n.per_gpu_kw for n in snap.gpu_nodes.values())
         for lease in snap.leases:
             for p in lease.pods:

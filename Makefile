@@ -45,9 +45,14 @@ $(PROMETHEUS_STAMP):
 .PHONY: prometheus
 prometheus: $(PROMETHEUS_STAMP) ## set up Prometheus for the tests (Debian's package, or its .deb unpacked into build/)
 
+# Two workers, a test file each at a time (--dist loadfile keeps a file's fixtures together):
+# most of the suite waits on its loopback peers rather than computing. TEST_WORKERS=0 runs
+# it in one process.
+TEST_WORKERS ?= 2
+
 .PHONY: test
 test: $(STAMP) $(PROMETHEUS_STAMP) ## run the whole test suite (sets itself up first, Prometheus included)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: soak
 soak: $(STAMP) ## the randomized fault campaigns, large budget (Eviction 20 x 30 steps, MinerAgent 10 x 30; prints figures)

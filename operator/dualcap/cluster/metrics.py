@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from dualcap.cluster.apply import Outcome
 from dualcap.cluster.status import lease_counts
 from dualcap.planning.commands import Kind
-from dualcap.planning.decisions import Plan
+from dualcap.planning.decisions import MeterOutcome, Plan
 
 KW = 1000.0  # watts in a kilowatt
 DRAW_KINDS = ("mining", "gpu", "overhead")
@@ -114,14 +114,16 @@ class Metrics:
         )
         self.over = Counter(
             "dualcap_site_over_envelope_seconds",
-            "Time the committed draw spent above the limit (only while curtailments confirm).",
+            "Time the site spent above its limit: the meter's reading where a fresh one"
+            " exists, else the committed draw (only while curtailments confirm).",
             ["site"],
             registry=r,
         )
         self.compliance = Histogram(
             "dualcap_envelope_compliance_seconds",
-            "From a change of the site's limit to the first reconcile that finds the "
-            "committed draw within it.",
+            "From a change of the site's limit to the first reconcile that finds the site"
+            " within it (judged on a fresh meter reading where there is one, else the"
+            " committed draw).",
             ["site"],
             buckets=COMPLIANCE_BUCKETS,
             registry=r,
@@ -181,7 +183,7 @@ class Metrics:
             "overhead": p.committed.overhead_kw * KW,
         }
         limit_kw = p.limit_kw
-        over = limit_kw is not None and p.committed_kw > limit_kw + 1e-6
+        over = limit_kw is not None and judged_kw(p.committed_kw, p.meter) > limit_kw + 1e-6
         track = self._tracks.get(site)
         if track is not None:
             dt = max(0.0, (now - track.at).total_seconds())
@@ -257,3 +259,11 @@ class Metrics:
 def _remove(metric: Gauge | Counter | Histogram, labels: tuple[str, ...]) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
+
+
+def judged_kw(committed_kw: float, meter: MeterOutcome | None) -> float:
+    """The draw the site is judged by, as the utility does: a fresh meter reading where
+    there is one, else the committed draw (the model, counted conservatively)."""
+    if meter is not None and meter.fresh and meter.metered_kw is not None:
+        return meter.metered_kw
+    return committed_kw

@@ -9,13 +9,13 @@ what is missing or stale falls back to the static values.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dualcap.api.feeds import PriceFeeds
+from dualcap.cluster.pollers import Tasks
 from dualcap.signals import hashprice, prices
 from dualcap.signals.freshness import Feed, SignalAge
 from dualcap.signals.prices import PriceInterval
@@ -62,27 +62,23 @@ class PricePoller:
                 timedelta(seconds=h.stale_after_seconds),
                 ages,
             )
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = Tasks()
 
     def start(self) -> None:
         if self._tasks:
             return
         if self.energy is not None and self.spec.energy is not None:
-            self._tasks.append(asyncio.create_task(self._poll(self.energy, self.spec.energy.poll_seconds)))  # fmt: skip
+            every = self.spec.energy.poll_seconds
+            self._tasks.spawn(self._poll(self.energy, every), f"energy price {self.site}")
         if self.hash is not None and self.spec.hashprice is not None:
-            self._tasks.append(asyncio.create_task(self._poll(self.hash, self.spec.hashprice.poll_seconds)))  # fmt: skip
+            every = self.spec.hashprice.poll_seconds
+            self._tasks.spawn(self._poll(self.hash, every), f"hashprice {self.site}")
 
     def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
+        self._tasks.cancel()
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.stop()
 
     async def _poll(self, feed: Feed, every: float) -> None:  # type: ignore[type-arg]
         while True:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from dualcap.api.measurement import GpuPowerQuery, MeterSpec, ValueFrom
+from dualcap.api.measurement import GpuPowerQuery, MeterSpec, PrometheusEndpoint, ValueFrom
 from dualcap.cluster.client import Client
+from dualcap.cluster.pollers import Tasks
 from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.signals.meter import SunSpecMeterClient
 from dualcap.signals.prometheus import PrometheusClient
@@ -41,6 +41,21 @@ async def secret_value(client: Client, ref: ValueFrom, namespace: str) -> str:
     return base64.b64decode(data[key.key]).decode().strip()
 
 
+async def endpoint_secrets(
+    client: Client, endpoint: PrometheusEndpoint, namespace: str
+) -> tuple[str, str | None]:
+    """A Prometheus endpoint's URL and bearer token, read from their Secrets where they
+    are kept there; raises SignalError."""
+    url = endpoint.url
+    if url is None:
+        assert endpoint.url_from is not None  # the model allows exactly one
+        url = await secret_value(client, endpoint.url_from, namespace)
+    token = None
+    if endpoint.bearer_token_from is not None:
+        token = await secret_value(client, endpoint.bearer_token_from, namespace)
+    return url, token
+
+
 class MeterPoller:
     """Polls one site's meter until stopped."""
 
@@ -57,7 +72,7 @@ class MeterPoller:
         self.wake, self.clock = wake, clock
         self.reading: Reading | None = None
         self.error: SignalError | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = Tasks()
 
     def state(self) -> MeterState:
         return MeterState(
@@ -72,21 +87,15 @@ class MeterPoller:
         )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"meter {self.site}")
+        if not self._tasks:
+            self._tasks.spawn(self._run(), f"meter {self.site}")
 
     def cancel(self) -> None:
         """Stops polling (from synchronous code: the task ends at its next await)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._tasks.cancel()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await self._tasks.stop()
 
     async def _read_once(self, read: Callable[[], object]) -> None:
         try:
@@ -118,12 +127,7 @@ class MeterPoller:
         query = spec.prometheus
         while True:  # the Secret is read again after a failure (it may be created late)
             try:
-                url = query.url or await secret_value(self.client, query.url_from, self.namespace)  # type: ignore[arg-type]
-                token = (
-                    await secret_value(self.client, query.bearer_token_from, self.namespace)
-                    if query.bearer_token_from
-                    else None
-                )
+                url, token = await endpoint_secrets(self.client, query, self.namespace)
             except SignalError as err:
                 self.error = err
                 self.wake()
@@ -153,7 +157,7 @@ class GpuPowerPoller:
         self.nodes, self.wake = nodes, wake
         self.readings: dict[str, Reading] = {}
         self.error: SignalError | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = Tasks()
 
     def state(self) -> GpuPowerState:
         return GpuPowerState(
@@ -164,31 +168,20 @@ class GpuPowerPoller:
         )
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"gpu power {self.site}")
+        if not self._tasks:
+            self._tasks.spawn(self._run(), f"gpu power {self.site}")
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._tasks.cancel()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.stop()
 
     async def _run(self) -> None:
         spec = self.spec
         while True:
             try:
-                url = spec.url or await secret_value(self.client, spec.url_from, self.namespace)  # type: ignore[arg-type]
-                token = (
-                    await secret_value(self.client, spec.bearer_token_from, self.namespace)
-                    if spec.bearer_token_from
-                    else None
-                )
+                url, token = await endpoint_secrets(self.client, spec, self.namespace)
             except SignalError as err:
                 self.error = err
                 self.wake()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import os
 import time
@@ -39,6 +38,7 @@ from dualcap.cluster.feeds import PricePoller, PricesNow
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
+from dualcap.cluster.pollers import SitePollers
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
 from dualcap.planning.entities import GpuPowerState, MeterState
@@ -161,10 +161,7 @@ class Operator:
     act_after: float = 0.0
     resources: Resources = field(default_factory=Resources)
     history: History = field(default_factory=History)  # MinerBlock reports, by node
-    meters: dict[str, tuple[str, MeterPoller]] = field(default_factory=dict)  # site -> poller
-    gpu_pollers: dict[str, tuple[str, GpuPowerPoller]] = field(default_factory=dict)
     gpu_nodes: dict[str, list[str]] = field(default_factory=dict)  # site -> its GPU nodes
-    price_pollers: dict[str, tuple[str, PricePoller]] = field(default_factory=dict)
     signal_ages: SignalAge | None = None  # dualcap_signal_age_seconds, in the metrics
     # Where Secrets named without a namespace are read (the operator's own namespace).
     secret_namespace: str = field(
@@ -176,6 +173,15 @@ class Operator:
     view: ClusterView | None = None
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
+    # Outside input, one poller per Site that asks for it (made again when its spec changes).
+    meters: SitePollers[MeterPoller] = field(init=False)
+    gpu_pollers: SitePollers[GpuPowerPoller] = field(init=False)
+    price_pollers: SitePollers[PricePoller] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.meters = SitePollers(self._make_meter)
+        self.gpu_pollers = SitePollers(self._make_gpu_poller)
+        self.price_pollers = SitePollers(self._make_price_poller)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -204,15 +210,8 @@ class Operator:
         return self.view
 
     async def close(self) -> None:
-        for _, poller in list(self.meters.values()):
-            await poller.stop()
-        for _, gpu in list(self.gpu_pollers.values()):
-            await gpu.stop()
-        for _, feed in list(self.price_pollers.values()):
-            await feed.stop()
-        self.price_pollers.clear()
-        self.meters.clear()
-        self.gpu_pollers.clear()
+        for pollers in (self.meters, self.gpu_pollers, self.price_pollers):
+            await pollers.stop()
         if self.view is not None:
             await self.view.stop()
         if self.client is not None:
@@ -340,92 +339,51 @@ class Operator:
     async def _meter_state(self, name: str, site: Mapping[str, Any]) -> MeterState | None:
         """The site meter's last reading; starts (or restarts, on a change of the Site's
         ``spec.meter``) its poller. None when the Site has no meter."""
-        raw = (site.get("spec") or {}).get("meter")
-        current = self.meters.get(name)
-        key = json.dumps(raw, sort_keys=True) if raw is not None else None
-        if current is not None and current[0] != key:
-            await current[1].stop()
-            del self.meters[name]
-            current = None
-        if raw is None:
-            return None
-        if current is None:
-            try:
-                spec = MeterSpec.model_validate(raw)
-            except ValueError:
-                return None  # an invalid Site: the planner reports it
-            assert self.client is not None
-            poller = MeterPoller(
-                name, spec, self.client, self.secret_namespace, lambda: self.wake(name), self.clock
-            )
-            poller.start()
-            self.meters[name] = current = (key or "", poller)
-        return current[1].state()
+        poller = await self.meters.get(name, (site.get("spec") or {}).get("meter"))
+        return poller.state() if poller is not None else None
+
+    def _make_meter(self, name: str, raw: Any) -> MeterPoller:
+        spec = MeterSpec.model_validate(raw)
+        assert self.client is not None
+        return MeterPoller(
+            name, spec, self.client, self.secret_namespace, lambda: self.wake(name), self.clock
+        )
 
     async def _prices_now(self, name: str, site: Mapping[str, Any]) -> PricesNow | None:
         """The live prices in force; starts (or restarts) the site's feed pollers."""
-        raw = (site.get("spec") or {}).get("prices")
-        current = self.price_pollers.get(name)
-        key = json.dumps(raw, sort_keys=True) if raw is not None else None
-        if current is not None and current[0] != key:
-            await current[1].stop()
-            del self.price_pollers[name]
-            current = None
-        if raw is None:
-            return None
-        if current is None:
-            try:
-                spec = PriceFeeds.model_validate(raw)
-            except ValueError:
-                return None  # an invalid Site: the planner reports it
-            if self.signal_ages is None and self.metrics is not None:
-                self.signal_ages = SignalAge(self.metrics.registry)
-            poller = PricePoller(name, spec, self.clock, lambda: self.wake(name), self.signal_ages)
-            poller.start()
-            self.price_pollers[name] = current = (key or "", poller)
-        return current[1].now()
+        poller = await self.price_pollers.get(name, (site.get("spec") or {}).get("prices"))
+        return poller.now() if poller is not None else None
+
+    def _make_price_poller(self, name: str, raw: Any) -> PricePoller:
+        spec = PriceFeeds.model_validate(raw)
+        if self.signal_ages is None and self.metrics is not None:
+            self.signal_ages = SignalAge(self.metrics.registry)
+        return PricePoller(name, spec, self.clock, lambda: self.wake(name), self.signal_ages)
 
     async def _gpu_state(self, name: str, site: Mapping[str, Any]) -> GpuPowerState | None:
         """The GPU nodes' last readings; starts (or restarts) the site's query poller."""
         raw = ((site.get("spec") or {}).get("gpu") or {}).get("powerQuery")
-        current = self.gpu_pollers.get(name)
-        key = json.dumps(raw, sort_keys=True) if raw is not None else None
-        if current is not None and current[0] != key:
-            await current[1].stop()
-            del self.gpu_pollers[name]
-            current = None
-        if raw is None:
-            return None
-        if current is None:
-            try:
-                spec = GpuPowerQuery.model_validate(raw)
-            except ValueError:
-                return None  # an invalid Site: the planner reports it
-            assert self.client is not None
-            poller = GpuPowerPoller(
-                name,
-                spec,
-                self.client,
-                self.secret_namespace,
-                lambda: self.gpu_nodes.get(name, []),
-                lambda: self.wake(name),
-            )
-            poller.start()
-            self.gpu_pollers[name] = current = (key or "", poller)
-        return current[1].state()
+        poller = await self.gpu_pollers.get(name, raw)
+        return poller.state() if poller is not None else None
+
+    def _make_gpu_poller(self, name: str, raw: Any) -> GpuPowerPoller:
+        spec = GpuPowerQuery.model_validate(raw)
+        assert self.client is not None
+        return GpuPowerPoller(
+            name,
+            spec,
+            self.client,
+            self.secret_namespace,
+            lambda: self.gpu_nodes.get(name, []),
+            lambda: self.wake(name),
+        )
 
     def forget(self, name: str) -> None:
         """Drops every piece of state kept for site ``name``."""
-        gpu = self.gpu_pollers.pop(name, None)
-        if gpu is not None:
-            gpu[1].cancel()
-        feeds = self.price_pollers.pop(name, None)
-        if feeds is not None:
-            feeds[1].cancel()
+        self.gpu_pollers.forget(name)
+        self.price_pollers.forget(name)
+        self.meters.forget(name)
         self.gpu_nodes.pop(name, None)
-        held = self.meters.pop(name, None)
-        if held is not None:
-            held[1].cancel()
         if self.reconciler is not None:
             uid = ((self.resources.sites.get(name) or {}).get("metadata") or {}).get("uid")
             self.reconciler.forget(name, uid)

@@ -261,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Step the planning core over a scenario (see examples/scenarios/) in 5-minute"
             " intervals, applying its commands as an ideal cluster would; print energy,"
             " revenue and cost by kind beside two naive policies (always mine; a fixed"
-            " GPU/mining split), and optionally write a chart."
+            " GPU/mining split), and optionally write a chart. The energy price is the"
+            " scenario's, or an ERCOT report's at one settlement point (--prices), each step"
+            " at the interval covering it; a report that does not cover the scenario is an"
+            " error."
         ),
     )
     simulate.add_argument("scenario", help="a scenario file (YAML)")

@@ -3,10 +3,10 @@
 A scenario (YAML, see examples/scenarios/) names a directory of site objects (the Site, its
 nodes and PowerBudget: the examples), a start, a length and a step, and the series that
 move a site's economics: energy price by hour or an ERCOT price report at one settlement
-point, hashprice, the envelope's windows and events, and lease arrivals. At every step the planner runs on the site's objects, its
-commands are applied as an ideal cluster would (planning.world), and it runs again until
-it has nothing left to do at that step; then the step is accounted: energy by kind,
-revenue by kind and energy cost.
+point, hashprice, the envelope's windows and events, and lease arrivals. At every step
+the planner runs on the site's objects, its commands are applied as an ideal cluster
+would (planning.world), and it runs again until it has nothing left to do at that step;
+then the step is accounted: energy by kind, revenue by kind and energy cost.
 
 Two naive policies run on the same series for comparison, with the same accounting:
 - always-mine: leases admitted as they fit, every controller the envelope allows mines,
@@ -152,9 +152,9 @@ def _price_file(
             f"{where}: energyPrices: unknown field {unknown[0]!r}"
             f" (fields: {', '.join(PRICE_FILE_KEYS)})"
         )
-    if spec and "energyPriceUSDPerMWh" in doc:
+    if given is not None and "energyPriceUSDPerMWh" in doc:
         raise ScenarioError(f"{where}: give energyPriceUSDPerMWh or energyPrices, not both")
-    if not spec and file is None and settlement_point is None and market is None:
+    if given is None and file is None and settlement_point is None and market is None:
         return None
     if file is not None:  # the command line's, relative to where it runs
         path = Path(file)
@@ -162,8 +162,7 @@ def _price_file(
         path = scenario_dir / str(spec["file"])
     else:
         raise ScenarioError(
-            f"{where}: --settlement-point and --market need a report: --prices FILE,"
-            " or energyPrices.file in the scenario"
+            f"{where}: no price report: give energyPrices.file in the scenario, or --prices FILE"
         )
     point = settlement_point or spec.get("settlementPoint")
     if not point or not str(point).strip():

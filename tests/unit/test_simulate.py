@@ -181,6 +181,10 @@ def test_cli_writes_a_chart(capsys, tmp_path: Path) -> None:
             "energyPrices: unknown field 'path'",
         ),
         (
+            "siteObjects: site\nstart: '2026-07-14T00:00:00-05:00'\nhours: 1\nenergyPrices: {}\n",
+            "no price report: give energyPrices.file",
+        ),
+        (
             "siteObjects: site\nstart: '2026-07-14T00:00:00-05:00'\nhours: 1\nenergyPrices: p.csv\n",
             "energyPrices: a mapping with file, settlementPoint, market expected",
         ),
@@ -267,6 +271,23 @@ def test_negative_prices_are_simulated_as_published(tmp_path: Path) -> None:
     )  # fmt: skip
     assert d.energy_cost_usd == pytest.approx(cost)
     assert d.energy_kwh["mining"] > 0  # a negative price is paid for mining, not refused
+
+
+def test_an_afternoon_at_the_offer_cap_from_the_api_json(tmp_path: Path) -> None:
+    json_report = DATA / "np6-905-cd_spp_node_zone_hub_2026-07-14.json"
+    path = on_report(
+        tmp_path,
+        "2026-07-14T16:00:00-05:00",
+        3,
+        f"energyPrices: {{file: {json_report}, settlementPoint: HB_HOUSTON, market: rt}}",
+    )
+    r = simulate(load(path))
+    d = r.totals["dualcap"]
+    # As `dualcap prices` reads it at 22:50Z: 9,000 USD/MWh.
+    at_cap = [i for i, t in enumerate(r.times) if t.astimezone(CENTRAL).strftime("%H:%M") == "17:50"]  # fmt: skip
+    assert [r.prices[i] for i in at_cap] == [9000.0]
+    assert all(d.series["mining"][i] == 0 for i, p in enumerate(r.prices) if p >= 1000)
+    assert d.net_usd > r.totals["always-mine"].net_usd and d.over_steps == 0
 
 
 def test_a_day_on_the_day_ahead_report(tmp_path: Path) -> None:
@@ -394,6 +415,6 @@ def test_the_command_line_prices_a_shipped_scenario_from_a_report(capsys) -> Non
     assert code == 2 and err.count("\n") == 1
     assert f"--prices: {DAM_DAY} has no HB_HOUSTON price for 2026-07-14T05:00Z" in err
     code, _, err = run_cli(capsys, "simulate", scenario, "--settlement-point", "HB_HOUSTON")
-    assert code == 2 and "need a report: --prices FILE" in err
+    assert code == 2 and "no price report: give energyPrices.file" in err
     code, _, err = run_cli(capsys, "simulate", scenario, "--prices", str(RT_DAY))
     assert code == 2 and "which settlement point?" in err

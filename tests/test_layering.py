@@ -27,7 +27,8 @@ TOP = {
     "__init__": set(),
     "__main__": {"cli"},
     "manifests": set(),
-    "simulate": {"planning", "api", "manifests"},
+    # simulate reads ERCOT price reports with the signal adapters' readers (files only)
+    "simulate": {"planning", "api", "manifests", "signals.prices", "signals.reading"},
     "cli": set(BELOW) | {"manifests", "simulate", "__init__"},
 }
 

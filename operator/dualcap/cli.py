@@ -70,7 +70,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from dualcap import simulate
 
     try:
-        return simulate.run(args.scenario, args.output)
+        return simulate.run(
+            args.scenario, args.output, None, args.prices, args.settlement_point, args.market
+        )
     except simulate.ScenarioError as err:
         raise InputError(str(err)) from None
 
@@ -259,12 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
             "Step the planning core over a scenario (see examples/scenarios/) in 5-minute"
             " intervals, applying its commands as an ideal cluster would; print energy,"
             " revenue and cost by kind beside two naive policies (always mine; a fixed"
-            " GPU/mining split), and optionally write a chart."
+            " GPU/mining split), and optionally write a chart. The energy price is the"
+            " scenario's, or an ERCOT report's at one settlement point (--prices), each step"
+            " at the interval covering it; a report that does not cover the scenario is an"
+            " error."
         ),
     )
     simulate.add_argument("scenario", help="a scenario file (YAML)")
     simulate.add_argument(
         "--output", "-o", metavar="CHART.png", help="write a PNG chart (needs matplotlib)"
+    )
+    simulate.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="an ERCOT price report (NP6-905 CSV or JSON, NP4-190 CSV or JSON) for the"
+        " scenario's energy price, instead of its own",
+    )
+    simulate.add_argument(
+        "--settlement-point", metavar="NAME", help="the report's point, e.g. HB_HOUSTON"
+    )
+    simulate.add_argument(
+        "--market",
+        choices=["rt", "dam"],
+        help="rt: NP6-905 real time (the default); dam: NP4-190 day ahead",
     )
     simulate.set_defaults(func=_cmd_simulate)
 

@@ -2,11 +2,11 @@
 
 A scenario (YAML, see examples/scenarios/) names a directory of site objects (the Site, its
 nodes and PowerBudget: the examples), a start, a length and a step, and the series that
-move a site's economics: energy price by hour, hashprice, the envelope's windows and
-events, and lease arrivals. At every step the planner runs on the site's objects, its
-commands are applied as an ideal cluster would (planning.world), and it runs again until
-it has nothing left to do at that step; then the step is accounted: energy by kind,
-revenue by kind and energy cost.
+move a site's economics: energy price by hour or an ERCOT price report at one settlement
+point, hashprice, the envelope's windows and events, and lease arrivals. At every step
+the planner runs on the site's objects, its commands are applied as an ideal cluster
+would (planning.world), and it runs again until it has nothing left to do at that step;
+then the step is accounted: energy by kind, revenue by kind and energy cost.
 
 Two naive policies run on the same series for comparison, with the same accounting:
 - always-mine: leases admitted as they fit, every controller the envelope allows mines,
@@ -16,18 +16,20 @@ Two naive policies run on the same series for comparison, with the same accounti
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import yaml
 
+import dualcap.signals.prices as ercot
 from dualcap.planning import build_fleet, plan
 from dualcap.planning.accounting import (
     breakeven_usd_per_mwh,
@@ -38,6 +40,7 @@ from dualcap.planning.accounting import (
 from dualcap.planning.entities import SiteSnapshot
 from dualcap.planning.plan import site_envelope
 from dualcap.planning.world import apply, miner_pod
+from dualcap.signals.reading import SignalError
 
 KINDS = ("mining", "gpu", "overhead")
 POLICIES = ("dualcap", "always-mine", "fixed-split")
@@ -60,6 +63,21 @@ class Arrival:
     price: float  # USD per GPU-hour
 
 
+@dataclass(frozen=True)
+class PriceFile:
+    """An ERCOT settlement point price report standing for the scenario's energy price:
+    real time (``rt``, NP6-905-CD, 15-minute intervals) or day ahead (``dam``, NP4-190-CD,
+    hourly), as its CSV or the public API's JSON."""
+
+    path: Path
+    settlement_point: str
+    market: ercot.Market
+
+    def describe(self) -> str:
+        kind = "real time, NP6-905" if self.market == "rt" else "day ahead, NP4-190"
+        return f"{self.settlement_point.upper()} ({kind}) from {self.path}"
+
+
 @dataclass
 class Scenario:
     name: str
@@ -69,11 +87,18 @@ class Scenario:
     start: datetime
     steps: int
     step: timedelta
-    prices: list[float]  # USD/MWh by local hour of day (24), or by hour of the scenario
+    # USD/MWh by local hour of day (24) or by hour of the scenario; one per step when they
+    # come from an ERCOT report (price_file)
+    prices: list[float]
     hashprices: list[float]  # USD/PH/day, same convention
     tz: ZoneInfo
     arrivals: list[Arrival]
     split_percent: float
+    price_file: PriceFile | None = None
+
+    def energy_price(self, index: int, at: datetime) -> float:
+        """USD/MWh at step ``index``, which starts at ``at``."""
+        return self.prices[index] if self.price_file else self.hourly(self.prices, at)
 
     def hourly(self, series: list[float], at: datetime) -> float:
         if len(series) == 1:
@@ -101,7 +126,112 @@ def _series(value: Any, key: str, path: str) -> list[float]:
     return out
 
 
-def load(path: str | Path) -> Scenario:
+MARKETS = ("rt", "dam")
+PRICE_FILE_KEYS = ("file", "settlementPoint", "market")
+
+
+def _price_file(
+    doc: Mapping[str, Any],
+    scenario_dir: Path,
+    where: str,
+    file: str | None,
+    settlement_point: str | None,
+    market: str | None,
+) -> PriceFile | None:
+    """The scenario's ``energyPrices`` with the command line's ``--prices``,
+    ``--settlement-point`` and ``--market`` over it; None when neither names a report."""
+    given = doc.get("energyPrices")
+    if given is not None and not isinstance(given, dict):
+        raise ScenarioError(
+            f"{where}: energyPrices: a mapping with {', '.join(PRICE_FILE_KEYS)} expected"
+        )
+    spec = dict(given or {})
+    unknown = sorted(set(spec) - set(PRICE_FILE_KEYS))
+    if unknown:
+        raise ScenarioError(
+            f"{where}: energyPrices: unknown field {unknown[0]!r}"
+            f" (fields: {', '.join(PRICE_FILE_KEYS)})"
+        )
+    if given is not None and "energyPriceUSDPerMWh" in doc:
+        raise ScenarioError(f"{where}: give energyPriceUSDPerMWh or energyPrices, not both")
+    if given is None and file is None and settlement_point is None and market is None:
+        return None
+    if file is not None:  # the command line's, relative to where it runs
+        path = Path(file)
+    elif "file" in spec:  # the scenario's, relative to the scenario
+        path = scenario_dir / str(spec["file"])
+    else:
+        raise ScenarioError(
+            f"{where}: no price report: give energyPrices.file in the scenario, or --prices FILE"
+        )
+    point = settlement_point or spec.get("settlementPoint")
+    if not point or not str(point).strip():
+        raise ScenarioError(
+            f"{where}: energyPrices: which settlement point? give settlementPoint"
+            " (or --settlement-point), e.g. HB_HOUSTON"
+        )
+    chosen = str(market or spec.get("market", "rt")).lower()
+    if chosen not in MARKETS:
+        raise ScenarioError(
+            f"{where}: energyPrices: market {chosen!r}: rt (NP6-905) or dam (NP4-190) expected"
+        )
+    return PriceFile(path, str(point).strip(), "rt" if chosen == "rt" else "dam")
+
+
+def _step_prices(
+    source: PriceFile,
+    start: datetime,
+    steps: int,
+    step: timedelta,
+    tz: ZoneInfo,
+    where: str,
+) -> list[float]:
+    """USD/MWh at each step from the report: the price of the settlement interval that
+    covers the step, or the time-weighted mean of the intervals when a step spans several
+    (an hour's step on 15-minute prices). The readers place each interval in UTC from
+    Central prevailing time and its DST flag, and refuse a gap or a duplicate, so a series
+    that starts by the scenario's start and ends after its end covers every step."""
+    try:
+        text = source.path.read_text()
+    except OSError as err:
+        raise ScenarioError(f"{where}: {source.path}: {err.strerror}") from None
+    try:
+        intervals = ercot.parse(text, source.settlement_point, source.market, str(source.path))
+    except SignalError as err:
+        raise ScenarioError(f"{where}: {err.reason}: {err.message}") from None
+    end = start + steps * step
+    first, last = intervals[0].start, intervals[-1].end
+    uncovered = start if first > start else last if last < end else None
+    if uncovered is not None:
+        utc = "%Y-%m-%dT%H:%MZ"
+        raise ScenarioError(
+            f"{where}: {source.path} has no {source.settlement_point.upper()}"
+            f" price for {uncovered.astimezone(UTC):{utc}}"
+            f" ({uncovered.astimezone(tz):%Y-%m-%d %H:%M %Z}), the first time of the scenario"
+            f" it does not cover: it covers {first:{utc}}..{last:{utc}}, the scenario"
+            f" {start.astimezone(UTC):{utc}}..{end.astimezone(UTC):{utc}}"
+        )
+    starts = [i.start for i in intervals]
+    out = []
+    for n in range(steps):
+        at = start + n * step
+        k = bisect.bisect_right(starts, at) - 1
+        if at + step <= intervals[k].end:
+            out.append(intervals[k].usd_per_mwh)
+        else:
+            spanned = intervals[k : bisect.bisect_left(starts, at + step)]
+            out.append(ercot.energy_price_series(spanned, at, 1, step)[0])
+    return out
+
+
+def load(
+    path: str | Path,
+    prices: str | None = None,
+    settlement_point: str | None = None,
+    market: str | None = None,
+) -> Scenario:
+    """The scenario at ``path``; ``prices``, ``settlement_point`` and ``market`` (the
+    command line's) replace its energy price with an ERCOT report's."""
     from dualcap.manifests import load_objects
 
     p = Path(path)
@@ -168,21 +298,29 @@ def load(path: str | Path) -> Scenario:
             )
         except (TypeError, ValueError) as err:
             raise ScenarioError(f"{w}: {err}") from None
+    steps, step = int(hours * 60 / step_minutes), timedelta(minutes=step_minutes)
+    source = _price_file(doc, p.parent, where, prices, settlement_point, market)
+    if source is None:
+        series = _series(_need(doc, "energyPriceUSDPerMWh", where), "energyPriceUSDPerMWh", where)
+    else:
+        given_as = "--prices" if prices is not None else "energyPrices"
+        series = _step_prices(source, start, steps, step, tz, f"{where}: {given_as}")
     return Scenario(
         name=str(doc.get("name", p.stem)),
         description=str(doc.get("description", "")).strip(),
         objects=objects,
         site=site,
         start=start,
-        steps=int(hours * 60 / step_minutes),
-        step=timedelta(minutes=step_minutes),
-        prices=_series(_need(doc, "energyPriceUSDPerMWh", where), "energyPriceUSDPerMWh", where),
+        steps=steps,
+        step=step,
+        prices=series,
         hashprices=_series(
             _need(doc, "hashpriceUSDPerPHDay", where), "hashpriceUSDPerPHDay", where
         ),
         tz=tz,
         arrivals=arrivals,
         split_percent=float(doc.get("fixedSplitGPUPercent", 30)),
+        price_file=source,
     )
 
 
@@ -357,7 +495,7 @@ def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
     base_limit = next(o for o in objects if o.get("kind") == "PowerBudget")["spec"]["limitKW"]
     for i in range(sc.steps):
         at = sc.start + i * sc.step
-        price, hashprice = sc.hourly(sc.prices, at), sc.hourly(sc.hashprices, at)
+        price, hashprice = sc.energy_price(i, at), sc.hourly(sc.hashprices, at)
         for obj in objects:  # this hour's economics
             if obj.get("kind") == "PowerBudget":
                 obj["spec"]["energyPrice"] = {"usdPerMWh": price}
@@ -406,9 +544,12 @@ def report(r: Result, out: TextIO | None = None) -> None:
         print("  " + sc.description.replace("\n", "\n  "), file=out)
     print(
         f"site {sc.site}, from {sc.start.astimezone(sc.tz):%Y-%m-%d %H:%M %Z}, {sc.steps} steps of"
-        f" {sc.step.total_seconds() / 60:.0f} min ({r.reconciles} plans)\n",
+        f" {sc.step.total_seconds() / 60:.0f} min ({r.reconciles} plans)",
         file=out,
     )
+    if sc.price_file:
+        print(f"energy prices: {sc.price_file.describe()}", file=out)
+    print(file=out)
     cols = [
         f"{n if n != 'fixed-split' else f'fixed-split {sc.split_percent:.0f}%'}" for n in POLICIES
     ]
@@ -467,11 +608,17 @@ def chart(r: Result, path: str | Path) -> None:
     top.legend(loc="lower left", fontsize=8, ncol=3)
     top.set_ylim(0, max(mw["limit"] + [1]) * 1.12)
     top.grid(alpha=0.3)
-    bottom.step(local, r.prices, where="post", color="#6a1b9a", lw=1.5, label="energy price")
+    source = r.scenario.price_file
+    price_label = "energy price"
+    if source:
+        price_label += f", {source.settlement_point.upper()} ({source.market.upper()})"
+    bottom.step(local, r.prices, where="post", color="#6a1b9a", lw=1.5, label=price_label)
     bottom.step(local, r.breakeven, where="post", color="#ef6c00", lw=1.2, ls=":", label="mining break-even (the largest controller)")  # fmt: skip
     bottom.set_ylabel("USD/MWh")
-    if max(r.prices) > 20 * max(1.0, min(r.prices)):
+    if min(r.prices) > 0 and max(r.prices) > 20 * max(1.0, min(r.prices)):
         bottom.set_yscale("log")
+    elif max(r.prices) > 20 * max(1.0, abs(min(r.prices))):  # negative prices: no log scale
+        bottom.set_yscale("symlog", linthresh=50)
     bottom.legend(loc="upper left", fontsize=8)
     bottom.grid(alpha=0.3)
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=r.scenario.tz))  # type: ignore[no-untyped-call]
@@ -483,9 +630,16 @@ def chart(r: Result, path: str | Path) -> None:
     plt.close(fig)
 
 
-def run(path: str, output: str | None, out: TextIO | None = None) -> int:
+def run(
+    path: str,
+    output: str | None,
+    out: TextIO | None = None,
+    prices: str | None = None,
+    settlement_point: str | None = None,
+    market: str | None = None,
+) -> int:
     out = out or sys.stdout
-    sc = load(path)
+    sc = load(path, prices, settlement_point, market)
     result = simulate(sc)
     report(result, out)
     if output:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import copy
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -159,7 +160,7 @@ def _price_file(
     if file is not None:  # the command line's, relative to where it runs
         path = Path(file)
     elif "file" in spec:  # the scenario's, relative to the scenario
-        path = scenario_dir / str(spec["file"])
+        path = Path(os.path.normpath(scenario_dir / str(spec["file"])))  # no a/../b shown
     else:
         raise ScenarioError(
             f"{where}: no price report: give energyPrices.file in the scenario, or --prices FILE"

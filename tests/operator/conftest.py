@@ -205,6 +205,32 @@ async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
         assert monitor.violations == [], monitor.violations[:3]
 
 
+class WallClock:
+    """The wall clock, for tests whose peers (Prometheus, a VTN) keep real time."""
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture
+async def wall_site(sandbox: Sandbox) -> AsyncIterator[Running]:
+    """The example site and the operator on the wall clock (no envelope monitor: the
+    peers' own timing decides when the site is inside)."""
+    from dualcap.manifests import load_objects
+
+    sandbox.load_objects(load_objects(str(CRDS)))
+    sandbox.load_objects(load_objects(str(EXAMPLES)))
+    await asyncio.sleep(0.3)  # the DaemonSet's miners start
+    wall = WallClock()
+    monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]
+    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.shutdown()
+
+
 def operator_process(kubeconfig: str | None, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """A real `dualcap run` process (a kill is a kill), its output appended to ``log``."""
     env = dict(os.environ) if kubeconfig is None else dict(os.environ, KUBECONFIG=kubeconfig)

@@ -6,15 +6,11 @@ reading is stale."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 
 import pytest
 
-from dualcap.cluster.operator import Operator
-from dualcap.manifests import load_objects
-from tests.conftest import CRDS, EXAMPLES
-from tests.operator.conftest import Monitor, Running
+from tests.operator.conftest import Running
 from tests.operator.test_operator import API, http
 from tests.peers.prometheus import FakeExporter, Prometheus, PrometheusUnavailable
 
@@ -25,11 +21,6 @@ GPU_WATTS = 60.0  # every GPU nearly idle: 0.48 kW a node against the model's 1.
 
 def label(i: int) -> str:
     return "Hostname" if i % 2 else "hostname"
-
-
-class WallClock:
-    def __call__(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +43,6 @@ def dcgm() -> Iterator[tuple[FakeExporter, Prometheus]]:
     finally:
         server.stop()
         exporter.stop()
-
-
-@pytest.fixture
-async def wall_site(sandbox) -> AsyncIterator[Running]:
-    sandbox.load_objects(load_objects(str(CRDS)))
-    sandbox.load_objects(load_objects(str(EXAMPLES)))
-    await asyncio.sleep(0.3)  # the DaemonSet's miners start
-    wall = WallClock()
-    monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]
-    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.shutdown()
 
 
 def conditions(status: dict) -> dict[str, tuple[str, str]]:

@@ -13,20 +13,12 @@ import kopf
 import pytest
 
 from dualcap.cluster.client import Client
-from dualcap.cluster.operator import Operator
-from dualcap.manifests import load_objects
 from dualcap.signals.openadr import Adapter
-from tests.conftest import CRDS, EXAMPLES
-from tests.operator.conftest import Monitor, Running
+from tests.operator.conftest import Running
 from tests.peers_dr.test_openadr_e2e import config
 from tests.peers_dr.vtn import Vtn, load_dispatch
 
 SITE = "tx-rockdale-1"
-
-
-class WallClock:
-    def __call__(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -39,23 +31,10 @@ async def vtn() -> AsyncIterator[Vtn]:
         await v.stop()
 
 
-@pytest.fixture
-async def operated(sandbox) -> AsyncIterator[Running]:
-    sandbox.load_objects(load_objects(str(CRDS)))
-    sandbox.load_objects(load_objects(str(EXAMPLES)))
-    await asyncio.sleep(0.3)  # the DaemonSet's miners start
-    wall = WallClock()
-    monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]
-    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.shutdown()
-
-
-async def test_a_dispatch_on_the_vtn_brings_the_site_inside_it(operated: Running, vtn: Vtn) -> None:
-    site = operated
+async def test_a_dispatch_on_the_vtn_brings_the_site_inside_it(
+    wall_site: Running, vtn: Vtn
+) -> None:
+    site = wall_site
     await site.settle()
     info = kopf.login_with_kubeconfig(
         logger=logging.getLogger("test"), settings=kopf.OperatorSettings()

@@ -8,7 +8,7 @@ NVIDIA's DCGM exporter publishes it). The clients that read them live in ``dualc
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -147,6 +147,49 @@ class SunSpecMeter(Model):
     )
 
 
+def _poll_seconds(what: str) -> Any:
+    return Field(
+        default=5.0,
+        alias="pollSeconds",
+        ge=1.0,
+        le=3600.0,
+        description=f"How often {what}, in seconds.",
+    )
+
+
+def _timeout_seconds(what: str) -> Any:
+    return Field(
+        default=2.0,
+        alias="timeoutSeconds",
+        gt=0.0,
+        le=60.0,
+        description=f"How long {what} may take before it counts as failed, in seconds.",
+    )
+
+
+def _stale_after_seconds(description: str) -> Any:
+    return Field(
+        default=30.0, alias="staleAfterSeconds", ge=1.0, le=86_400.0, description=description
+    )
+
+
+# A poll's timing: the CRD's rules, and the same checks offline.
+TIMING_RULES = [
+    cel("self.timeoutSeconds <= self.pollSeconds", "timeoutSeconds must not exceed pollSeconds"),
+    cel(
+        "self.staleAfterSeconds >= self.pollSeconds",
+        "staleAfterSeconds must be at least pollSeconds",
+    ),
+]
+
+
+def _check_timing(poll: float, timeout: float, stale_after: float) -> None:
+    if timeout > poll:
+        raise ValueError("timeoutSeconds must not exceed pollSeconds")
+    if stale_after < poll:
+        raise ValueError("staleAfterSeconds must be at least pollSeconds")
+
+
 class MeterSpec(Model):
     """The site's revenue meter: what the utility measures the site by."""
 
@@ -156,29 +199,11 @@ class MeterSpec(Model):
     prometheus: PrometheusQuery | None = Field(
         default=None, description="A PromQL expression giving the site's draw in W."
     )
-    poll_seconds: float = Field(
-        default=5.0,
-        alias="pollSeconds",
-        ge=1.0,
-        le=3600.0,
-        description="How often the meter is read, in seconds.",
-    )
-    timeout_seconds: float = Field(
-        default=2.0,
-        alias="timeoutSeconds",
-        gt=0.0,
-        le=60.0,
-        description="How long one reading may take before it counts as failed, in seconds.",
-    )
-    stale_after_seconds: float = Field(
-        default=30.0,
-        alias="staleAfterSeconds",
-        ge=1.0,
-        le=86_400.0,
-        description=(
-            "A reading older than this no longer bounds the committed draw; the last"
-            " unmodelled load is then kept as a reserve."
-        ),
+    poll_seconds: float = _poll_seconds("the meter is read")
+    timeout_seconds: float = _timeout_seconds("one reading")
+    stale_after_seconds: float = _stale_after_seconds(
+        "A reading older than this no longer bounds the committed draw; the last"
+        " unmodelled load is then kept as a reserve."
     )
     disagreement_kw: float = Field(
         default=100.0,
@@ -208,14 +233,7 @@ class MeterSpec(Model):
                     "has(self.sunspec) != has(self.prometheus)",
                     "exactly one of sunspec and prometheus",
                 ),
-                cel(
-                    "self.timeoutSeconds <= self.pollSeconds",
-                    "timeoutSeconds must not exceed pollSeconds",
-                ),
-                cel(
-                    "self.staleAfterSeconds >= self.pollSeconds",
-                    "staleAfterSeconds must be at least pollSeconds",
-                ),
+                *TIMING_RULES,
             ]
         }
     )
@@ -224,10 +242,7 @@ class MeterSpec(Model):
     def _one_source(self) -> MeterSpec:
         if (self.sunspec is None) == (self.prometheus is None):
             raise ValueError("exactly one of sunspec and prometheus")
-        if self.timeout_seconds > self.poll_seconds:
-            raise ValueError("timeoutSeconds must not exceed pollSeconds")
-        if self.stale_after_seconds < self.poll_seconds:
-            raise ValueError("staleAfterSeconds must be at least pollSeconds")
+        _check_timing(self.poll_seconds, self.timeout_seconds, self.stale_after_seconds)
         return self
 
 
@@ -244,51 +259,23 @@ class GpuPowerQuery(PrometheusEndpoint):
             f" Default: {DCGM_POWER_QUERY}."
         ),
     )
-    poll_seconds: float = Field(
-        default=5.0,
-        alias="pollSeconds",
-        ge=1.0,
-        le=3600.0,
-        description="How often the query is run, in seconds.",
-    )
-    timeout_seconds: float = Field(
-        default=2.0,
-        alias="timeoutSeconds",
-        gt=0.0,
-        le=60.0,
-        description="How long one query may take before it counts as failed, in seconds.",
-    )
-    stale_after_seconds: float = Field(
-        default=30.0,
-        alias="staleAfterSeconds",
-        ge=1.0,
-        le=86_400.0,
-        description=(
-            "A node's measurement older than this no longer replaces its modelled draw"
-            " (idle power plus per-GPU nameplate)."
-        ),
+    poll_seconds: float = _poll_seconds("the query is run")
+    timeout_seconds: float = _timeout_seconds("one query")
+    stale_after_seconds: float = _stale_after_seconds(
+        "A node's measurement older than this no longer replaces its modelled draw"
+        " (idle power plus per-GPU nameplate)."
     )
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel("has(self.url) != has(self.urlFrom)", "exactly one of url and urlFrom"),
-                cel(
-                    "self.timeoutSeconds <= self.pollSeconds",
-                    "timeoutSeconds must not exceed pollSeconds",
-                ),
-                cel(
-                    "self.staleAfterSeconds >= self.pollSeconds",
-                    "staleAfterSeconds must be at least pollSeconds",
-                ),
+                *TIMING_RULES,
             ]
         }
     )
 
     @model_validator(mode="after")
     def _timing_fits(self) -> GpuPowerQuery:
-        if self.timeout_seconds > self.poll_seconds:
-            raise ValueError("timeoutSeconds must not exceed pollSeconds")
-        if self.stale_after_seconds < self.poll_seconds:
-            raise ValueError("staleAfterSeconds must be at least pollSeconds")
+        _check_timing(self.poll_seconds, self.timeout_seconds, self.stale_after_seconds)
         return self

@@ -254,4 +254,4 @@ def median_max(label: str, values: list[float]) -> str:
     ordered = sorted(values)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    return f"  {label:<46} median {median:6.2f} s   max {max(values):6.2f} s   (n={n})"
+    return f"  {label:<48} median {median:6.2f} s   max {max(values):6.2f} s   (n={n})"

@@ -12,7 +12,8 @@ the first meter read that carries it (detection), the operator's first mark, and
 back inside its limit (judged on the metered draw). Target: one poll interval plus the
 curtailment's own time. Prints figures; asserts nothing.
 
-    BENCH_POLL_SECONDS (default 2), BENCH_REPEATS (default 5), BENCH_STEP_KW (default 3000)
+    BENCH_POLL_SECONDS (default 2), BENCH_REPEATS (default 5), BENCH_STEP_KW (default 3000),
+    BENCH_TRACE=1 (each step's timeline: meter reads, marks, the Site's counts)
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class TimedMeter(SunSpecMeterPeer):
         await super()._action(*args)
 
 
-STATUSES: list[tuple[float, str]] = []
+STATUSES: list[tuple[float, str]] = []  # with BENCH_TRACE: the Site's counts as written
 
 
 def note_status(rt: Any, type_: str, obj: Any, old: Any) -> None:
@@ -129,6 +130,7 @@ async def main() -> None:
     excursions: list[int] = []  # back above the limit after the first time inside
     above_after: list[float] = []  # seconds above it after the first time inside
     shed: list[int] = []
+    headroom: list[float] = []  # under the limit once settled (a block is ~2,000 kW)
     never = 0
     try:
         await settled(sb, 60, lambda s: s.get("meteredKW") is not None)
@@ -161,7 +163,9 @@ async def main() -> None:
                 stay.append(runs.stays_inside - t0)
             excursions.append(runs.excursions)
             above_after.append(runs.outside_after_first_seconds)
-            shed.append(len(watch.sample().marked - before.marked))
+            end = watch.sample()
+            shed.append(len(end.marked - before.marked))
+            headroom.append(end.limit_kw - end.draw_kw)
         status = await settled(sb, 30, lambda s: True)
     finally:
         stop_process(op, log)
@@ -177,16 +181,19 @@ async def main() -> None:
     print(median_max("load appears -> the operator's first mark", first_mark))
     print(median_max("load appears -> inside (on the metered draw)", inside))
     print(median_max("first read of it -> inside (curtailment's own)", own))
-    if stay:
-        print(median_max("load appears -> inside to stay (3 polls)", stay))
-    print(f"  stayed inside for 3 polls within {STAY_SECONDS:g} s: {len(stay)} of {REPEATS} steps")
+    print(median_max("load appears -> inside to stay (3 polls)", stay))
+    print(
+        f"  stayed inside for 3 polls within {STAY_SECONDS:g} s: {len(stay)} of {REPEATS} steps"
+        f" (never inside: {never})"
+    )
     print(
         f"  back above the limit after the first time inside: {', '.join(map(str, excursions))}"
         f" times a step, for {', '.join(f'{t:.1f}' for t in above_after)} s"
     )
     print(f"  target: one poll interval ({POLL:g} s) plus the curtailment's own time")
     print(
-        f"  blocks marked a step: {', '.join(map(str, shed))}; at the end the operator counts"
+        f"  blocks marked a step: {', '.join(map(str, shed))}, leaving"
+        f" {', '.join(f'{h:,.0f}' for h in headroom)} kW under the limit; the operator counts"
         f" {status.get('unmodelledKW', 0):,.0f} kW unmodelled of the {total:,.0f} kW"
     )
     print("  each (inside): " + ", ".join(f"{t:.2f}" for t in inside))

@@ -251,6 +251,8 @@ async def settled(
 
 
 def median_max(label: str, values: list[float]) -> str:
+    if not values:
+        return f"  {label:<48} none"
     ordered = sorted(values)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2

@@ -121,6 +121,14 @@ bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator limit drop); t
 	@echo
 	$(BIN)/python bench/bench_operator.py
 
+.PHONY: bench-loops
+bench-loops: $(STAMP) ## the closed loops end to end: unmodelled load on the meter, a live price, a DR event (about 2.5 minutes)
+	$(BIN)/python bench/bench_unmodelled.py
+	@echo
+	$(BIN)/python bench/bench_price.py
+	@echo
+	$(BIN)/python bench/bench_dr_envelope.py
+
 .PHONY: bench-scale
 bench-scale: $(STAMP) ## the scale benchmark: 40 sites, 5,000 nodes, 20,000 pods (several minutes)
 	$(BIN)/python bench/bench_scale.py

@@ -53,6 +53,11 @@ async def test_the_command_writes_the_budget(cluster: Cluster, vtn: Vtn, tmp_pat
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0, err.decode()[-2000:]
+    # openleadr logs a line per poll and per event at INFO: kept to warnings, while the
+    # adapter's own INFO lines (the event and its answer) are there
+    log = err.decode()
+    assert " INFO dualcap.openadr: " in log, log[-2000:]
+    assert " INFO openleadr: " not in log, log[-2000:]
 
 
 async def _answered(vtn: Vtn) -> bool:

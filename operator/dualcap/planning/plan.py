@@ -36,6 +36,9 @@ from dualcap.planning.envelope import Envelope, SiteEnvelope, compose
 from dualcap.planning.leases import Leases
 from dualcap.planning.lifecycle import Context
 
+# Unmodelled load a reading may show once the model's drop is behind it: worth a re-plan.
+WAKE_FOR_KW = 1.0
+
 
 def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     """The plan of one site at ``now`` (an aware datetime)."""
@@ -189,8 +192,18 @@ def _meter(
     )
     if fresh:
         assert m.metered_kw is not None and m.metered_at is not None
-        unmodelled = max(0.0, m.metered_kw - max(modelled_kw, m.modelled_then_kw))
+        # The reading lies between two comparisons: with the highest model since a poll
+        # before it (it may predate a drop, and a curtailment the meter has not seen yet
+        # is no unmodelled load) and with the model now (it may have seen the drop).
+        # Between them the last count stands: a curtailment the meter has seen is not
+        # load gone away (that resumed the block, and the next reading curtailed it
+        # again: the site flapped over its limit every other poll).
+        low = m.metered_kw - max(modelled_kw, m.modelled_then_kw)
+        high = m.metered_kw - modelled_kw
+        unmodelled = max(0.0, min(max(m.reserve_kw, low), high))
         orders.wakeups.append(m.metered_at + stale_after)
+        if unmodelled < high - WAKE_FOR_KW:  # a newer reading, past the drop, may show more
+            orders.wakeups.append(m.metered_at + timedelta(seconds=1.5 * m.poll_seconds))
         disagrees = abs(m.metered_kw - modelled_kw) > m.disagreement_kw
         reason, message = "MeterFresh", f"the meter reads {m.metered_kw:,.0f} kW"
     else:

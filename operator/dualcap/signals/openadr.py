@@ -865,6 +865,15 @@ class Adapter:
         self._ven = None
 
 
+def quiet_openleadr() -> None:
+    """openleadr's logger to WARNING (it logs a line per poll at INFO). Its client module
+    sets that logger to INFO when imported, so it is imported first: a level set before
+    would be overridden when the VEN is made."""
+    import openleadr.client  # noqa: F401
+
+    logging.getLogger("openleadr").setLevel(logging.WARNING)
+
+
 def run(config_path: str, metrics_port: int = 0) -> int:
     """``dualcap openadr --config FILE``: until interrupted."""
     import kopf
@@ -876,7 +885,7 @@ def run(config_path: str, metrics_port: int = 0) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("openleadr").setLevel(logging.WARNING)  # a line per poll otherwise
+    quiet_openleadr()
     settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(
         logger=log, settings=settings

@@ -129,6 +129,12 @@ bench-loops: $(STAMP) ## the closed loops end to end: unmodelled load on the met
 	@echo
 	$(BIN)/python bench/bench_dr_envelope.py
 
+.PHONY: bench-signals
+bench-signals: $(STAMP) $(PROMETHEUS_STAMP) ## the inputs' cost: 40 meters and GPU queries (pymodbus, Prometheus), OpenADR event -> budget
+	$(BIN)/python bench/bench_meter.py
+	@echo
+	$(BIN)/python bench/bench_openadr.py
+
 .PHONY: bench-scale
 bench-scale: $(STAMP) ## the scale benchmark: 40 sites, 5,000 nodes, 20,000 pods (several minutes)
 	$(BIN)/python bench/bench_scale.py

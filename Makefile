@@ -135,6 +135,10 @@ bench-signals: $(STAMP) $(PROMETHEUS_STAMP) ## the inputs' cost: 40 meters and G
 	@echo
 	$(BIN)/python bench/bench_openadr.py
 
+.PHONY: bench-agent
+bench-agent: $(STAMP) ## the miner agent: one block of 300 fake miners (memory, CPU, sleep and wake)
+	$(BIN)/python bench/bench_agent.py
+
 .PHONY: bench-scale
 bench-scale: $(STAMP) ## the scale benchmark: 40 sites, 5,000 nodes, 20,000 pods (several minutes)
 	$(BIN)/python bench/bench_scale.py

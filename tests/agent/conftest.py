@@ -64,6 +64,7 @@ class World:
         interval: float = 1.0,
         credentials: str | None = None,
         transition_seconds: float = 60.0,
+        **options: Any,
     ) -> Agent:
         driver = Driver(Credentials(credentials), timeout=2.0, concurrency=64)
         agent = Agent(
@@ -73,6 +74,7 @@ class World:
             interval=interval,
             overlap_seconds=interval,
             transition_seconds=transition_seconds,
+            **options,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))

@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,41 @@ async def test_a_miner_that_keeps_refusing_is_retried_each_interval_not_each_sec
     await until(lambda: loop.time() - start >= 7.5, timeout=10)
     assert agent.cycles - cycles <= 4  # about one look per interval, not seven per second
     assert 2 <= len(stubborn.sent("curtail")) - sent <= 4  # re-sent each interval
+
+
+class SimulatedClock:
+    """A site clock of a simulation: far from the wall clock, moved by the test."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+async def test_reports_carry_the_agents_clock_and_a_jump_of_it_makes_one_due(
+    world: World,
+) -> None:
+    w, fleet = world, world.fleet
+    clock = SimulatedClock(datetime(2031, 7, 14, 16, 0, tzinfo=UTC))
+    w.add_node("asic-001", fleet.annotation())
+    await w.curtail("asic-001")  # a condition flips and an Event is posted on the way
+    agent = w.start_agent("asic-001", interval=30.0, clock=clock)
+    n = len(fleet.miners)
+    await until(lambda: all_asleep(w, "asic-001", n), timeout=15)
+    status = await w.status("asic-001")
+    assert status["observedAt"] == "2031-07-14T16:00:00.000000Z"
+    ready = await w.condition("asic-001", "Ready")
+    assert ready["lastTransitionTime"] == "2031-07-14T16:00:00Z"
+
+    # The clock jumps three hours: the report it stamped is three hours old on it, so the
+    # next look writes one, though nothing changed and the wall interval (30 s) is far off.
+    clock.at += timedelta(hours=3)
+    agent.wake.set()
+
+    async def restamped() -> bool:
+        return (await w.status("asic-001")).get("observedAt") == "2031-07-14T19:00:00.000000Z"
+
+    await until(restamped, timeout=5)
+    # the condition did not change: its transition time stays where it was
+    assert (await w.condition("asic-001", "Ready"))["lastTransitionTime"] == "2031-07-14T16:00:00Z"

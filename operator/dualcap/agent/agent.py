@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,7 +92,13 @@ class Agent:
         overlap_seconds: float = 60.0,
         transition_seconds: float = TRANSITION_SECONDS,
         events_namespace: str = "default",
+        fast: float = FAST,
+        clock: Callable[[], datetime] | None = None,
     ):
+        """``clock`` stamps what the agent writes (the reports' observedAt, conditions,
+        Events): the operator judges a report's age on its own clock, which is the wall
+        clock unless it runs on another (a simulated site). ``interval`` and ``fast`` are
+        wall-clock seconds."""
         self.kube = kube
         self.node_name = node_name
         self.driver = driver
@@ -99,6 +106,8 @@ class Agent:
         self.overlap_seconds = overlap_seconds
         self.transition_seconds = transition_seconds
         self.events_namespace = events_namespace
+        self.fast = fast
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.node: dict[str, Any] | None = None
         self.node_visible = False  # the last look at the Node succeeded
         self._node_looked = -1e9
@@ -113,6 +122,7 @@ class Agent:
         self._conditions: dict[str, dict[str, Any]] = {}
         self._written: tuple[Any, ...] | None = None
         self._written_at = -1e9
+        self._written_observed: datetime | None = None  # the observedAt last written
         self._events: dict[str, str] = {}  # reason -> last message posted
         self.last_summary: Summary | None = None
         self.cycles = 0
@@ -241,7 +251,7 @@ class Agent:
         since = (
             old["lastTransitionTime"]
             if old and old.get("status") == value and old.get("lastTransitionTime")
-            else rfc3339(datetime.now(UTC)).split(".")[0] + "Z"
+            else rfc3339(self.clock()).split(".")[0] + "Z"
         )
         cond = {
             "type": type_,
@@ -378,7 +388,7 @@ class Agent:
                 return
             assert self.block is not None
             meta = self.block.get("metadata") or {}
-            now = rfc3339(datetime.now(UTC)).split(".")[0] + "Z"
+            now = rfc3339(self.clock()).split(".")[0] + "Z"
             event = {
                 "apiVersion": "v1",
                 "kind": "Event",
@@ -423,7 +433,7 @@ class Agent:
         self._read_node()
         if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
             await self.look_for_overlaps()
-        at = datetime.now(UTC)
+        at = self.clock()
         sent = self.driver.commands_new
         readings = await self.driver.step(
             self.addresses,
@@ -442,9 +452,15 @@ class Agent:
             summary,
             tuple((c["type"], c["status"], c["reason"], c["message"]) for c in conditions),
         )
-        due = time.monotonic() - self._written_at >= self.interval * 0.9
+        # A report is due an interval after the last, on the wall clock or on the agent's
+        # clock (the operator judges its age on the latter: one that jumps ahead makes it due)
+        last = self._written_observed
+        due = time.monotonic() - self._written_at >= self.interval * 0.9 or (
+            last is not None and (at - last).total_seconds() >= self.interval * 0.9
+        )
         if (key != self._written or due) and await self.write_status(summary, conditions, at):
             self._written, self._written_at = key, time.monotonic()
+            self._written_observed = at
         await self.post_events(problems)
         reachable_off = [
             r
@@ -476,7 +492,7 @@ class Agent:
                 waits = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
                 _, rest = await asyncio.wait(
                     waits,
-                    timeout=FAST if pending else self.interval,
+                    timeout=self.fast if pending else self.interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in rest:

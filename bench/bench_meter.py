@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 from tests.peers.prometheus import FakeExporter, Prometheus, PrometheusUnavailable  # noqa: E402
-from tests.peers.sunspec import SunSpecMeterPeer  # noqa: E402
 
 from dualcap.api.measurement import DCGM_POWER_QUERY, SunSpecMeter  # noqa: E402
 from dualcap.signals.meter import SunSpecMeterClient  # noqa: E402
 from dualcap.signals.prometheus import PrometheusClient  # noqa: E402
+from dualcap_sandbox.sunspec import SunSpecMeterPeer  # noqa: E402
 
 SITES = 40
 NODES_PER_SITE = 10

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from dualcap_sandbox.sunspec import SunSpecMeterPeer
 from tests.operator.conftest import SITE, Running
 from tests.operator.test_operator import API, curtailed, http
-from tests.peers.sunspec import SunSpecMeterPeer
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.peers.sunspec import free_port
+from dualcap_sandbox.sunspec import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 UNPACKED = ROOT / "build" / "prometheus" / "usr" / "bin" / "prometheus"

@@ -10,7 +10,7 @@ import pytest
 from dualcap.api.measurement import SunSpecMeter
 from dualcap.signals import meter as m
 from dualcap.signals.meter import MeterError, SunSpecMeterClient, read_meter
-from tests.peers.sunspec import NOT_IMPLEMENTED, SunSpecMeterPeer, free_port
+from dualcap_sandbox.sunspec import NOT_IMPLEMENTED, SunSpecMeterPeer, free_port
 
 
 def spec(peer: SunSpecMeterPeer, **extra: Any) -> SunSpecMeter:

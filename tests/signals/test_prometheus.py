@@ -21,8 +21,8 @@ from dualcap.signals.prometheus import (
     gpu_power_by_node,
     site_draw,
 )
+from dualcap_sandbox.sunspec import free_port
 from tests.peers.prometheus import FakeExporter, Prometheus, QueryApiStub
-from tests.peers.sunspec import free_port
 from tests.signals.conftest import SITE_METRIC
 
 

@@ -1,9 +1,10 @@
-"""A SunSpec AC meter on loopback: pymodbus's own Modbus TCP server holding the registers.
+"""A SunSpec AC meter on loopback for tests and the demo (never in the product): pymodbus's
+own Modbus TCP server holding the registers.
 
 The register map is what a real meter holds: the marker "SunS" at a base address, the
 common model 1 (manufacturer, model, serial number), a meter model (203 by default: wye,
 three phase) with ``W`` and ``W_SF`` where the SunSpec model puts them, then the end marker
-0xFFFF. The test sets the power at run time; every read sees the current value.
+0xFFFF. The test (or the demo) sets the power at run time; every read sees the current value.
 
 Variants (keyword arguments): another base address, no marker, no meter model, a chain
 without end marker, a bad scale factor (set it), a slow answer (``delay_seconds``).
@@ -135,7 +136,7 @@ class SunSpecMeterPeer:
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
     async def __aenter__(self) -> SunSpecMeterPeer:

@@ -7,9 +7,17 @@ next while the site is settled, then lets the site clock run (30x by default) th
 moment until the operator has settled again. Leases arrive, the summer-peak window and an
 ERS dispatch cut the limit, the dispatch ends, a lease ends, mining resumes.
 
+The site's miners are there too (``hardware``): every ASIC controller has a block of fake
+LuxOS miners, driven through their firmware by a real dualcap agent (the Site's
+curtailment is MinerAgent), and the site has a SunSpec meter that reads what the fakes
+really draw, the rest of the site as modelled, and a cooling load nobody declared. So a
+curtailment shows as firmware commands and then as watts: on the MinerBlocks, on the
+meter, in the Site's measured and unmodelled draw.
+
 What the view and the summary report is measured on the cluster itself, not taken from
 the operator: every tick the demo builds the planner's snapshot of the sandbox's objects
-and reads the committed draw, the limit and the revenue from it.
+and reads the committed draw, the limit and the revenue from it (with the MinerBlocks'
+reports, and the unmodelled load the operator counts from the meter, off the Site).
 """
 
 from __future__ import annotations
@@ -108,8 +116,8 @@ class Sample:
     at: datetime
     limit_kw: float  # the operator's target: the envelope, lowered ahead of cuts by the lead time
     envelope_kw: float  # the envelope itself at this moment (no lead time)
-    committed_kw: float
-    draw: dict[str, float]  # kW by kind: mining, gpu, overhead
+    committed_kw: float  # the parts (modelled_kw) and the unmodelled load
+    draw: dict[str, float]  # kW by kind: mining, gpu, overhead, unmodelled
     controllers: dict[str, int]
     leases: dict[str, int]
     gpus_leased: int
@@ -119,6 +127,15 @@ class Sample:
     settled: bool
     in_flight: int
     ramp_held: int = 0  # controllers the plan would resume now but for the ramp limit
+    modelled_kw: float = 0.0  # the sum of the parts (mining as measured where reported)
+    unmodelled_kw: float = 0.0  # what the operator counts beyond the parts, from the meter
+    metered_kw: float | None = None  # what the operator last read off the meter
+    meter_kw: float | None = None  # what the meter reads now (the site's true draw)
+    measured_kw: float = 0.0  # the reporting blocks as their MinerBlocks measure them
+    nameplate_kw: float = 0.0  # the same blocks by their nameplate
+    reporting: int = 0  # blocks with a fresh MinerBlock report
+    blocks: int = 0
+    firmware: dict[str, int] = field(default_factory=dict)  # the fake miners by phase
 
 
 @dataclass
@@ -135,10 +152,15 @@ class LimitChange:
 class Ledger:
     """Energy, money and time over the envelope, integrated over the site clock."""
 
-    energy_kwh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("mining", "gpu", "overhead"), 0.0))  # fmt: skip
+    energy_kwh: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("mining", "gpu", "overhead", "unmodelled"), 0.0))  # fmt: skip
     revenue_usd: dict[str, float] = field(default_factory=lambda: {"mining": 0.0, "gpu": 0.0})
     energy_cost_usd: float = 0.0
     over_seconds: float = 0.0
+    over_metered_seconds: float = 0.0  # the meter (the true draw) above the envelope
+    metered_kwh: float = 0.0
+    meter_reads: int = 0  # how often the operator read the meter
+    measured_kwh: float = 0.0  # the reporting blocks, measured ...
+    nameplate_kwh: float = 0.0  # ... and by nameplate
     changes: list[LimitChange] = field(default_factory=list)
     last: Sample | None = None
 
@@ -153,6 +175,12 @@ class Ledger:
             self.energy_cost_usd += last.energy_cost * hours
             if last.committed_kw > last.envelope_kw + 1e-6:
                 self.over_seconds += hours * 3600
+            if last.meter_kw is not None:
+                self.metered_kwh += last.meter_kw * hours
+                if last.meter_kw > last.envelope_kw + 1e-6:
+                    self.over_metered_seconds += hours * 3600
+            self.measured_kwh += last.measured_kw * hours
+            self.nameplate_kwh += last.nameplate_kw * hours
             if abs(s.limit_kw - last.limit_kw) > 1e-6:
                 self.changes.append(LimitChange(s.at, last.limit_kw, s.limit_kw, time.monotonic()))
         for change in self.changes:
@@ -172,21 +200,24 @@ def _without_ramp(snap: Any) -> Any:
     return dataclasses.replace(snap, site=site.model_copy(update={"spec": spec}))
 
 
-def observe(sb: Any, at: datetime) -> Sample:
+def observe(sb: Any, at: datetime, hardware: Any = None) -> Sample:
     """The site as the cluster has it (the planner's conservative accounting).
 
     It is settled once the operator has nothing left to do at this moment: no command to
     send or waiting, nothing in flight, and no resume held back by the ramp limit (the
-    ramp spreads a resumption over minutes; the moment lasts until it is done).
+    ramp spreads a resumption over minutes; the moment lasts until it is done) - and,
+    with the site's ``hardware``, once no miner is still falling asleep or waking (as
+    the miners really are) and every block has a fresh report.
     """
+    firmware = hardware.phases() if hardware is not None else None
     from dualcap.planning import build_fleet, plan
     from dualcap.planning.envelope import compose
 
     objects = []
     for rt in sb.store.types():
-        if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod"):
+        if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod", "MinerBlock"):
             objects.extend(sb.store.list_objects(rt))
-    snap = build_fleet(objects).sites[SITE]
+    snap = build_fleet(objects, now=at).sites[SITE]  # reports fresh on the site clock
     p = plan(snap, at)
     envelope = p.limit_kw or 0.0
     if snap.budgets:  # the limit itself, without lead time
@@ -207,15 +238,21 @@ def observe(sb: Any, at: datetime) -> Sample:
     observed = status.get("observedGeneration") == site["metadata"].get("generation")
     quiet = not p.schedule.now and not p.schedule.deferred and not p.in_flight
     ramp_held = len(set(plan(_without_ramp(snap), at).mining) - set(p.mining))
+    # The meter is the operator's to read: what it read, and what it counts beyond the parts
+    # (its reading against the parts as they were when it was taken), from the Site.
+    unmodelled = float(status.get("unmodelledKW") or 0.0)
+    metered = status.get("meteredKW")
+    miners = p.miners
     return Sample(
         at=at,
         limit_kw=p.limit_kw or 0.0,
         envelope_kw=envelope,
-        committed_kw=p.committed_kw,
+        committed_kw=p.committed_kw + unmodelled,
         draw={
             "mining": p.committed.mining_kw,
             "gpu": p.committed.gpu_kw,
             "overhead": p.committed.overhead_kw,
+            "unmodelled": unmodelled,
         },
         controllers=dict(p.controllers),
         leases=phases,
@@ -223,10 +260,38 @@ def observe(sb: Any, at: datetime) -> Sample:
         gpus_total=p.gpus_total,
         revenue={"mining": p.mining_revenue_usd_per_hour, "gpu": p.lease_revenue_usd_per_hour},
         energy_cost=p.energy_cost_usd_per_hour,
-        settled=ready and observed and quiet and not ramp_held,
+        settled=ready
+        and observed
+        and quiet
+        and not ramp_held
+        and (
+            firmware is None
+            or (not _moving(firmware) and miners is not None and miners.reporting == miners.blocks)
+        ),
         in_flight=p.in_flight,
         ramp_held=ramp_held,
+        modelled_kw=p.committed_kw,
+        unmodelled_kw=unmodelled,
+        metered_kw=None if metered is None else float(metered),
+        measured_kw=miners.measured_kw if miners else 0.0,
+        nameplate_kw=miners.modelled_kw if miners else 0.0,
+        reporting=miners.reporting if miners else 0,
+        blocks=miners.blocks if miners else 0,
+        firmware=dict(firmware or {}),
+        meter_kw=hardware.metered_kw() if hardware is not None else None,
     )
+
+
+def _moving(firmware: dict[str, int]) -> int:
+    return firmware.get("waking", 0) + firmware.get("falling-asleep", 0)
+
+
+def operator_saw(state: Any, node: str) -> datetime | None:
+    """When the block of ``node`` was last observed, as the operator has its reports."""
+    with contextlib.suppress(RuntimeError):  # its history changing under the look
+        report = state.history.report(node)
+        return report.observed_at if report is not None else None
+    return None
 
 
 def recent_events(sb: Any, n: int = 6) -> list[str]:
@@ -257,14 +322,62 @@ def _bar(value: float, limit: float, width: int = 40) -> str:
     return "[" + ("!" if over else "#") * full + "." * (width - full) + "]"
 
 
+def _metered(s: Sample) -> str:
+    meter = "" if s.meter_kw is None else f"{s.meter_kw:,.0f} kW "
+    read = "no reading yet" if s.metered_kw is None else f"read {s.metered_kw:,.0f}"
+    return f"{meter}({read})"
+
+
+def _phases(s: Sample) -> str:
+    f = s.firmware
+    told = [(f.get(k, 0), label) for k, label in _PHASES]
+    return ", ".join(f"{n} {label}" for n, label in told if n) or "none"
+
+
+_PHASES = (("mining", "mining"), ("waking", "waking"), ("falling-asleep", "falling asleep"), ("asleep", "asleep"))  # fmt: skip
+
+
+def power_line(s: Sample) -> str:
+    """The miners as they are, as measured against their model, and the meter."""
+    return (
+        f"miners {_phases(s)} | measured {s.measured_kw:,.0f} kW (model {s.nameplate_kw:,.0f},"
+        f" {s.reporting}/{s.blocks} blocks) | meter {_metered(s)}: modelled"
+        f" {s.modelled_kw:,.0f} + unmodelled {s.unmodelled_kw:,.0f}"
+    )
+
+
+def firmware_line(s: Sample) -> str:
+    """The fake miners as they really are (not as reported)."""
+    f = s.firmware
+    return (
+        f"miners  {f.get('mining', 0):>3} mining   {f.get('waking', 0):>3} waking"
+        f"   {f.get('falling-asleep', 0):>3} falling asleep   {f.get('asleep', 0):>3} asleep"
+    )
+
+
+CHANGE_KW = 250.0  # off a terminal, a change of the committed draw worth a line
+
+
 class View:
-    """A live view on a terminal; on anything else, a line per change worth telling."""
+    """A live view on a terminal; on anything else, a line per change worth telling (the
+    measured draw moves with the firmware's noise at every report: a line when the state
+    changes, or the committed draw by more than CHANGE_KW)."""
 
     def __init__(self, out: TextIO, live: bool | None = None):
         self.out = out
         self.live = out.isatty() if live is None else live
         self._last_line = ""
+        self._last_kw: float | None = None
         self._events_seen: set[str] = set()
+
+    def cut(self, frm: datetime, to: datetime) -> None:
+        if not self.live:
+            print(
+                f"\n   (the site clock cuts from {frm.astimezone(LOCAL):%H:%M} to {to.astimezone(LOCAL):%H:%M}:"
+                " the site is settled; the meter's last reading is that old until its next poll)",
+                file=self.out,
+                flush=True,
+            )
 
     def moment(self, m: Moment) -> None:
         if not self.live:
@@ -279,7 +392,10 @@ class View:
                 "",
                 f"  limit      {s.limit_kw:>9,.0f} kW    committed {s.committed_kw:>9,.0f} kW    headroom {s.limit_kw - s.committed_kw:>9,.0f} kW",
                 f"             {_bar(s.committed_kw, s.limit_kw)}",
-                f"  draw       mining {s.draw['mining']:>9,.0f} kW   gpu {s.draw['gpu']:>6,.0f} kW   overhead {s.draw['overhead']:>6,.0f} kW",
+                f"  draw       mining {s.draw['mining']:>9,.0f} kW   gpu {s.draw['gpu']:>6,.0f} kW   overhead {s.draw['overhead']:>6,.0f} kW   unmodelled {s.draw['unmodelled']:>5,.0f} kW",
+                f"  measured   mining {s.measured_kw:>9,.0f} kW   model (nameplate) {s.nameplate_kw:>9,.0f} kW   MinerBlocks reporting {s.reporting} of {s.blocks}",
+                f"  meter      {_metered(s):>16}   modelled {s.modelled_kw:>9,.0f} kW   unmodelled {s.unmodelled_kw:>6,.0f} kW",
+                f"  firmware   {firmware_line(s)}",
                 f"  miners     mining {c.get('mining', 0):>3}   curtailing {c.get('curtailing', 0):>3}   curtailed {c.get('curtailed', 0):>3}   held {c.get('held', 0):>3}   waiting for the ramp {s.ramp_held:>3}",
                 f"  leases     {'   '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}",
                 f"  GPUs       leased {s.gpus_leased} of {s.gpus_total}",
@@ -291,16 +407,21 @@ class View:
             self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
             self.out.flush()
             return
-        line = (
-            f"{s.at.astimezone(LOCAL):%H:%M:%S}  limit {s.limit_kw:>7,.0f} kW  committed {s.committed_kw:>7,.0f} kW"
+        state = (
             f"  mining {c.get('mining', 0):>2}  curtailed {c.get('curtailed', 0):>2}"
             f"  leases {', '.join(f'{k.lower()} {v}' for k, v in sorted(lp.items()))}"
             + (f"  ({s.ramp_held} waiting for the ramp)" if s.ramp_held else "")
         )
-        key = line[10:]
-        if key != self._last_line:
-            print(line, file=self.out, flush=True)
-            self._last_line = key
+        key = f"{s.limit_kw:.0f} {c.get('curtailing', 0)} {s.reporting} {s.metered_kw is None} {_phases(s)}{state}"  # fmt: skip
+        moved = self._last_kw is None or abs(s.committed_kw - self._last_kw) > CHANGE_KW
+        if key != self._last_line or moved:
+            print(
+                f"{s.at.astimezone(LOCAL):%H:%M:%S}  limit {s.limit_kw:>7,.0f} kW  committed {s.committed_kw:>7,.0f} kW"
+                + state,
+                file=self.out,
+            )
+            print(f"          power  {power_line(s)}", file=self.out, flush=True)
+            self._last_line, self._last_kw = key, s.committed_kw
         for e in events:
             if e not in self._events_seen:
                 self._events_seen.add(e)
@@ -323,10 +444,19 @@ def summary(ledger: Ledger, out: TextIO, wall: float) -> None:
         f"time over the envelope (site clock, the limit without lead time): {ledger.over_seconds:,.0f} s",
         file=out,
     )
+    print(
+        f"time over the envelope on the meter (the true draw): {ledger.over_metered_seconds:,.0f} s",
+        file=out,
+    )
     e, r = ledger.energy_kwh, ledger.revenue_usd
     print(
         f"energy: mining {e['mining'] / 1000:,.1f} MWh, GPU {e['gpu'] / 1000:,.1f} MWh,"
-        f" overhead {e['overhead'] / 1000:,.1f} MWh",
+        f" overhead {e['overhead'] / 1000:,.1f} MWh, unmodelled {e['unmodelled'] / 1000:,.1f} MWh",
+        file=out,
+    )
+    print(
+        f"the meter: {ledger.metered_kwh / 1000:,.1f} MWh, read {ledger.meter_reads:,} times; the miners as their agents measured"
+        f" them: {ledger.measured_kwh / 1000:,.1f} MWh, by nameplate {ledger.nameplate_kwh / 1000:,.1f} MWh",
         file=out,
     )
     net = r["mining"] + r["gpu"] - ledger.energy_cost_usd
@@ -349,8 +479,10 @@ async def play(
 ) -> Ledger:
     from dualcap.cluster.operator import Operator
     from dualcap.handlers.run import OperatorThread
+    from dualcap_demo.hardware import Hardware
     from dualcap_sandbox.app import Sandbox
     from dualcap_sandbox.cluster import Behaviour
+    from dualcap_sandbox.manifests import read_objects
 
     out = out or sys.stdout
     started = time.monotonic()
@@ -363,17 +495,31 @@ async def play(
     os.environ["KUBECONFIG"] = str(path)
     crds = examples.parent / "crds"
     sb.load_files([str(crds)])
-    sb.load_files([str(examples)])
+    hardware = Hardware(SITE, clock, speed)
     state = Operator(clock=clock, safety_period=timedelta(seconds=30))
     op = OperatorThread(state)
     view = View(out, live)
     ledger = Ledger()
+
+    def look(at: datetime | None = None) -> Sample:
+        s = observe(sb, at or clock(), hardware)
+        hardware.declared_kw = s.draw["gpu"] + s.draw["overhead"]  # the meter reads them too
+        return s
+
     try:
+        sb.load_objects(await hardware.start(read_objects(examples)))
+        look()
+        await hardware.start_agents(path, sb)  # the operator finds every block reported
         await asyncio.to_thread(op.start)
         for i, m in enumerate(script):
             if i > 0 and clock() < m.at - LEAD:
-                ledger.add(observe(sb, clock()))
-                clock.jump(m.at - LEAD)  # the site is settled: cut to just before the moment
+                ledger.add(look())
+                # the site is settled: cut to just before the moment, the miners' reports
+                # stamped with that time first, so that none is stale when the clock is there
+                await hardware.report_ahead(m.at - LEAD, sb, lambda n: operator_saw(state, n))
+                view.cut(clock(), m.at - LEAD)
+                clock.jump(m.at - LEAD)
+                hardware.report_clock.ahead = None
             view.moment(m)
             deadline = time.monotonic() + max_phase_seconds
             acted = m.action is None
@@ -383,7 +529,7 @@ async def play(
                     m.action(sb)  # type: ignore[misc]
                     acted = True
                 state.wake(SITE)
-                s = observe(sb, now)
+                s = look(now)
                 ledger.add(s)
                 view.show(s, f"{m.at:%H:%M}  {m.story}", clock.speed, recent_events(sb))
                 if (acted and now >= m.at + AFTER and s.settled) or time.monotonic() > deadline:
@@ -391,6 +537,7 @@ async def play(
                         ledger = Ledger(last=s)
                     break
                 await asyncio.sleep(TICK)
+        ledger.meter_reads = hardware.meter.reads if hardware.meter is not None else 0
         summary(ledger, out, time.monotonic() - started)
         if keep_running:
             clock.set_speed(1.0)
@@ -405,9 +552,11 @@ async def play(
                 while True:
                     await asyncio.sleep(1.0)
                     state.wake(SITE)
+                    look()
         return ledger
     finally:
         await asyncio.to_thread(op.stop)
+        await hardware.stop()
         await sb.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -420,7 +569,9 @@ def run(
     out: TextIO | None = None,
 ) -> int:
     logging.getLogger("kopf").setLevel(logging.ERROR)  # the view tells the story
-    logging.getLogger("dualcap").setLevel(logging.ERROR)
+    logging.getLogger("dualcap").setLevel(logging.ERROR)  # the agents' too
+    logging.getLogger("asic_rs").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(play(examples, out, speed, keep_running, kubeconfig))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from pymodbus.server import ModbusTcpServer
@@ -58,6 +59,14 @@ def meter_model(model_id: int) -> list[int]:
     return [model_id, METER_LENGTH, *body]
 
 
+def fitting_scale(watts: float) -> int:
+    """The smallest scale factor (at least 0) at which ``watts`` fits in an int16 register."""
+    scale = 0
+    while abs(round(watts / 10**scale)) > 0x7FFF and scale < 10:
+        scale += 1
+    return scale
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on (as the kernel saw it a moment ago)."""
     with socket.socket() as probe:
@@ -79,8 +88,12 @@ class SunSpecMeterPeer:
         delay_seconds: float = 0.0,
         host: str = "127.0.0.1",
         serial: str = "DC-0001",
+        reading: Callable[[], float] | None = None,
     ) -> None:
+        """``reading``: the watts the meter holds, asked at every read (set at the finest
+        scale that fits); without it the test sets them (``set_watts``)."""
         self.base = base
+        self.reading = reading
         self.unit_id = unit_id
         self.host = host
         self.delay_seconds = delay_seconds
@@ -118,6 +131,9 @@ class SunSpecMeterPeer:
         set_values: Any,
     ) -> None:
         self.reads += 1
+        if self.reading is not None:
+            watts = self.reading()
+            self.set_watts(watts, fitting_scale(watts))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         current_registers[:] = self.registers

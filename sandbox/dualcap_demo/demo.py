@@ -200,8 +200,11 @@ def _without_ramp(snap: Any) -> Any:
     return dataclasses.replace(snap, site=site.model_copy(update={"spec": spec}))
 
 
-def observe(sb: Any, at: datetime, hardware: Any = None) -> Sample:
-    """The site as the cluster has it (the planner's conservative accounting).
+def observe(sb: Any, at: datetime, hardware: Any = None, history: Any = None) -> Sample:
+    """The site as the cluster has it (the planner's conservative accounting; with
+    ``history``, a planning.measured.History kept across looks, the MinerBlocks' reports
+    counted as the operator counts them: a mining block at its recent peak, a sleeping
+    one at the hashrate it last mined at).
 
     It is settled once the operator has nothing left to do at this moment: no command to
     send or waiting, nothing in flight, and no resume held back by the ramp limit (the
@@ -209,15 +212,23 @@ def observe(sb: Any, at: datetime, hardware: Any = None) -> Sample:
     with the site's ``hardware``, once no miner is still falling asleep or waking (as
     the miners really are) and every block has a fresh report.
     """
-    firmware = hardware.phases() if hardware is not None else None
     from dualcap.planning import build_fleet, plan
     from dualcap.planning.envelope import compose
+    from dualcap.planning.measured import report_from
 
+    firmware = hardware.phases() if hardware is not None else None
     objects = []
     for rt in sb.store.types():
         if rt.kind in ("Site", "PowerBudget", "ComputeLease", "Node", "Pod", "MinerBlock"):
             objects.extend(sb.store.list_objects(rt))
-    snap = build_fleet(objects, now=at).sites[SITE]  # reports fresh on the site clock
+    reports = None
+    if history is not None:
+        for obj in objects:
+            report = report_from(obj) if obj.get("kind") == "MinerBlock" else None
+            if report is not None:
+                history.observe(report)
+        reports = {n: r for n in history.nodes() if (r := history.report(n)) is not None}
+    snap = build_fleet(objects, now=at, reports=reports).sites[SITE]  # fresh on the site clock
     p = plan(snap, at)
     envelope = p.limit_kw or 0.0
     if snap.budgets:  # the limit itself, without lead time
@@ -479,6 +490,7 @@ async def play(
 ) -> Ledger:
     from dualcap.cluster.operator import Operator
     from dualcap.handlers.run import OperatorThread
+    from dualcap.planning.measured import History
     from dualcap_demo.hardware import Hardware
     from dualcap_sandbox.app import Sandbox
     from dualcap_sandbox.cluster import Behaviour
@@ -500,9 +512,10 @@ async def play(
     op = OperatorThread(state)
     view = View(out, live)
     ledger = Ledger()
+    history = History()
 
     def look(at: datetime | None = None) -> Sample:
-        s = observe(sb, at or clock(), hardware)
+        s = observe(sb, at or clock(), hardware, history)
         hardware.declared_kw = s.draw["gpu"] + s.draw["overhead"]  # the meter reads them too
         return s
 

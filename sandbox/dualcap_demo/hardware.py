@@ -42,6 +42,13 @@ WAKE_SECONDS = 0.2
 INTERVAL = 1.0  # the agents' interval, wall clock
 FAST = 0.25  # and how often they look while commands are taking effect
 MINER_TIMEOUT = 2.0  # the agents' bound on one call to a miner
+# No two containers hash alike: a block's miners hash at one of these shares of their
+# controller's nameplate hashrate (in turn, so every five blocks average to it). Far
+# enough apart for the fakes' noise never to reorder blocks of one model: the planner
+# ranks blocks by what they measure and keeps no margin for the status quo, so blocks
+# measured equal but for noise would be swapped (one curtailed, another resumed) each
+# time the hysteresis lets it.
+HASHRATE_SPREAD = (1.04, 1.02, 1.0, 0.98, 0.96)
 COOLING_KW = 300.0  # what the meter reads beyond the model: cooling nobody declared
 METER_POLL_SECONDS = 1.0  # wall clock
 # A report (or a meter reading) counts as stale after this much wall time, at the speed
@@ -243,9 +250,10 @@ class Hardware:
             annotations = node["metadata"].setdefault("annotations", {})
             kw = _float(annotations, POWER_KW_ANNOTATION, asic["powerKW"])
             ths = _float(annotations, HASHRATE_THS_ANNOTATION, asic["hashrateTHs"])
+            share = HASHRATE_SPREAD[i % len(HASHRATE_SPREAD)] / PER_BLOCK
             for ip in block:
                 miner = self.fleet.miners[ip]
-                miner.nominal_watts, miner.nominal_ths = kw * 1000.0 / PER_BLOCK, ths / PER_BLOCK
+                miner.nominal_watts, miner.nominal_ths = kw * 1000.0 / PER_BLOCK, ths * share
                 miner.force("mining")
             annotations[MINERS_ANNOTATION] = self.fleet.annotation(block)
         self.meter = await SunSpecMeterPeer(

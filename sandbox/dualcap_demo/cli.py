@@ -15,8 +15,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Start a sandbox cluster with the examples, run the operator against it, and play"
             " a summer day at the example site: a lease arrives, the summer-peak window and an"
             " ERS dispatch cut the limit, the dispatch ends, a lease ends, mining resumes."
-            " Ends with a summary (time to compliance, time over the envelope, energy and"
-            " revenue by kind) in about a minute."
+            " Every ASIC controller has a block of fake LuxOS miners driven by a real dualcap"
+            " agent, and a SunSpec meter reads the site's true draw. Ends with a summary"
+            " (time to compliance, time over the envelope, energy and revenue by kind, the"
+            " meter and the miners as measured) in about a minute."
         ),
     )
     parser.add_argument("--examples", default="examples", help="the examples directory (its sibling crds/ is loaded too)")  # fmt: skip

@@ -210,7 +210,8 @@ def observe(sb: Any, at: datetime, hardware: Any = None, history: Any = None) ->
     send or waiting, nothing in flight, and no resume held back by the ramp limit (the
     ramp spreads a resumption over minutes; the moment lasts until it is done) - and,
     with the site's ``hardware``, once no miner is still falling asleep or waking (as
-    the miners really are) and every block has a fresh report.
+    the miners really are) and every block's fresh report says it did what its Node's
+    marks ask.
     """
     from dualcap.planning import build_fleet, plan
     from dualcap.planning.envelope import compose
@@ -275,10 +276,7 @@ def observe(sb: Any, at: datetime, hardware: Any = None, history: Any = None) ->
         and observed
         and quiet
         and not ramp_held
-        and (
-            firmware is None
-            or (not _moving(firmware) and miners is not None and miners.reporting == miners.blocks)
-        ),
+        and (firmware is None or (not _moving(firmware) and _carried_out(snap))),
         in_flight=p.in_flight,
         ramp_held=ramp_held,
         modelled_kw=p.committed_kw,
@@ -295,6 +293,16 @@ def observe(sb: Any, at: datetime, hardware: Any = None, history: Any = None) ->
 
 def _moving(firmware: dict[str, int]) -> int:
     return firmware.get("waking", 0) + firmware.get("falling-asleep", 0)
+
+
+def _carried_out(snap: Any) -> bool:
+    """Every block reports (fresh) what its Node's marks ask: all asleep, or all mining."""
+    return all(
+        c.report is not None
+        and (c.report.asleep if c.marked else c.report.mining == c.report.miners)
+        for c in snap.controllers
+        if c.dispatchable
+    )
 
 
 def operator_saw(state: Any, node: str) -> datetime | None:
@@ -556,7 +564,7 @@ async def play(
             clock.set_speed(1.0)
             print(
                 f"\nThe sandbox and the operator keep running (site clock now at wall speed)."
-                f"\n  export KUBECONFIG={path}\n  kubectl get sites,powerbudgets,computeleases -A"
+                f"\n  export KUBECONFIG={path}\n  kubectl get sites,powerbudgets,computeleases,minerblocks -A"
                 f"\nCtrl-C to stop.",
                 file=out,
                 flush=True,

@@ -6,6 +6,7 @@ operator)."""
 from __future__ import annotations
 
 import io
+import threading
 from datetime import datetime
 
 import pytest
@@ -47,7 +48,9 @@ async def test_the_demo_day(monkeypatch) -> None:
     assert r["mining"] > 0 and r["gpu"] > 0 and ledger.energy_cost_usd > 0
     assert "net " in text and "time over the envelope" in text
     # The 19:00 resumption is shown as it happens on the site clock: ramp-limited, never
-    # more than the site's 10 MW in any minute, until all 24 controllers mine.
+    # more than the site's 10 MW (five controllers) a minute, until all 24 controllers
+    # mine. (Judged on the operator's resumes: the draw itself is not the measure at
+    # 120x, where the firmware's and the agents' wall-clock jitter is a site-minute.)
     lines = text[text.index("== 19:00") : text.index("== summary")].splitlines()
     seen = [
         (datetime.strptime(line[:8], "%H:%M:%S"), float(line.split("committed")[1].split("kW")[0].replace(",", "")))
@@ -55,13 +58,14 @@ async def test_the_demo_day(monkeypatch) -> None:
         if line[:2].isdigit()
     ]  # fmt: skip
     assert any("mining 24" in line for line in lines)
-    for i, (t1, kw1) in enumerate(seen):
-        for t2, kw2 in seen[i + 1 :]:
-            if (t2 - t1).total_seconds() < 60:
-                # the ramp is charged at what the blocks measure: the fakes' noise on top
-                assert kw2 - kw1 <= 10_000 * 1.02, (
-                    f"{kw2 - kw1:,.0f} kW within a minute at {t2:%H:%M:%S}"
-                )
+    resumes = [
+        (line.split("event  ")[1][:5], int(line.split("resumed ")[1].split()[0]))
+        for line in lines
+        if " Resumed " in line
+    ]
+    assert sum(n for _, n in resumes) == 24 and all(n <= 5 for _, n in resumes), resumes
+    minutes = [at for at, _ in resumes]
+    assert minutes == sorted(set(minutes)), resumes  # one resumption a minute at most
     assert (seen[-1][0] - seen[0][0]).total_seconds() >= 4 * 60  # 24 controllers, 5 a minute
     # Mining is back at the end (ramp-limited resume done), finetune-demo completed.
     last = ledger.last
@@ -84,6 +88,9 @@ async def test_the_demo_day(monkeypatch) -> None:
     day_hours = 9  # 11:00 to 19:05, and the ledger starts once the 11:00 moment settled
     assert 0 < ledger.energy_kwh["unmodelled"] < 1.2 * 300 * day_hours
     assert "unmodelled" in text and "meter " in text
+    # Everything the demo started has stopped: the operator's thread and the agents'.
+    running = {t.name for t in threading.enumerate()}
+    assert not running & {"dualcap-operator", "dualcap-demo-agents"}, running
 
 
 def test_the_demo_refuses_bad_arguments(capsys) -> None:

@@ -84,11 +84,13 @@ async def test_a_meter_that_asks_for_its_reading_holds_a_whole_site() -> None:
     # The demo's meter: the watts asked at every read, tens of MW at the scale that fits
     # W's int16 (49.8 MW at W_SF 4: 10 kW steps), a few kW at W_SF 0.
     held = [49_812_345.0]
-    async with SunSpecMeterPeer(reading=lambda: held[0]) as peer:
-        async with SunSpecMeterClient(spec(peer)) as client:
-            assert (await client.read()).watts == 49_810_000
-            held[0] = 2_345.0
-            assert (await client.read()).watts == 2_345
+    async with (
+        SunSpecMeterPeer(reading=lambda: held[0]) as peer,
+        SunSpecMeterClient(spec(peer)) as client,
+    ):
+        assert (await client.read()).watts == 49_810_000
+        held[0] = 2_345.0
+        assert (await client.read()).watts == 2_345
 
 
 async def test_a_failed_poll_starts_afresh_and_recovers() -> None:

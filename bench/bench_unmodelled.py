@@ -29,8 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests.peers.sunspec import SunSpecMeterPeer
-
+from dualcap_sandbox.sunspec import SunSpecMeterPeer
 from loopsite import (
     SITE,
     Sample,

@@ -64,8 +64,9 @@ class World:
         interval: float = 1.0,
         credentials: str | None = None,
         transition_seconds: float = 60.0,
+        concurrency: int = 64,
     ) -> Agent:
-        driver = Driver(Credentials(credentials), timeout=2.0, concurrency=64)
+        driver = Driver(Credentials(credentials), timeout=2.0, concurrency=concurrency)
         agent = Agent(
             self.kube,
             name,

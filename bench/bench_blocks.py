@@ -16,7 +16,13 @@ settled with every block mining:
   MinerBlock reporting all its miners mining and hashing.
 
 The breakdown per block (read from the watches and from the fakes themselves): marked,
-first and last sleep command a miner received, last miner asleep, MinerBlock all asleep.
+first and last command a miner received, last miner asleep (its last command plus the
+firmware's time), MinerBlock all asleep; and the CPU each part used during the step. The
+logs directory keeps each step's timeline (timeline-*.json: marks, MinerBlock and Site
+writes) and each agent's debug log (a line per look: how long, how many commands).
+
+The figures are bounded by CPU: the 5,000 fakes (one thread) and the 25 agents share this
+machine's cores, where on a site each agent has its own node and the miners are hardware.
 Prints the figures; asserts nothing on time; ends by itself (every wait has a deadline).
 
     python bench/bench_blocks.py [--blocks 25] [--miners 200]
@@ -54,9 +60,13 @@ INTERVAL = 10.0  # the agents' interval (their default)
 NAMEPLATE_KW_PER_MINER = 3.3  # the fakes draw 3.25 kW mining
 PUE, FIXED_KW = 1.08, 150.0
 MINING_BLOCKS_AFTER_CUT = 0.2  # the cut leaves about a fifth of the blocks mining
-# a curtailed block stays curtailed this long: the plan does not swap one block for another
-# while they fall asleep, and the restore need not wait the default 300 s
+# The Site's hysteresis, shorter than its defaults (300 s) so that the bench ends soon, long
+# enough to cover a step: a curtailed block stays curtailed this long (else the plan swaps
+# blocks still falling asleep for others measured a little worse: several waves), and a
+# resumed block mines this long (else a block half woken, drawing more than it hashes yet,
+# is curtailed again as unprofitable)
 MIN_CURTAILED_SECONDS = 20
+MIN_MINING_SECONDS = 60
 SETTLE_SECONDS, STEP_SECONDS = 90.0, 45.0  # deadlines: start-up, and each of cut / restore
 GROUP = "/apis/dualcap.io/v1alpha1"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -96,7 +106,7 @@ def site_objects(blocks: dict[str, list[str]], limit_kw: float) -> list[dict[str
                 "hashpriceUSDPerPHDay": 50,
             },
             "behavior": {
-                "minMiningSeconds": 0,
+                "minMiningSeconds": MIN_MINING_SECONDS,
                 "minCurtailedSeconds": MIN_CURTAILED_SECONDS,
                 "maxRampUpKWPerMinute": 1_000_000,
             },
@@ -399,7 +409,7 @@ def report(kind: str, r: dict[str, Any], firmware: float) -> None:
     print(f"    per block: mark -> first command median {statistics.median(lag):.2f} s (max {max(lag):.2f}); "
           f"first -> last command median {statistics.median(spread):.2f} s (max {max(spread):.2f}); "
           f"last miner {state.split()[0]} -> MinerBlock median {statistics.median(report_lag):.2f} s "
-          f"(max {max(report_lag):.2f}); commands per miner {sum(b['commands'] for b in pb) / (len(pb) * 1.0):.0f}/block")  # fmt: skip
+          f"(max {max(report_lag):.2f}); commands received per block {sum(b['commands'] for b in pb) / len(pb):.0f}")  # fmt: skip
     if r["late_marks"]:
         print(f"    reversed during the step: {r['late_marks']}")
 

@@ -139,6 +139,10 @@ bench-signals: $(STAMP) $(PROMETHEUS_STAMP) ## the inputs' cost: 40 meters and G
 bench-agent: $(STAMP) ## the miner agent: one block of 300 fake miners (memory, CPU, sleep and wake)
 	$(BIN)/python bench/bench_agent.py
 
+.PHONY: bench-blocks
+bench-blocks: $(STAMP) ## the miner agents on a site: 25 blocks x 200 fake miners, a budget cut to all asleep and back (about 1.5 minutes)
+	$(BIN)/python bench/bench_blocks.py
+
 .PHONY: bench-scale
 bench-scale: $(STAMP) ## the scale benchmark: 40 sites, 5,000 nodes, 20,000 pods (several minutes)
 	$(BIN)/python bench/bench_scale.py

@@ -64,9 +64,10 @@ class World:
         interval: float = 1.0,
         credentials: str | None = None,
         transition_seconds: float = 60.0,
+        concurrency: int = 64,
         **options: Any,
     ) -> Agent:
-        driver = Driver(Credentials(credentials), timeout=2.0, concurrency=64)
+        driver = Driver(Credentials(credentials), timeout=2.0, concurrency=concurrency)
         agent = Agent(
             self.kube,
             name,

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from dualcap.agent.miners import UNKNOWN_DEVICE
+from dualcap.api.marks import curtail_patch, merge_patch
+from dualcap_sandbox.luxos import FakeFleet, FakeMiner
 from tests.agent.conftest import World, until
 
 
@@ -399,3 +401,111 @@ async def test_reports_carry_the_agents_clock_and_a_jump_of_it_makes_one_due(
     await until(restamped, timeout=5)
     # the condition did not change: its transition time stays where it was
     assert (await w.condition("asic-001", "Ready"))["lastTransitionTime"] == "2031-07-14T16:00:00Z"
+
+
+# --- Reacting to a change of the marks ------------------------------------------------------
+
+
+def _names_since(miner: FakeMiner, start: int) -> list[str]:
+    with miner._lock:
+        return [command for _, command, _ in miner.commands[start:]]
+
+
+async def _quiet(fleet: FakeFleet, seconds: float = 0.5) -> None:
+    """Until no fake has been sent anything for `seconds`: the agent is between looks."""
+    loop = asyncio.get_running_loop()
+
+    def last_sent() -> float:
+        return max((m.commands[-1][0] for m in fleet if m.commands), default=0.0)
+
+    await until(lambda: loop.time() - last_sent() > seconds, timeout=20)
+
+
+async def test_a_change_of_marks_commands_the_miners_before_looking_at_them_again(
+    world: World,
+) -> None:
+    w, fleet = world, world.fleet
+    w.add_node("asic-001", fleet.annotation())
+    agent = w.start_agent("asic-001", interval=30.0)
+    n = len(fleet.miners)
+    await until(lambda: all_mining(w, "asic-001", n))
+    await until(lambda: agent.cycles >= 2)
+    await _quiet(fleet)
+    start = {m.ip: len(m.commands) for m in fleet}
+    await w.curtail("asic-001")
+    # well before the next interval: the quick looks after the commands report it
+    await until(lambda: all_asleep(w, "asic-001", n), timeout=15)
+    for m in fleet:
+        names = _names_since(m, start[m.ip])
+        assert "curtail" in names and "stats" in names
+        # the sleep went out on what the last look had measured, without a look first
+        assert names.index("curtail") < names.index("stats"), (m.ip, names)
+
+
+async def test_a_change_of_marks_during_a_look_cuts_the_look_short(world: World) -> None:
+    w, fleet = world, world.fleet
+    for m in fleet:
+        m.faults.delay = 0.2  # one miner at a time, a fifth of a second a reply: a slow look
+    w.add_node("asic-001", fleet.annotation())
+    agent = w.start_agent("asic-001", interval=4.0, concurrency=1)
+    n = len(fleet.miners)
+    await until(lambda: all_mining(w, "asic-001", n), timeout=40)
+    await until(lambda: agent.cycles >= 2, timeout=20)
+    await _quiet(fleet)
+    first, last = fleet.miners[fleet.addresses[0]], fleet.miners[fleet.addresses[-1]]
+    mark_first, mark_last = len(first.commands), len(last.commands)
+    # the next look (at the interval) has begun with the first miner ...
+    await until(lambda: "stats" in _names_since(first, mark_first), timeout=20)
+    await w.curtail("asic-001")
+    await until(lambda: all_asleep(w, "asic-001", n), timeout=40)
+    # ... and the last one is sent to sleep before that look (or any other) reaches it
+    names = _names_since(last, mark_last)
+    assert names.index("curtail") < names.index("stats"), names
+
+
+async def test_the_quick_looks_measure_only_the_miners_still_changing(world: World) -> None:
+    w, fleet = world, world.fleet
+    slow = fleet.miners[fleet.addresses[4]]
+    slow.sleep_seconds = 5.0  # the others fall asleep in 1 s
+    w.add_node("asic-001", fleet.annotation())
+    agent = w.start_agent("asic-001", interval=30.0)
+    n = len(fleet.miners)
+    await until(lambda: all_mining(w, "asic-001", n))
+    await until(lambda: agent.cycles >= 2)
+    await _quiet(fleet)
+    start = {m.ip: len(m.commands) for m in fleet}
+    await w.curtail("asic-001")
+    await until(lambda: all_asleep(w, "asic-001", n), timeout=20)
+    looks = {m.ip: _names_since(m, start[m.ip]).count("stats") for m in fleet}
+    quick = [count for ip, count in looks.items() if ip != slow.ip]
+    # a miner seen asleep keeps that reading until the next look at the interval; the
+    # one still falling asleep is looked at again each time
+    assert looks[slow.ip] > max(quick), looks
+    assert (await w.status("asic-001"))["sleeping"] == n
+
+
+async def test_a_look_for_overlaps_cut_short_is_made_again_before_any_miner_is_driven(
+    world: World,
+) -> None:
+    w, fleet = world, world.fleet
+    ips = fleet.addresses
+    shared = ips[5]
+    w.add_node("asic-001", ",".join(ips[:5]))
+    w.add_node("asic-002", ",".join(ips[5:]))  # no agent of its own here
+    agent = w.start_agent("asic-001", interval=30.0)
+    await until(lambda: all_mining(w, "asic-001", 5))
+    await until(lambda: agent.cycles >= 2)
+    await _quiet(fleet)
+    slow = w.sb.faults.add(
+        method="GET", path=r"^/api/v1/nodes\?limit=", code=0, latency_seconds=2.0
+    )
+    await w.annotate("asic-001", ",".join(ips[:6]))  # a new miner, another node's too
+    await until(lambda: slow.hits == 1)  # the look for overlaps is under way ...
+    # ... when the marks change, cutting it short (written to the store directly: the
+    # agent's client is busy with that look, and so would be the test's, which it shares)
+    rt = w.sb.store.rt("", "nodes")
+    old = w.sb.store.get(rt, None, "asic-001")
+    w.sb.store.replace(rt, merge_patch(old, curtail_patch(old, datetime.now(UTC))), old)
+    await until(lambda: _counts(w, "asic-001", miners=6, sleeping=5, unreachable=1), timeout=15)
+    assert fleet.miners[shared].sent("curtail") == []  # the look was made again first
+    assert fleet.miners[shared].phase() == "mining"

@@ -6,6 +6,12 @@ unmarked: every miner mines), measures every miner, re-sends the command to thos
 have not complied, and writes the block's MinerBlock status. While commands are taking
 effect it looks again every second, so the report follows the firmware, not the interval.
 
+A change of the marks is acted on at once: a look in progress is cut short, and every
+miner last measured out of the new desired state is commanded before anything is measured
+again. The quick looks that follow measure only the miners not yet seen in the desired
+state since the change (the rest keep that reading until the next look at the interval):
+on a loaded controller the miners still changing are what the report waits for.
+
 It never wakes a miner while it cannot see its Node: with the API unreachable (or the Node
 gone) it keeps the last desired state and sends sleep only. Bad input - a malformed or
 oversized `dualcap.io/miners`, a miner named by two nodes, a device asic-rs does not know,
@@ -127,7 +133,10 @@ class Agent:
         self.last_summary: Summary | None = None
         self.cycles = 0
         self._commanded_at = -1e9
+        self._acted: Desired | None = None  # the desired state the miners were last driven to
+        self._acted_at = -1e9  # since when (monotonic)
         self.wake = asyncio.Event()
+        self.changed = asyncio.Event()  # the Node's marks now say otherwise than `desired`
 
     # --- the Node -----------------------------------------------------------------------------
     @property
@@ -157,6 +166,10 @@ class Agent:
                     obj = event.get("object") or {}
                     if event.get("type") in ("ADDED", "MODIFIED"):
                         self.node, self.node_visible = obj, True
+                        now = "sleep" if is_marked(obj) else "mine"
+                        if self.desired is not None and now != self.desired:
+                            log.debug("node %s: marks changed", self.node_name)
+                            self.changed.set()
                         self.wake.set()
                     elif event.get("type") == "DELETED":
                         self.node_visible = False
@@ -191,17 +204,21 @@ class Agent:
             self.desired = "sleep" if is_marked(node) else "mine"
 
     async def look_for_overlaps(self) -> None:
-        """Addresses another node also names: neither agent drives them (they would fight)."""
-        self._overlap_looked = time.monotonic()
+        """Addresses another node also names: neither agent drives them (they would fight).
+
+        Counted as done only once done: a look cut short (a cycle cancelled when the marks
+        change) is made again before any miner is driven."""
+        started = time.monotonic()
         mine = set(self.addresses)
         if not mine:
-            self.contested = {}
+            self.contested, self._overlap_looked = {}, started
             return
         contested: dict[str, str] = {}
         params = {"limit": str(PAGE)}
         for _ in range(MAX_PAGES):  # pages of metadata only: bounded memory on any cluster
             reply = await self.kube.request("GET", "/api/v1/nodes", params=params, accept=METADATA)
             if not reply.ok or not isinstance(reply.body, dict):
+                self._overlap_looked = started
                 return  # keep what was known
             for node in reply.body.get("items") or []:
                 meta = node.get("metadata") or {}
@@ -215,7 +232,7 @@ class Agent:
             if not token:
                 break
             params = {"limit": str(PAGE), "continue": token}
-        self.contested = contested
+        self.contested, self._overlap_looked = contested, started
 
     # --- the MinerBlock ---------------------------------------------------------------------------
     async def ensure_block(self) -> bool:
@@ -433,18 +450,46 @@ class Agent:
         self._read_node()
         if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
             await self.look_for_overlaps()
+        if self.desired is not None and self.desired != self._acted:
+            # a change of mind: command the miners now, from what they last measured,
+            # and look at them once they have had a moment to act on it
+            desired, self._acted_at = self.desired, time.monotonic()
+            commanded = await self.driver.act(
+                self.addresses,
+                desired,
+                allow_resume=self.node_visible,
+                contested=set(self.contested),
+            )
+            self._acted = desired  # not before: cut short, the next cycle acts on the rest
+            log.debug("desired %s: %d miners commanded at once", self.desired, commanded)
+            if commanded:
+                self._commanded_at = time.monotonic()
+                return True
         at = self.clock()
-        sent = self.driver.commands_new
+        started = time.monotonic()
+        sent, sent_all = self.driver.commands_new, self.driver.commands_sent
         readings = await self.driver.step(
             self.addresses,
             self.desired,
             allow_resume=self.node_visible,
             contested=set(self.contested),
             resend_after=self.interval,
+            reuse_since=self._acted_at,
+            reuse_for=self.interval * 0.8,
         )
         if self.driver.commands_new != sent:  # re-sends do not prolong the quick looks
             self._commanded_at = time.monotonic()
         summary = Summary.of(readings)
+        log.debug(
+            "cycle %d (%s): %d miners in %.2fs, %d commands (%d new): %s",
+            self.cycles,
+            self.desired,
+            len(readings),
+            time.monotonic() - started,
+            self.driver.commands_sent - sent_all,
+            self.driver.commands_new - sent,
+            summary,
+        )
         self.last_summary = summary
         problems = self.problems(readings)
         conditions = self.conditions(readings, problems)
@@ -461,6 +506,9 @@ class Agent:
         if (key != self._written or due) and await self.write_status(summary, conditions, at):
             self._written, self._written_at = key, time.monotonic()
             self._written_observed = at
+            log.debug(
+                "MinerBlock written: %d mining, %d sleeping", summary.mining, summary.sleeping
+            )
         await self.post_events(problems)
         reachable_off = [
             r
@@ -477,18 +525,35 @@ class Agent:
         recent = time.monotonic() - self._commanded_at < self.transition_seconds
         return (bool(reachable_off) or ramping) and recent
 
+    async def _one_cycle(self) -> bool:
+        """A cycle, cut short when the Node's marks change under it: the miners are then
+        commanded at once rather than after the rest of a look at the old state."""
+        cycle = asyncio.create_task(self.cycle())
+        changed = asyncio.create_task(self.changed.wait())
+        try:
+            await asyncio.wait({cycle, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            if not cycle.done():
+                cycle.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cycle
+        if cycle.cancelled():
+            log.debug("node %s: marks changed during a cycle: starting again", self.node_name)
+            return True
+        try:
+            return cycle.result()
+        except Exception:  # one bad cycle must not end the agent
+            log.exception("cycle failed")
+            return False
+
     async def run(self, stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(self.watch_node())
         try:
             while not stop.is_set():
                 self.wake.clear()  # a Node change during the cycle wakes the next one
-                try:
-                    pending = await self.cycle()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # one bad cycle must not end the agent
-                    log.exception("cycle failed")
-                    pending = False
+                self.changed.clear()
+                pending = await self._one_cycle()
                 waits = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
                 _, rest = await asyncio.wait(
                     waits,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from dualcap.agent.credentials import Credentials
@@ -47,6 +47,8 @@ class _Handle:
     identified_at: float = -1e9  # last identification attempt (monotonic)
     problem: str | None = None
     command: tuple[Desired, float] | None = None  # last command sent and when
+    last: Reading | None = None  # as last measured
+    measured_at: float = -1e9  # when (monotonic)
 
 
 def _ths(hashrate: Any) -> float | None:
@@ -108,14 +110,70 @@ class Driver:
         allow_resume: bool,
         contested: set[str],
         resend_after: float,
+        reuse_since: float | None = None,
+        reuse_for: float = 0.0,
     ) -> list[Reading]:
         """Measure every miner and command those not in the desired state; concurrent,
-        bounded, every call time-limited."""
+        bounded, every call time-limited.
+
+        A miner measured in the desired state since `reuse_since` (and since its last
+        command), less than `reuse_for` seconds ago, keeps that reading instead of being
+        measured again: while a block changes state, the quick looks are at the miners
+        still changing, and the rest are measured again at the next look after that."""
         return list(
             await asyncio.gather(
-                *(self._one(ip, desired, allow_resume, ip in contested, resend_after) for ip in ips)
+                *(
+                    self._one(ip, desired, allow_resume, ip in contested, resend_after,
+                              reuse_since, reuse_for)
+                    for ip in ips
+                )
             )
-        )
+        )  # fmt: skip
+
+    @staticmethod
+    def _on_target(reading: Reading, desired: Desired | None) -> bool:
+        if reading.problem is not None:
+            return False
+        if desired == "sleep":
+            return reading.sleeping
+        return desired == "mine" and reading.state == "mining" and (reading.ths or 0.0) > 0.0
+
+    def _reusable(
+        self, handle: _Handle, desired: Desired | None, since: float | None, within: float
+    ) -> Reading | None:
+        last = handle.last
+        if since is None or last is None or handle.miner is None:
+            return None
+        if handle.measured_at < since or time.monotonic() - handle.measured_at >= within:
+            return None
+        if handle.command is not None and handle.command[1] >= handle.measured_at:
+            return None  # commanded since: what it does now is unknown
+        return replace(last) if self._on_target(last, desired) else None
+
+    async def act(
+        self, ips: list[str], desired: Desired, *, allow_resume: bool, contested: set[str]
+    ) -> int:
+        """Command at once, without measuring first, every miner last measured out of the
+        desired state (and not commanded so since): a change of mind reaches the miners
+        without waiting for a look at the block. Concurrent, bounded, time-limited; what
+        the miners make of it is for the next look. Returns how many were commanded."""
+
+        async def one(ip: str, handle: _Handle, action: Desired) -> None:
+            async with self._limit:
+                await self._command(handle, action)
+
+        calls = []
+        for ip in ips:
+            handle = self._handles.get(ip)
+            if ip in contested or handle is None or handle.miner is None or handle.last is None:
+                continue  # never measured (or left alone): the look decides
+            action = self._action(handle.last, desired, allow_resume)
+            last = handle.command
+            if action is None or (last and last[0] == action and last[1] >= handle.measured_at):
+                continue
+            calls.append(one(ip, handle, action))
+        await asyncio.gather(*calls)
+        return len(calls)
 
     async def _identify(self, ip: str, handle: _Handle, retry_after: float) -> bool:
         now = time.monotonic()
@@ -126,6 +184,9 @@ class Driver:
         handle.identified_at = now
         try:
             miner = await asyncio.wait_for(self._factory.get_miner(ip), self.timeout + 1)
+        except asyncio.CancelledError:
+            handle.identified_at = -1e9  # cut short, not failed: try again at the next look
+            raise
         except TimeoutError:
             miner, handle.problem = None, NO_ANSWER
         except Exception as err:  # asic-rs raises RuntimeError on what it cannot read
@@ -160,8 +221,14 @@ class Driver:
         allow_resume: bool,
         contested: bool,
         resend_after: float,
+        reuse_since: float | None = None,
+        reuse_for: float = 0.0,
     ) -> Reading:
         handle = self._handles.setdefault(ip, _Handle())
+        if not contested:
+            kept = self._reusable(handle, desired, reuse_since, reuse_for)
+            if kept is not None:
+                return kept
         async with self._limit:
             if contested:
                 return Reading(ip, "unreachable", problem=CONTESTED)
@@ -181,6 +248,7 @@ class Driver:
                 handle.identified_at = time.monotonic()
                 return Reading(ip, "unreachable", problem=handle.problem or NO_ANSWER)
             reading = Reading(ip, self._state(ths, watts), watts, ths)
+            handle.last, handle.measured_at = replace(reading), time.monotonic()
             action = self._action(reading, desired, allow_resume)
             if action is not None and self._due(handle, action, resend_after):
                 reading.problem = await self._command(handle, action)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dualcap.planning.measured import History, report_from
+from dualcap.planning.measured import History, measured_draw, report_from
 
 T0 = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)
 
@@ -88,3 +88,24 @@ def test_an_old_report_again_changes_nothing() -> None:
 
 def test_unmeasured_blocks_have_no_report() -> None:
     assert History().report("nowhere") is None
+
+
+def test_a_waking_block_counts_its_mining_miners_at_their_share() -> None:
+    # 200 miners of 3.5 kW and 200 TH/s at their nameplate (700 kW, 40,000 TH/s).
+    waking = report_from(block(powerKW=210.0, hashrateTHs=4_000.0))  # drawing 30 %, hashing 10 %
+    assert waking is not None
+    mining_kw, _, _, _ = measured_draw(700.0, 40_000.0, waking)
+    assert mining_kw == 700.0  # not 210: it will draw its full share within the minute
+    half = report_from(block(mining=100, sleeping=100, powerKW=120.0, hashrateTHs=0.0))
+    assert half is not None
+    assert measured_draw(700.0, 40_000.0, half)[0] == 700.0
+
+
+def test_an_up_block_counts_at_what_it_measures() -> None:
+    up = report_from(block(powerKW=660.0, hashrateTHs=39_000.0))
+    assert up is not None
+    assert measured_draw(700.0, 40_000.0, up)[0] == 660.0  # measured beats the nameplate
+    # a block hashing at 85 % of its nameplate (a board or two failing) is up too
+    worn = report_from(block(powerKW=620.0, hashrateTHs=34_000.0))
+    assert worn is not None
+    assert measured_draw(700.0, 40_000.0, worn)[0] == 620.0

@@ -20,6 +20,9 @@ from typing import NamedTuple
 
 CORE_HALF_WIDTH = 12  # items on each side of the break point searched exactly
 MAX_FRONTIER = 4096  # frontier states kept (never reached with few controller types)
+# A change of the mining set must gain more than this share of what it gives up: the
+# firmware reports draw and hashrate to about 1 %, and equal blocks must not swap on that.
+STATUS_QUO_MARGIN = 0.03
 
 
 class Item(NamedTuple):
@@ -62,12 +65,16 @@ def solve(
     ]
     if not optional or room <= 0:
         return chosen
-    # A tiny bonus for the status quo: among equal choices, change nothing (no flapping).
+    # A bonus for the status quo: a change must gain more than measurement noise, or two
+    # blocks of one model, measured a per cent apart, swap back and forth (and among
+    # equal choices nothing changes).
     scale = max(abs(i.value) for i in optional)
     bonus = scale * 1e-9
 
     def val(i: Item) -> float:
-        return i.value + (bonus if i.key in prefer else 0.0)
+        if i.key not in prefer:
+            return i.value
+        return i.value * (1.0 + STATUS_QUO_MARGIN) + bonus
 
     densest = sorted((-val(i) / i.weight, i.key, i) for i in optional)
     optional = [i for _, _, i in densest]

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from dualcap.planning.entities import GpuPowerState, SiteSnapshot
 
 PEAK_WINDOW = timedelta(minutes=5)
+# Miners that hash less than this share of their nameplate are not up yet (waking, or
+# boards failing): they may draw their full share any moment, so they count at it.
+UP_HASHRATE_FRACTION = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +164,23 @@ def measured_draw(
 
     While mining (what it draws mining, and so what resuming it costs): the recent peak of
     the reachable miners, with every miner that sleeps or does not answer at its full share
-    of the nameplate (it may draw it any moment: a resume wakes it, a reboot mines); when
-    nothing mines now, the nameplate. Being curtailed: the recent peak (which covers it
+    of the nameplate (it may draw it any moment: a resume wakes it, a reboot mines), and
+    the mining ones at no less than their share while they hash under
+    ``UP_HASHRATE_FRACTION`` of their nameplate (waking); when nothing mines now, the
+    nameplate. Being curtailed: the recent peak (which covers it
     mining before), unreachable miners at their share. Asleep: what it measures asleep.
     Hashrate: what the block mines at, measured (failing hashboards earn less per kW),
     else the nameplate."""
     share_kw = nameplate_it_kw / report.miners if report.miners else nameplate_it_kw
     unreachable_kw = report.unreachable * share_kw
     if report.mining:
-        mining_kw = report.power_kw + unreachable_kw + report.sleeping * share_kw
+        drawn = report.power_kw
+        share_ths = nameplate_ths / report.miners if report.miners else nameplate_ths
+        if report.hashrate_ths < UP_HASHRATE_FRACTION * share_ths * report.mining:
+            # Not up yet: a waking block draws a part of what it will in a minute (counted
+            # at that part, the plan resumed more than the ramp allows and left the limit).
+            drawn = max(drawn, report.mining * share_kw)
+        mining_kw = drawn + unreachable_kw + report.sleeping * share_kw
     else:
         mining_kw = nameplate_it_kw
     ths = report.mining_hashrate_ths if report.mining_hashrate_ths is not None else nameplate_ths

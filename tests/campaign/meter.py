@@ -7,9 +7,10 @@ The campaign drives the meter from the truth: the fixed load, plus PUE times eve
 physical draw and the GPU nodes as modelled, plus an *unmodelled* load nobody declared
 (a chiller plant, a contractor's crane: the steps switch it on, change and off). And the
 meter fails, as steps: it stops (the server gone: connection refused), goes silent (it
-accepts and never answers in time), answers slowly (within the timeout), and lies low
-(its registers stuck at an old value: the model still counts); healed by a step or after
-the sequence.
+accepts and never answers in time), answers slowly (within the timeout), and sticks at
+an old value (it lies low once the truth rises above it: the model still counts; stuck
+high, the operator sheds for a load that has gone, which is safe); healed by a step or
+after the sequence.
 
 Invariant, on the fakes: the METERED draw (the true draw with the unmodelled load) stays
 within the limit except while commands already sent take effect. See `MeterRun.metered`
@@ -110,7 +111,6 @@ class MeterRun(MinerRun):
         self.fault_since: float | None = None  # the meter failing (stopped, silent, stuck)
         self.settling = False
         self.metered_over: str | None = None
-        self.metered_samples = 0
 
     async def prepare(self) -> None:
         logging.getLogger("pymodbus").setLevel(logging.WARNING)  # the server's frames
@@ -232,7 +232,6 @@ class MeterRun(MinerRun):
         the fixed load, the known unmodelled load, the GPU nodes idle, the stuck miners
         at their full share and every other miner asleep. Tolerance: the miners' NOISE.
         An excess is reported once per episode, with the draw's parts."""
-        self.metered_samples += 1
         now = d.now
         if self.owed is not None and now >= self.owed_from(self.owed[2]):
             self.known_kw, self.owed = self.owed[0], None

@@ -81,7 +81,9 @@ def generate(seed: int, steps: int) -> list[Step]:
         a: dict[str, Any] = {}
         if kind == "meter_load":
             a = {"kw": rng.choice(UNMODELLED_KW)}
-        a["pause"] = rng.choice([0.3, 0.6, 1.0, 2.0, 4.0])
+        # a load is given the time to be learnt (DETECT_LOAD_SECONDS) now and then
+        pauses = [1.0, 4.0, 8.0, 14.0] if kind == "meter_load" else [0.3, 0.6, 1.0, 2.0, 4.0]
+        a["pause"] = rng.choice(pauses)
         out[i] = Step(kind, a)
     return out
 

@@ -462,7 +462,9 @@ class MinerRun(Run):
           covers it.
         The limit: the budget now, or the higher one of the last REACT_SECONDS (the
         operator's reaction to a cut), or, while a killed operator restarts, the highest
-        since just before the kill (see `limit_in_force`). Tolerance: NOISE of the miners'
+        since just before the kill (see `limit_in_force`); and no lower than what no
+        command sheds (the fixed load, the GPU nodes idle, the stuck miners at their full
+        share, every other miner asleep). Tolerance: NOISE of the miners'
         draw (their firmware reports it ±1 %, and the operator counts what they report).
 
         The grace periods (seconds, with the campaign's constants): CURTAIL_GRACE 7,
@@ -519,10 +521,13 @@ class MinerRun(Run):
 
     def check_true_draw(self, d: Draw) -> None:
         total = FIXED_KW + PUE * (d.counted + d.gpu_it)
+        # no lower than what no command sheds: the fixed load, the GPU nodes idle, the
+        # stuck miners at their full share and every other miner asleep
+        limit = max(d.limit, FIXED_KW + PUE * (d.gpu_idle + d.stuck + d.asleep))
         tolerance = NOISE * PUE * d.truth
-        if total > d.limit + tolerance + 1e-6:
+        if total > limit + tolerance + 1e-6:
             if self.over is None:
-                self.over = f"true draw {total:.2f} kW above the limit {d.limit:.2f} kW (+{tolerance:.2f} tolerance): {self.describe(d)}"  # fmt: skip
+                self.over = f"true draw {total:.2f} kW above the limit {limit:.2f} kW (+{tolerance:.2f} tolerance): {self.describe(d)}"  # fmt: skip
                 self.violations.append(self.over)
         else:
             self.over = None

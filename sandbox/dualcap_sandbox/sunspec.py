@@ -7,8 +7,8 @@ three phase) with ``W`` and ``W_SF`` where the SunSpec model puts them, then the
 0xFFFF. The test (or the demo) sets the power at run time; every read sees the current value.
 
 Variants (keyword arguments): another base address, no marker, no meter model, a chain
-without end marker, a bad scale factor (set it), a slow answer (``delay_seconds``, read on every request). Stopped and started again, it
-answers on the same port.
+without end marker, a bad scale factor (set it), a slow answer (``delay_seconds``, read on
+every request). Stopped and started again, it answers on the same port.
 """
 
 from __future__ import annotations

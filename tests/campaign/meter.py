@@ -1,6 +1,6 @@
 """The campaign with a site meter: the MinerAgent campaign (tests.campaign.miners: the real
 operator, an agent per controller, fake LuxOS miners whose true draw is known) with a
-real SunSpec meter on the Site (pymodbus's own Modbus TCP server, tests.peers.sunspec),
+real SunSpec meter on the Site (pymodbus's own Modbus TCP server, dualcap_sandbox.sunspec),
 read by the operator over Modbus TCP as on a real site.
 
 The campaign drives the meter from the truth: the fixed load, plus PUE times every fake's
@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dualcap.planning import build_fleet, plan
+from dualcap_sandbox.sunspec import SunSpecMeterPeer, free_port
 from tests.campaign.campaign import SITE, Step
 from tests.campaign.miners import (
     CURTAIL_GRACE,
@@ -42,7 +43,6 @@ from tests.campaign.miners import (
 )
 from tests.campaign.miners import generate as generate_miners
 from tests.campaign.miners import site_objects as miner_site_objects
-from tests.peers.sunspec import SunSpecMeterPeer, free_port
 
 POLL_SECONDS = 1.0  # the Site's meter: pollSeconds,
 METER_TIMEOUT = 1.0  # timeoutSeconds,

@@ -55,10 +55,11 @@ test: $(STAMP) $(PROMETHEUS_STAMP) ## run the whole test suite (sets itself up f
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: soak
-soak: $(STAMP) ## the randomized fault campaigns, large budget (Eviction 20 x 30 steps, MinerAgent 10 x 30; prints figures)
+soak: $(STAMP) ## the randomized fault campaigns, large budget (Eviction 20 x 30 steps, MinerAgent 10 x 30, with a site meter 10 x 30; prints figures)
 	@mkdir -p build
 	$(BIN)/python -m tests.campaign.campaign --sequences $${SEQUENCES:-20} --steps $${STEPS:-30} --json build/campaign.json
 	$(BIN)/python -m tests.campaign.campaign --mode miners --sequences $${MINER_SEQUENCES:-10} --steps $${MINER_STEPS:-30} --json build/campaign-miners.json
+	$(BIN)/python -m tests.campaign.campaign --mode meter --sequences $${METER_SEQUENCES:-10} --steps $${METER_STEPS:-30} --json build/campaign-meter.json
 
 .PHONY: e2e
 e2e: $(STAMP) ## the e2e scenario against the cluster of the current kubeconfig (kind in CI)

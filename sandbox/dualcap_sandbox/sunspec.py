@@ -7,7 +7,8 @@ three phase) with ``W`` and ``W_SF`` where the SunSpec model puts them, then the
 0xFFFF. The test (or the demo) sets the power at run time; every read sees the current value.
 
 Variants (keyword arguments): another base address, no marker, no meter model, a chain
-without end marker, a bad scale factor (set it), a slow answer (``delay_seconds``).
+without end marker, a bad scale factor (set it), a slow answer (``delay_seconds``, read on
+every request). Stopped and started again, it answers on the same port.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class SunSpecMeterPeer:
         end_marker: bool = True,
         delay_seconds: float = 0.0,
         host: str = "127.0.0.1",
+        port: int = 0,
         serial: str = "DC-0001",
         reading: Callable[[], float] | None = None,
     ) -> None:
@@ -106,7 +108,7 @@ class SunSpecMeterPeer:
         if end_marker:
             registers += END
         self.registers = registers
-        self.port = 0
+        self.port = port  # 0: the kernel picks one at the first start; a restart keeps it
         self._server: ModbusTcpServer | None = None
 
     def set_raw(self, w: int, w_sf: int) -> None:
@@ -144,7 +146,7 @@ class SunSpecMeterPeer:
             simdata=[SimData(self.base, values=list(self.registers), datatype=DataType.REGISTERS)],
             action=self._action,
         )
-        self._server = ModbusTcpServer(device, address=(self.host, 0))
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
         await self._server.serve_forever(background=True)
         listener: Any = self._server.transport
         self.port = int(listener.sockets[0].getsockname()[1])

@@ -131,6 +131,8 @@ class Stats:
     agent_kills: int = 0
     agent_restarts: int = 0
     samples: int = 0
+    # the meter campaign (tests.campaign.meter): faults injected into the site meter
+    meter_faults: int = 0
 
     def line(self) -> str:
         miners = (
@@ -139,6 +141,8 @@ class Stats:
             if self.samples
             else ""
         )
+        if self.meter_faults:
+            miners += f", meter faults {self.meter_faults}"
         return (
             f"sequences {self.sequences}, steps {self.steps}, faults injected {self.faults},"
             f" operator restarts {self.restarts}, operator writes {self.writes}{miners},"
@@ -571,7 +575,7 @@ class Run:
         self.safety("settled")
 
 
-MODES = ("eviction", "miners")
+MODES = ("eviction", "miners", "meter")
 
 
 def run_class(mode: str) -> type[Run]:
@@ -579,6 +583,10 @@ def run_class(mode: str) -> type[Run]:
         from tests.campaign.miners import MinerRun
 
         return MinerRun
+    if mode == "meter":
+        from tests.campaign.meter import MeterRun
+
+        return MeterRun
     return Run
 
 
@@ -587,6 +595,10 @@ def generate_for(mode: str, seed: int, steps: int) -> list[Step]:
         from tests.campaign.miners import generate as generate_miners
 
         return generate_miners(seed, steps)
+    if mode == "meter":
+        from tests.campaign.meter import generate as generate_meter
+
+        return generate_meter(seed, steps)
     return generate(seed, steps)
 
 
@@ -609,8 +621,9 @@ async def shrink(seed: int, steps: list[Step], tmp: Path, budget: int = 8, mode:
 
 
 async def campaign(sequences: int, steps: int, first_seed: int = 1, verbose: bool = False, shrink_failures: bool = True, mode: str = "eviction") -> Stats:  # fmt: skip
-    """``mode``: "eviction" (the examples' site, curtailment Eviction) or "miners" (a site
-    with curtailment MinerAgent, fake LuxOS miners and their agents: tests.campaign.miners)."""
+    """``mode``: "eviction" (the examples' site, curtailment Eviction), "miners" (a site
+    with curtailment MinerAgent, fake LuxOS miners and their agents: tests.campaign.miners)
+    or "meter" (the same with a SunSpec site meter and its faults: tests.campaign.meter)."""
     stats = Stats()
     with tempfile.TemporaryDirectory(prefix="dualcap-campaign-") as tmp_name:
         tmp = Path(tmp_name)
@@ -644,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         "--mode",
         choices=MODES,
         default=os.environ.get("DUALCAP_CAMPAIGN_MODE", "eviction"),
-        help="eviction: the examples' site; miners: curtailment MinerAgent, fake miners, agents",
+        help="eviction: the examples' site; miners: curtailment MinerAgent, fake miners,"
+        " agents; meter: the same with a SunSpec site meter, an unmodelled load, meter faults",
     )
     parser.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     args = parser.parse_args(argv)
@@ -660,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             "restarts": stats.restarts, "writes": stats.writes, "violations": stats.violations,
             "kinds": dict(stats.kinds), "mode": args.mode, "minerFaults": stats.miner_faults,
             "agentKills": stats.agent_kills, "agentRestarts": stats.agent_restarts,
-            "samples": stats.samples}, indent=2))  # fmt: skip
+            "samples": stats.samples, "meterFaults": stats.meter_faults}, indent=2))  # fmt: skip
     return 1 if stats.violations else 0
 
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,6 +205,22 @@ def open_fleet(seed: int) -> FakeFleet:
 
 
 @dataclass
+class Draw:
+    """The site's true draw at one moment (kW; miners and GPUs as IT, before PUE)."""
+
+    now: float  # monotonic
+    limit: float  # the limit in force (`MinerRun.limit_in_force`)
+    gpu_it: float  # the GPU nodes as modelled: idle, foreign GPUs, the lease pods not ended
+    gpu_idle: float  # of which idle and foreign (what no eviction sheds)
+    truth: float = 0.0  # every fake's physical draw
+    counted: float = 0.0  # the miners held to the limit (stuck ones at their full share)
+    excused: float = 0.0  # the miners whose commands or faults are taking their time
+    stuck: float = 0.0  # of counted: the miners a fault keeps mining, past DETECT_SECONDS
+    asleep: float = 0.0  # what the counted miners not stuck draw once asleep
+    parts: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AgentTask:
     agent: Agent
     task: asyncio.Task[None]
@@ -214,8 +230,11 @@ class AgentTask:
 class MinerRun(Run):
     """One sequence: the operator, an agent per controller, a block of fakes per controller."""
 
+    def site_objects(self) -> list[dict[str, Any]]:
+        return site_objects()
+
     def load(self) -> None:
-        self.sb.load_objects(site_objects())
+        self.sb.load_objects(self.site_objects())
         self.fleet = open_fleet(self.seed)
         ips = self.fleet.addresses
         self.blocks: dict[str, list[str]] = {}
@@ -443,7 +462,9 @@ class MinerRun(Run):
           covers it.
         The limit: the budget now, or the higher one of the last REACT_SECONDS (the
         operator's reaction to a cut), or, while a killed operator restarts, the highest
-        since just before the kill (see `limit_in_force`). Tolerance: NOISE of the miners'
+        since just before the kill (see `limit_in_force`); and no lower than what no
+        command sheds (the fixed load, the GPU nodes idle, the stuck miners at their full
+        share, every other miner asleep). Tolerance: NOISE of the miners'
         draw (their firmware reports it ±1 %, and the operator counts what they report).
 
         The grace periods (seconds, with the campaign's constants): CURTAIL_GRACE 7,
@@ -452,55 +473,72 @@ class MinerRun(Run):
         An excess is reported once per episode (when it starts), with the draw's parts.
         """
         self.stats.samples += 1
+        draw = self.draw()
+        if draw is not None:
+            self.check_true_draw(draw)
+
+    def draw(self) -> Draw | None:
+        """The site's true draw now, in its parts (see `true_draw`)."""
         now, wall = time.monotonic(), datetime.now(UTC)
         snap = build_fleet(self.objects()).sites.get(SITE)
         site = site_envelope(snap, wall) if snap is not None else None
         if snap is None or site is None:
-            return
+            return None
         limit = self.limit_in_force(site.envelope.limit_kw, now)
-        gpu_it = sum(n.idle_kw + n.foreign_gpus * n.per_gpu_kw for n in snap.gpu_nodes.values())
+        gpu_idle = sum(n.idle_kw + n.foreign_gpus * n.per_gpu_kw for n in snap.gpu_nodes.values())
+        gpu_it = gpu_idle
         for lease in snap.leases:
             for p in lease.pods:
                 if not p.terminal:
                     node = snap.gpu_nodes.get(p.node)
                     gpu_it += p.gpus * (node.per_gpu_kw if node else snap.max_per_gpu_kw)
         share = NAMEPLATE_KW / PER_BLOCK
-        counted = excused = truth = 0.0
-        parts: list[str] = []
+        d = Draw(now=now, limit=limit, gpu_it=gpu_it, gpu_idle=gpu_idle)
         for name, ips in self.blocks.items():
             marked_at = self.marked_at.get(name)
             agent_down = self.agent_down_since.get(name)
             for ip in ips:
-                kw = self.fleet.miners[ip].true_watts(now) / 1000.0
-                truth += kw
+                fake = self.fleet.miners[ip]
+                kw = fake.true_watts(now) / 1000.0
+                d.truth += kw
                 stuck = self.stuck_since.get(ip, agent_down)
                 if agent_down is not None and stuck is not None:
                     stuck = min(stuck, agent_down)
                 curtailing = marked_at is not None and now < marked_at + CURTAIL_GRACE
                 if curtailing or now < self.grace_until.get(ip, 0.0):
-                    excused += kw
+                    d.excused += kw
                 elif stuck is not None:
                     if now < stuck + DETECT_SECONDS:
-                        excused += kw
+                        d.excused += kw
                     else:
-                        counted += max(kw, share)
-                        parts.append(f"{ip} ({name}) stuck, counted {max(kw, share):.2f}")
+                        d.counted += max(kw, share)
+                        d.stuck += max(kw, share)
+                        d.parts.append(f"{ip} ({name}) stuck, counted {max(kw, share):.2f}")
                 else:
-                    counted += kw
-        total = FIXED_KW + PUE * (counted + gpu_it)
-        tolerance = NOISE * PUE * truth
+                    d.counted += kw
+                    d.asleep += fake.sleep_watts / 1000.0
+        return d
+
+    def check_true_draw(self, d: Draw) -> None:
+        total = FIXED_KW + PUE * (d.counted + d.gpu_it)
+        # no lower than what no command sheds: the fixed load, the GPU nodes idle, the
+        # stuck miners at their full share and every other miner asleep
+        limit = max(d.limit, FIXED_KW + PUE * (d.gpu_idle + d.stuck + d.asleep))
+        tolerance = NOISE * PUE * d.truth
         if total > limit + tolerance + 1e-6:
             if self.over is None:
-                self.over = (
-                    f"true draw {total:.2f} kW above the limit {limit:.2f} kW"
-                    f" (+{tolerance:.2f} tolerance): miners counted {PUE * counted:.2f},"
-                    f" excused {PUE * excused:.2f}, GPU {PUE * gpu_it:.2f}, fixed {FIXED_KW:.2f};"
-                    f" marked {sorted(n for n in self.blocks if n in self.marked_at)};"
-                    f" fakes {self.fleet.phases()}" + (f"; {'; '.join(parts)}" if parts else "")
-                )
+                self.over = f"true draw {total:.2f} kW above the limit {limit:.2f} kW (+{tolerance:.2f} tolerance): {self.describe(d)}"  # fmt: skip
                 self.violations.append(self.over)
         else:
             self.over = None
+
+    def describe(self, d: Draw) -> str:
+        return (
+            f"miners counted {PUE * d.counted:.2f}, excused {PUE * d.excused:.2f},"
+            f" GPU {PUE * d.gpu_it:.2f}, fixed {FIXED_KW:.2f};"
+            f" marked {sorted(n for n in self.blocks if n in self.marked_at)};"
+            f" fakes {self.fleet.phases()}" + (f"; {'; '.join(d.parts)}" if d.parts else "")
+        )
 
     # -- settled ---------------------------------------------------------------------------
     async def converged(self) -> None:

@@ -133,6 +133,12 @@ class SiteMemory:
     def modelled_since(self, since: datetime) -> float:
         return max((kw for at, kw in self.modelled if at >= since), default=0.0)
 
+    # (when read, kW) of each meter reading: the unmodelled load it showed by itself
+    unmodelled: deque[tuple[datetime, float]] = field(default_factory=deque)
+
+    def unmodelled_since(self, since: datetime) -> float:
+        return max((kw for at, kw in self.unmodelled if at >= since), default=0.0)
+
     stuck_since: float | None = None  # since when confirmations have waited
 
     def resync_due(self, every: float) -> bool:
@@ -200,7 +206,13 @@ class Reconciler:
         snap = fleet.sites[name]
         if meter is not None and meter.metered_at is not None:
             since = meter.metered_at - timedelta(seconds=meter.poll_seconds)
-            meter = replace(meter, modelled_then_kw=memory.modelled_since(since))
+            meter = replace(
+                meter,
+                modelled_then_kw=memory.modelled_since(since),
+                recent_unmodelled_kw=memory.unmodelled_since(
+                    meter.metered_at - timedelta(seconds=meter.stale_after_seconds)
+                ),
+            )
         snap.meter = meter
         apply_gpu_power(snap, gpu_power, now)
         _prices(snap, prices_now)
@@ -218,6 +230,16 @@ class Reconciler:
             memory.modelled.append((now, p.meter.modelled_kw))
             while memory.modelled and now - memory.modelled[0][0] > timedelta(minutes=5):
                 memory.modelled.popleft()
+            read_at = p.meter.metered_at
+            if p.meter.fresh and read_at is not None:
+                seen = memory.unmodelled
+                if not seen or seen[-1][0] < read_at:
+                    seen.append((read_at, p.meter.measured_unmodelled_kw))
+                else:  # the same reading compared with a newer model: the higher counts
+                    seen[-1] = (read_at, max(seen[-1][1], p.meter.measured_unmodelled_kw))
+                keep = timedelta(seconds=max(300.0, meter.stale_after_seconds if meter else 0.0))
+                while seen and now - seen[0][0] > keep:
+                    seen.popleft()
         if p.in_flight and not p.schedule.now:
             memory.stuck_since = memory.stuck_since or time.monotonic()
         else:

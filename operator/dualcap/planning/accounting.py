@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
+from dualcap.api.site import ControllerState
+
 if TYPE_CHECKING:
     from dualcap.planning.entities import Controller, GpuNode, LeasePod, SiteSnapshot
 
@@ -85,8 +87,15 @@ def committed(snap: SiteSnapshot, gpu_baseline_it: float) -> Draw:
 
 
 def held_mining_it_kw(snap: SiteSnapshot) -> float:
-    """IT kW of controllers no command changes (held by a person, NotReady)."""
-    return sum(c.committed_it_kw for c in snap.controllers if not c.dispatchable)
+    """IT kW of controllers no command changes (held by a person, NotReady), and of blocks
+    being curtailed whose agent has gone quiet: nothing carries the curtailment to their
+    miners, so what they draw is not freed and the rest of the site must make room."""
+    quiet = set(snap.unreported)
+    return sum(
+        c.committed_it_kw
+        for c in snap.controllers
+        if not c.dispatchable or (c.state is ControllerState.CURTAILING and c.name in quiet)
+    )
 
 
 def invalid_leases_it_kw(snap: SiteSnapshot) -> float:

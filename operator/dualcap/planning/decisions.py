@@ -36,6 +36,7 @@ class MeterOutcome:
     message: str
     disagrees: bool  # the meter and the parts differ by more than the tolerance
     disagreement_seconds: float = 120.0  # for how long before it is reported
+    measured_unmodelled_kw: float = 0.0  # this reading's own: the meter beyond the parts
 
 
 @dataclass(frozen=True, slots=True)

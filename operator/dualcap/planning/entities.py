@@ -220,6 +220,12 @@ class MeterState:
     # reading is compared with the model as it was then, not with a model that has since
     # dropped (a curtailment the meter has not seen yet is no unmodelled load).
     modelled_then_kw: float = 0.0
+    # The highest unmodelled load of the readings taken in the staleAfterSeconds up to the
+    # last one (each as it was measured): the count falls only once the readings of a
+    # whole staleAfterSeconds show less, so a reading taken while the model is above the
+    # truth (a block counted at its nameplate while it ramps) does not erase it - nor,
+    # when it is the last before the meter goes quiet, the reserve kept.
+    recent_unmodelled_kw: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,14 @@ def _meter(
     """The site meter bounds the committed draw from below: what it reads beyond the sum
     of the parts is real load (cooling, lighting, what nobody declared) and is counted.
     A stale meter counts as none, but the last unmodelled load stays as a reserve; a meter
-    reading below the model lowers nothing (the model stays conservative)."""
+    reading below the model lowers nothing (the model stays conservative).
+
+    The model is above the truth while a curtailment is in flight (a curtailing block
+    counts until it is confirmed, though its miners have stopped) and while a resumed
+    block ramps: a reading then shows less unmodelled load than there is. So the count
+    falls only once the readings of a whole staleAfterSeconds show less, and not at all
+    while a curtailment is in flight (else each curtailment would forget the load, free
+    its power for a resume, and the load would be learnt again once the resume draws)."""
     m = snap.meter
     if m is None:
         return None
@@ -190,6 +197,7 @@ def _meter(
     fresh = (
         m.metered_at is not None and m.metered_kw is not None and now - m.metered_at <= stale_after
     )
+    measured = 0.0
     if fresh:
         assert m.metered_kw is not None and m.metered_at is not None
         # The reading lies between two comparisons: with the highest model since a poll
@@ -200,7 +208,12 @@ def _meter(
         # again: the site flapped over its limit every other poll).
         low = m.metered_kw - max(modelled_kw, m.modelled_then_kw)
         high = m.metered_kw - modelled_kw
+        measured = max(0.0, low)  # the reading's own count, remembered for the window
         unmodelled = max(0.0, min(max(m.reserve_kw, low), high))
+        # And neither comparison holds while the model is above the truth (see above).
+        in_flight = any(c.state is ControllerState.CURTAILING for c in snap.controllers)
+        held = max(m.recent_unmodelled_kw, m.reserve_kw if in_flight else 0.0)
+        unmodelled = max(unmodelled, held)
         orders.wakeups.append(m.metered_at + stale_after)
         if unmodelled < high - WAKE_FOR_KW:  # a newer reading, past the drop, may show more
             orders.wakeups.append(m.metered_at + timedelta(seconds=1.5 * m.poll_seconds))
@@ -227,6 +240,7 @@ def _meter(
         message,
         disagrees,
         m.disagreement_seconds,
+        measured,
     )
 
 

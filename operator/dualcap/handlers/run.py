@@ -70,6 +70,9 @@ def run(
     if not verbose:
         # kopf logs every handler call at INFO; the site loops log what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # pymodbus logs every Modbus frame at DEBUG: the meter's readings and errors are the
+    # operator's to log, verbose or not.
+    logging.getLogger("pymodbus").setLevel(logging.INFO)
     # The client's I/O thread must get the GIL quickly while kopf's loop is busy with a
     # burst of watch events: a 0.5 ms switch interval (default 5 ms) halves the time of a
     # 500-node curtail batch (bench/bench_operator.py).

@@ -21,7 +21,7 @@ from dualcap.planning import build_fleet
 from dualcap.planning.plan import site_envelope
 from dualcap.planning.snapshot import ControllerState
 from dualcap_sandbox.app import Sandbox
-from tests.conftest import CRDS, EXAMPLES
+from tests.conftest import CRDS, EXAMPLES, wall_clock_examples
 
 NIGHT = datetime(2026, 7, 14, 11, 0, tzinfo=UTC)  # 06:00 in Texas: cheap energy, no window
 SITE = "tx-rockdale-1"
@@ -219,7 +219,7 @@ async def wall_site(sandbox: Sandbox) -> AsyncIterator[Running]:
     from dualcap.manifests import load_objects
 
     sandbox.load_objects(load_objects(str(CRDS)))
-    sandbox.load_objects(load_objects(str(EXAMPLES)))
+    sandbox.load_objects(wall_clock_examples())
     await asyncio.sleep(0.3)  # the DaemonSet's miners start
     wall = WallClock()
     monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]

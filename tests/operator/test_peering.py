@@ -38,7 +38,7 @@ def pids_that_wrote(sb: Sandbox, since: dict[str, int]) -> set[int]:
 
 async def test_two_operators_never_both_act(sandbox: Sandbox, tmp_path: Path) -> None:
     from dualcap.manifests import load_objects
-    from tests.conftest import CRDS, EXAMPLES
+    from tests.conftest import CRDS, wall_clock_examples
 
     sb = sandbox
     rendered = helm.Chart.load(str(CHART)).render({"peering": {"enabled": True}}, name="dualcap")
@@ -50,7 +50,7 @@ async def test_two_operators_never_both_act(sandbox: Sandbox, tmp_path: Path) ->
         if doc
     ]
     sb.load_objects(load_objects(str(CRDS)) + peering)
-    sb.load_objects(load_objects(str(EXAMPLES)))
+    sb.load_objects(wall_clock_examples())
     logs = [tmp_path / "low.log", tmp_path / "high.log"]
     low, high = start(10, logs[0]), start(20, logs[1])
     procs: list[subprocess.Popen[bytes]] = [low, high]

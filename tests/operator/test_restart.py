@@ -49,11 +49,11 @@ async def test_killed_mid_batch_it_converges_with_no_duplicates_or_orphans(
     sandbox: Sandbox, wall: Any, tmp_path: Path
 ) -> None:
     from dualcap.manifests import load_objects
-    from tests.conftest import CRDS, EXAMPLES
+    from tests.conftest import CRDS, wall_clock_examples
 
     sb = sandbox
     sb.load_objects(load_objects(str(CRDS)))
-    sb.load_objects(load_objects(str(EXAMPLES)))
+    sb.load_objects(wall_clock_examples())
     monitor = Monitor(sb, wall)
     sb.store.listeners.append(monitor.check)
     log = tmp_path / "operator.log"

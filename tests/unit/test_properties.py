@@ -204,7 +204,9 @@ def test_mining_profit_is_near_the_brute_force_optimum(objects, price) -> None:
             if sum(w for _, w, _ in combo) <= room + 1e-9:
                 best = max(best, sum(v for _, _, v in combo))
     got = sum(v for n, _, v in items if n in p.mining)
-    assert got >= 0.995 * best - 1e-6
+    # What mines now is kept unless a change gains more than STATUS_QUO_MARGIN (measured
+    # blocks of one model differ by noise): the optimum is approached within that.
+    assert got >= 0.995 * best / (1 + knapsack.STATUS_QUO_MARGIN) - 1e-6
 
 
 @settings(max_examples=60, deadline=None)

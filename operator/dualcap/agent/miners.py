@@ -204,9 +204,13 @@ class Driver:
 
     async def _measure(self, handle: _Handle) -> tuple[float | None, float | None]:
         miner = handle.miner
-        hashrate, watts = await asyncio.wait_for(
-            asyncio.gather(miner.get_hashrate(), miner.get_wattage()), self.timeout
-        )
+
+        async def both() -> tuple[Any, Any]:
+            # awaited inside a task: when a look is cut short, the gather's CancelledError
+            # is retrieved here (wait_for on the bare gather left it "never retrieved")
+            return await asyncio.gather(miner.get_hashrate(), miner.get_wattage())
+
+        hashrate, watts = await asyncio.wait_for(both(), self.timeout)
         return _ths(hashrate), (None if watts is None else float(watts))
 
     def _state(self, ths: float | None, watts: float | None) -> State:

@@ -34,20 +34,14 @@ from typing import Any
 
 PER_BLOCK = 4  # fake miners per controller: each stands for a quarter of a container
 SLEEP_SECONDS = 0.4  # the fakes' firmware, wall clock: falling asleep ...
-# ... and waking: within the agents' first quick look after a wakeup, so that a report
-# catches a block asleep (counted at nameplate) or mining, hardly ever half-way: the
-# planner counts a block part-way through its wake at the part it draws (measured_draw),
-# and would resume more than the ramp limit allows on the strength of it.
-WAKE_SECONDS = 0.2
+# ... and waking (the planner counts a block that does not hash at its nameplate yet at
+# its full share, so a report caught half-way through a wake costs nothing in safety).
+WAKE_SECONDS = 1.0
 INTERVAL = 1.0  # the agents' interval, wall clock
 FAST = 0.25  # and how often they look while commands are taking effect
 MINER_TIMEOUT = 2.0  # the agents' bound on one call to a miner
 # No two containers hash alike: a block's miners hash at one of these shares of their
-# controller's nameplate hashrate (in turn, so every five blocks average to it). Far
-# enough apart for the fakes' noise never to reorder blocks of one model: the planner
-# ranks blocks by what they measure and keeps no margin for the status quo, so blocks
-# measured equal but for noise would be swapped (one curtailed, another resumed) each
-# time the hysteresis lets it.
+# controller's nameplate hashrate (in turn, so every five blocks average to it).
 HASHRATE_SPREAD = (1.04, 1.02, 1.0, 0.98, 0.96)
 COOLING_KW = 300.0  # what the meter reads beyond the model: cooling nobody declared
 METER_POLL_SECONDS = 1.0  # wall clock

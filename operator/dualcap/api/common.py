@@ -51,7 +51,9 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 Month = Annotated[int, Field(ge=1, le=12)]
 Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN, max_length=64)]
-Clock = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN)]
+# HH:MM: five characters (the bound also keeps the CEL cost of comparing two of them small:
+# the real apiserver refused the PowerBudget CRD without it, 2x over its budget).
+Clock = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN, max_length=5)]
 WindowName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 ObjectName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
 

@@ -170,8 +170,6 @@ USED = {
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"),
     ("", "pods", "create"), ("", "pods", "delete"),
     ("", "events", "create"),
-    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
-    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ("dualcap.io", "sites", "get"), ("dualcap.io", "sites", "list"), ("dualcap.io", "sites", "watch"),
     ("dualcap.io", "sites", "patch"),
     ("dualcap.io", "powerbudgets", "list"), ("dualcap.io", "powerbudgets", "watch"),

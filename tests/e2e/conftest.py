@@ -32,17 +32,27 @@ class Cluster:
     local: ControlPlane | None  # None: a cluster DUALCAP_E2E_KUBECONFIG named
 
     def kubectl(
-        self, *args: str, check: bool = True, kubeconfig: Path | None = None, input: str | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         argv = [which_kubectl(), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
-        r = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=120, check=False)
+        r = subprocess.run(
+            argv, capture_output=True, text=True, input=input, timeout=120, check=False
+        )
         if check and r.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}"
+            )
         return r
 
     def token(self, namespace: str, service_account: str, *extra: str) -> str:
         """A token from the TokenRequest API, as a pod of that ServiceAccount would get."""
-        return self.kubectl("create", "token", "-n", namespace, service_account, "--duration=2h", *extra).stdout.strip()
+        return self.kubectl(
+            "create", "token", "-n", namespace, service_account, "--duration=2h", *extra
+        ).stdout.strip()
 
     def token_kubeconfig(self, path: Path, token: str) -> Path:
         """A kubeconfig that logs in with `token` and nothing else (no admin certificate)."""
@@ -85,7 +95,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c = Cluster(Path(external), None)
         probe = c.kubectl("version", "--request-timeout=5s", check=False)
         if probe.returncode != 0:
-            pytest.fail(f"e2e: the cluster of {external} does not answer: {probe.stderr.strip()[:300]}")
+            pytest.fail(
+                f"e2e: the cluster of {external} does not answer: {probe.stderr.strip()[:300]}"
+            )
         yield c
         return
     cp = ControlPlane(tmp_path_factory.mktemp("control-plane"))
@@ -97,6 +109,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(cp.kubeconfig, cp)
     finally:
         cp.stop()
+
+
+CRDS = ("sites", "powerbudgets", "computeleases", "minerblocks")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def crds(cluster: Cluster) -> None:
+    """dualcap's CRDs, installed as `kubectl apply --server-side -f crds/` installs them."""
+    cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-f", str(ROOT / "crds"))
+    for name in CRDS:
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}.dualcap.io"
+        )
 
 
 @pytest.fixture

@@ -89,7 +89,8 @@ async def operator(kubeconfig: Path, log: Path) -> Any:
     try:
         yield proc
     finally:
-        proc.terminate()
+        if proc.returncode is None:  # a test may have killed it already
+            proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 30)
         except TimeoutError:

@@ -41,7 +41,9 @@ def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Complet
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     if check and r.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}")
+        raise AssertionError(
+            f"helm {' '.join(args)} failed ({r.returncode}):\n{r.stderr}{r.stdout}"
+        )
     return r
 
 
@@ -53,7 +55,9 @@ def release(cluster: Cluster) -> Iterator[str]:
         yield RELEASE
     finally:
         helm(cluster, "uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s", check=False)
-        cluster.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
+        cluster.kubectl(
+            "delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False
+        )
 
 
 def test_helm_installs_the_chart(cluster: Cluster, release: str) -> None:
@@ -75,13 +79,22 @@ async def test_the_operator_runs_as_the_charts_service_account(
 ) -> None:
     token = cluster.token(NS, RELEASE)
     operator_kubeconfig = cluster.token_kubeconfig(tmp_path / "operator.kubeconfig", token)
+
     # The authorizer says what the role allows, and refuses what it does not.
     def can(verb: str, resource: str) -> bool:
-        r = cluster.kubectl("auth", "can-i", verb, resource, kubeconfig=operator_kubeconfig, check=False)
+        r = cluster.kubectl(
+            "auth", "can-i", verb, resource, kubeconfig=operator_kubeconfig, check=False
+        )
         return r.stdout.strip() == "yes"
 
-    assert can("patch", "nodes") and can("create", "pods") and can("patch", "sites.dualcap.io/status")
-    assert not can("delete", "nodes") and not can("get", "secrets") and not can("create", "clusterroles")
+    assert (
+        can("patch", "nodes") and can("create", "pods") and can("patch", "sites.dualcap.io/status")
+    )
+    assert (
+        not can("delete", "nodes")
+        and not can("get", "secrets")
+        and not can("create", "clusterroles")
+    )
 
     client = connect(cluster.kubeconfig)
     try:
@@ -101,7 +114,9 @@ async def test_the_operator_runs_as_the_charts_service_account(
         await client.close()
 
 
-def test_the_agent_policy_binds_a_token_to_its_node(cluster: Cluster, release: str, tmp_path: Path) -> None:
+def test_the_agent_policy_binds_a_token_to_its_node(
+    cluster: Cluster, release: str, tmp_path: Path
+) -> None:
     if cluster.local is None:
         pytest.skip("creates kwok nodes")
     agent_sa = f"{RELEASE}-agent"
@@ -116,26 +131,49 @@ def test_the_agent_policy_binds_a_token_to_its_node(cluster: Cluster, release: s
     }  # fmt: skip
     cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
     try:
-        bound = cluster.token(NS, agent_sa, "--bound-object-kind=Pod", "--bound-object-name=e2e-agent-on-a")
+        bound = cluster.token(
+            NS, agent_sa, "--bound-object-kind=Pod", "--bound-object-name=e2e-agent-on-a"
+        )
         kc = cluster.token_kubeconfig(tmp_path / "agent.kubeconfig", bound)
 
         def block(name: str) -> str:
             return json.dumps({"apiVersion": "dualcap.io/v1alpha1", "kind": "MinerBlock",
                                "metadata": {"name": name}, "spec": {"nodeName": name}})  # fmt: skip
 
-        own = cluster.kubectl("create", "-f", "-", input=block("e2e-vap-a"), kubeconfig=kc, check=False)
+        own = cluster.kubectl(
+            "create", "-f", "-", input=block("e2e-vap-a"), kubeconfig=kc, check=False
+        )
         assert own.returncode == 0, own.stderr
-        other = cluster.kubectl("create", "-f", "-", input=block("e2e-vap-b"), kubeconfig=kc, check=False)
+        other = cluster.kubectl(
+            "create", "-f", "-", input=block("e2e-vap-b"), kubeconfig=kc, check=False
+        )
         assert other.returncode != 0
         assert "may write only MinerBlock e2e-vap-a" in other.stderr, other.stderr
 
-        unbound = cluster.token_kubeconfig(tmp_path / "unbound.kubeconfig", cluster.token(NS, agent_sa))
-        none = cluster.kubectl("create", "-f", "-", input=block("e2e-vap-b"), kubeconfig=unbound, check=False)
+        unbound = cluster.token_kubeconfig(
+            tmp_path / "unbound.kubeconfig", cluster.token(NS, agent_sa)
+        )
+        none = cluster.kubectl(
+            "create", "-f", "-", input=block("e2e-vap-b"), kubeconfig=unbound, check=False
+        )
         assert none.returncode != 0 and "names no node" in none.stderr, none.stderr
     finally:
-        cluster.kubectl("delete", "pod", "-n", NS, "e2e-agent-on-a", "--ignore-not-found", "--wait=false", check=False)
-        cluster.kubectl("delete", "minerblock", "e2e-vap-a", "e2e-vap-b", "--ignore-not-found", check=False)
-        cluster.kubectl("delete", "node", "e2e-vap-a", "e2e-vap-b", "--ignore-not-found", check=False)
+        cluster.kubectl(
+            "delete",
+            "pod",
+            "-n",
+            NS,
+            "e2e-agent-on-a",
+            "--ignore-not-found",
+            "--wait=false",
+            check=False,
+        )
+        cluster.kubectl(
+            "delete", "minerblock", "e2e-vap-a", "e2e-vap-b", "--ignore-not-found", check=False
+        )
+        cluster.kubectl(
+            "delete", "node", "e2e-vap-a", "e2e-vap-b", "--ignore-not-found", check=False
+        )
 
 
 def test_helm_upgrades_the_release(cluster: Cluster, release: str) -> None:
@@ -150,7 +188,10 @@ def test_helm_upgrades_the_release(cluster: Cluster, release: str) -> None:
 
 def test_helm_uninstall_removes_the_release(cluster: Cluster, release: str) -> None:
     helm(cluster, "uninstall", release, "-n", NS, "--wait", "--timeout=120s")
-    for kind, name in (("clusterrole", RELEASE), ("validatingadmissionpolicy", f"{RELEASE}-agent-own-minerblock")):
+    for kind, name in (
+        ("clusterrole", RELEASE),
+        ("validatingadmissionpolicy", f"{RELEASE}-agent-own-minerblock"),
+    ):
         r = cluster.kubectl("get", kind, name, check=False)
         assert r.returncode != 0 and "NotFound" in r.stderr, r.stderr
     # The CRDs stay (Helm never deletes what crds/ installed): the users' Sites survive.

@@ -19,7 +19,9 @@ async def test_scenario_on_a_real_cluster(cluster: Cluster, tmp_path: Path) -> N
     try:
         log = tmp_path / "operator.log"
         try:
-            target = Target(client, cluster.kubeconfig, real=True, timeout=120, kwok=cluster.local is not None)
+            target = Target(
+                client, cluster.kubeconfig, real=True, timeout=120, kwok=cluster.local is not None
+            )
             await run_scenario(target, log)
         except BaseException:
             print(log.read_text() if log.exists() else "(no operator log)")

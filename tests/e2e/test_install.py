@@ -11,14 +11,7 @@ from tests.e2e.conftest import ROOT, Cluster
 
 pytestmark = pytest.mark.e2e
 
-CRDS = ("sites", "powerbudgets", "computeleases", "minerblocks")
-
-
-@pytest.fixture(scope="module")
-def crds(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--field-manager=e2e", "-f", str(ROOT / "crds"))
-    for name in CRDS:
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}.dualcap.io")
+from tests.e2e.conftest import CRDS
 
 
 def test_the_crds_are_accepted_and_established(cluster: Cluster, crds: None) -> None:

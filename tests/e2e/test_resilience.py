@@ -15,7 +15,6 @@ import pytest
 from tests.e2e.conftest import Cluster
 from tests.e2e.scenario import (
     API,
-    NS,
     SITE,
     Target,
     connect,
@@ -84,7 +83,7 @@ async def test_restarts_and_compaction_lose_nothing(
 
         # 1. The operator killed in the middle of a cut, and started again.
         async with operator(cluster.kubeconfig, log) as proc:
-            await until(one_lease_pod, TIMEOUT, "the lease's pod running")
+            await until(lambda: one_lease_pod(t), TIMEOUT, "the lease's pod running")
             await until(lambda: settled(t, 1), TIMEOUT, "the site settled, mining")
             await ok(t.client.patch(budget, {"spec": {"events": [event(50)]}}))
             await until(lambda: _marked(t, asic), TIMEOUT, "the cut begun (the node marked)")
@@ -101,7 +100,9 @@ async def test_restarts_and_compaction_lose_nothing(
             local.start_component("etcd")
             local.start_component("kube-apiserver")
             await ok(t.client.patch(budget, {"spec": {"events": None}}))
-            await until(lambda: node_resumed(t, asic), TIMEOUT, "the controller resumed after the restart")
+            await until(
+                lambda: node_resumed(t, asic), TIMEOUT, "the controller resumed after the restart"
+            )
             await until(lambda: settled(t, 1), TIMEOUT, "the site settled, mining again")
 
             # 3. A compaction while the operator cannot watch: frozen, its watches broken by
@@ -119,7 +120,11 @@ async def test_restarts_and_compaction_lose_nothing(
                 local.start_component("kube-apiserver")
             finally:
                 proc.send_signal(signal.SIGCONT)
-            await until(lambda: node_curtailed(t, asic), TIMEOUT, "the cut made during the freeze carried out")
+            await until(
+                lambda: node_curtailed(t, asic),
+                TIMEOUT,
+                "the cut made during the freeze carried out",
+            )
             status = await until(lambda: settled(t, 0), TIMEOUT, "the site settled inside 40 kW")
             assert status["committedKW"] <= 40
             assert await one_lease_pod(t), "exactly one lease pod after the compaction"
@@ -143,4 +148,3 @@ async def _marked(t: Target, node: str) -> bool:
 
 async def _gone(t: Target, path: str) -> bool:
     return (await t.client.request("GET", path)).code == 404
-

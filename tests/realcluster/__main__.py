@@ -19,9 +19,18 @@ from tests.realcluster.launcher import ControlPlane, LaunchError, which_kubectl
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.realcluster", description=__doc__)
-    ap.add_argument("--kubeconfig", default="kube.kubeconfig", help="where to write the admin kubeconfig")
-    ap.add_argument("--workdir", help="certificates, etcd data and logs (default: a temporary directory)")
-    ap.add_argument("--apply", action="append", default=[], help="a file or directory to `kubectl apply --server-side` once up")
+    ap.add_argument(
+        "--kubeconfig", default="kube.kubeconfig", help="where to write the admin kubeconfig"
+    )
+    ap.add_argument(
+        "--workdir", help="certificates, etcd data and logs (default: a temporary directory)"
+    )
+    ap.add_argument(
+        "--apply",
+        action="append",
+        default=[],
+        help="a file or directory to `kubectl apply --server-side` once up",
+    )
     args = ap.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="dualcap-kube-"))
     cp = ControlPlane(workdir)

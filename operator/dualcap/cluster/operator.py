@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from dualcap.api.common import API_VERSION, SITE_LABEL, LabelSelector
+from dualcap.api.common import API_VERSION, GROUP, SITE_LABEL, VERSION, LabelSelector
 from dualcap.api.conditions import ConditionType, Reason
+from dualcap.api.crd import RESOURCES
 from dualcap.api.feeds import PriceFeeds
 from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
@@ -198,6 +200,32 @@ class Operator:
                 self.reconciler.on_stale.append(self.metrics.stale_found)
                 self.metrics.api_errors_from(lambda: client.errors)
         return self.reconciler
+
+    async def wait_for_resources(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        """Returns once the API serves every dualcap resource (kopf looks for them once,
+        right after). Until then it says, every half minute, what is missing and how to
+        install it: an operator started before its CRDs waits for them instead of
+        crash-looping or serving nothing."""
+        client = self.ensure_client().client
+        want = {crd.plural for crd in RESOURCES}
+        said = -math.inf
+        while True:
+            r = await client.request("GET", f"/apis/{GROUP}/{VERSION}")
+            served = (
+                {x.get("name") for x in (r.body or {}).get("resources") or []} if r.ok else set()
+            )
+            missing = want - served
+            if not missing:
+                return
+            now = time.monotonic()
+            if now - said >= 30:
+                said = now
+                why = f"HTTP {r.code}" if r.code else "the API does not answer"
+                logger.warning(
+                    f"waiting for the API to serve {GROUP}/{VERSION} {', '.join(sorted(missing))} "
+                    f"({why}): install the CRDs (kubectl apply --server-side -f crds/, or the chart)"
+                )
+            await asyncio.sleep(2)
 
     async def ensure_view(self) -> ClusterView:
         """Starts the Node and Pod informers (once) and waits for their first listing."""

@@ -49,6 +49,12 @@ def settings(
     # No worker limit: kopf holds an object's worker while its handlers run; a limit below
     # the number of objects stalls a cold start.
     s.queueing.worker_limit = None
+    # kopf scans the API for dualcap's resources once, after the startup handler below has
+    # waited for them to be served, and never again. Its default (a re-scan whenever a CRD
+    # changes) lost every dualcap resource for good when kube-apiserver restarted: the
+    # restart's CRD events came while the new apiserver did not yet serve the group, the
+    # re-scan found nothing, and the watches stopped (found on the real control plane).
+    s.scanning.disabled = True
     s.peering.standalone = standalone and peering is None
     if peering:
         s.peering.name = peering
@@ -67,11 +73,27 @@ def _body(type: str, body: kopf.Body) -> kopf.Body | None:
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
+
     @kopf.on.login(id="login", registry=registry)
-    def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    def login(
+        memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any
+    ) -> kopf.ConnectionInfo | None:
+        info = credentials(settings)
         operator_of(memo).connection = info
         return info
+
+    @kopf.on.startup(id="resources_served", registry=registry)
+    async def resources_served(
+        memo: kopf.Memo, logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any
+    ) -> None:
+        service = operator_of(memo)
+        if service.connection is None:  # startup runs before kopf's own login
+            service.connection = credentials(settings)
+        await service.wait_for_resources(logger)
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:

@@ -75,7 +75,9 @@ def operator_running(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
 
 
 def get(cluster: Cluster, *ref: str) -> dict[str, Any]:
-    return dict(json.loads(cluster.kubectl("get", *ref, "-o", "json", "--show-managed-fields").stdout))
+    return dict(
+        json.loads(cluster.kubectl("get", *ref, "-o", "json", "--show-managed-fields").stdout)
+    )
 
 
 def owners(obj: dict[str, Any]) -> dict[str, set[str]]:
@@ -133,11 +135,17 @@ def test_gitops_and_the_operator_never_fight(cluster: Cluster, operator_running:
         # A change in git goes through without --force-conflicts: nobody else owns the field.
         apply(cluster, ARGO, manifests(limit_kw=250)[ARGO])
         deadline = time.monotonic() + 90
-        while (get(cluster, "powerbudget", SITE).get("status") or {}).get("effectiveLimitKW") != 250:
+        while (get(cluster, "powerbudget", SITE).get("status") or {}).get(
+            "effectiveLimitKW"
+        ) != 250:
             assert time.monotonic() < deadline, "the new limit was not taken up"
             time.sleep(0.5)
     finally:
-        cluster.kubectl("delete", "computelease", "train", "-n", NS, "--ignore-not-found", check=False)
+        cluster.kubectl(
+            "delete", "computelease", "train", "-n", NS, "--ignore-not-found", check=False
+        )
         cluster.kubectl("delete", "powerbudget", SITE, "--ignore-not-found", check=False)
         cluster.kubectl("delete", "site", SITE, "--ignore-not-found", "--timeout=60s", check=False)
-        cluster.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False)
+        cluster.kubectl(
+            "delete", "namespace", NS, "--ignore-not-found", "--wait=false", check=False
+        )

@@ -7,11 +7,9 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Cluster
+from tests.e2e.conftest import CRDS, ROOT, Cluster
 
 pytestmark = pytest.mark.e2e
-
-from tests.e2e.conftest import CRDS
 
 
 def test_the_crds_are_accepted_and_established(cluster: Cluster, crds: None) -> None:

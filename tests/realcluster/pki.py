@@ -144,7 +144,7 @@ def make_pki(directory: Path) -> Pki:
                 decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .sign(ca_key, hashes.SHA256())
     )
     _write_key(pki.ca_key, ca_key)

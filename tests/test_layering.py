@@ -13,13 +13,14 @@ FORBIDDEN = {"kopf", "kubernetes", "kubernetes_asyncio", "aiohttp", "kr8s", "lig
 # planning -> api, one way; the agent and the signal adapters use the api and the client,
 # never the planner or the handlers. A new package must be given its place here.
 CLIENT = "cluster.client"
+LOGIN = "login"  # dualcap's one way to log in: every process that talks to the API
 BELOW = {
     "api": {"api"},
     "planning": {"planning", "api"},
-    "cluster": {"cluster", "planning", "api", "signals"},  # it polls the site meters
-    "handlers": {"handlers", "cluster", "planning", "api"},
-    "agent": {"agent", "api", CLIENT},
-    "signals": {"signals", "api", CLIENT},
+    "cluster": {"cluster", "planning", "api", "signals", LOGIN},  # it polls the site meters
+    "handlers": {"handlers", "cluster", "planning", "api", LOGIN},
+    "agent": {"agent", "api", CLIENT, LOGIN},
+    "signals": {"signals", "api", CLIENT, LOGIN},
 }
 PURE = {"api", "planning"}
 # Top-level modules of the package: the command line and the offline tools.
@@ -27,9 +28,10 @@ TOP = {
     "__init__": set(),
     "__main__": {"cli"},
     "manifests": set(),
+    "login": set(),  # credentials: kubeconfigs (exec plugins), the pod's service account
     # simulate reads ERCOT price reports with the signal adapters' readers (files only)
     "simulate": {"planning", "api", "manifests", "signals.prices", "signals.reading"},
-    "cli": set(BELOW) | {"manifests", "simulate", "__init__"},
+    "cli": set(BELOW) | {"manifests", "simulate", "__init__", LOGIN},
 }
 
 

@@ -129,7 +129,7 @@ def _cmd_openadr(args: argparse.Namespace) -> int:
     from dualcap.signals import openadr
 
     try:
-        return openadr.run(args.config, args.metrics_port)
+        return openadr.run(args.config, args.metrics_port, args.kubeconfig, args.context)
     except openadr.ConfigError as err:
         raise InputError(str(err)) from None
 
@@ -146,8 +146,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.log_format,
         args.metrics_port or None,
         _priority(args.priority),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
     )
     return 0
+
+
+def _login_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE[:FILE...]",
+        help="kubeconfig file(s), merged as kubectl merges them (default: $KUBECONFIG, the"
+        " pod's service account, ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig's context (default: its current one)"
+    )
 
 
 def _priority(value: str) -> int:
@@ -206,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the operator against the current kubeconfig or in-cluster credentials",
         description=(
             "Run the dualcap operator: one reconcile loop per Site, keeping it inside its"
-            " envelope. Credentials: the pod's service account in a cluster, else the"
-            " current kubeconfig (KUBECONFIG)."
+            " envelope. Credentials: --kubeconfig, else KUBECONFIG, else the pod's service"
+            " account in a cluster, else ~/.kube/config (exec credential plugins included)."
         ),
     )
+    _login_arguments(run)
     run.add_argument(
         "--namespace",
         "-n",
@@ -316,10 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
             "Register with an aggregator's OpenADR 2.0b VTN, poll it, and write each event"
             " into a PowerBudget named openadr-<site> (labelled dualcap.io/adapter=openadr),"
             " opting in when the site can comply and out, with the reason, when the event's"
-            " limit is below the site's non-curtailable floor. Credentials: the pod's service"
-            " account, else KUBECONFIG."
+            " limit is below the site's non-curtailable floor. Credentials: --kubeconfig, else"
+            " KUBECONFIG, else the pod's service account, else ~/.kube/config."
         ),
     )
+    _login_arguments(openadr)
     openadr.add_argument(
         "--config", "-c", required=True, metavar="FILE", help="the VEN's YAML configuration"
     )

@@ -1,5 +1,6 @@
-"""The agent uses `dualcap.api` and its own client only: never the planner, the operator's
-cluster layer, kopf handlers or kopf, and never the sandbox."""
+"""The agent uses `dualcap.api`, its own client and dualcap's one way to log in
+(`dualcap.login`) only: never the planner, the operator's cluster layer, kopf handlers or
+kopf, and never the sandbox."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def test_the_agent_imports_only_api_and_itself() -> None:
             top, _, rest = name.partition(".")
             assert top != "kopf", f"{path.name} imports kopf"
             if top == "dualcap" and rest:
-                assert rest.split(".")[0] in ("api", "agent"), f"{path.name} imports {name}"
+                assert rest.split(".")[0] in ("api", "agent", "login"), (
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_the_agent_loads_no_pydantic() -> None:

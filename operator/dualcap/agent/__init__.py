@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     # asic-rs logs through Python's logging at debug; its chatter is not the agent's
     logging.getLogger("asic_rs").setLevel(logging.WARNING)
     try:
-        conn = load_connection(args.kubeconfig)
+        conn = load_connection(args.kubeconfig, args.context)
     except ConfigError as err:
         raise SystemExit(f"dualcap agent: error: {err}") from None
 
@@ -76,6 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--kubeconfig",
         metavar="FILE",
         help="kubeconfig (default: $KUBECONFIG, the pod's service account, ~/.kube/config)",
+    )
+    agent.add_argument(
+        "--context", metavar="NAME", help="the kubeconfig's context (default: its current one)"
     )
     agent.add_argument(
         "--interval",

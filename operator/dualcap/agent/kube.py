@@ -1,4 +1,4 @@
-"""The agent's few Kubernetes calls, with a kubeconfig loader of its own.
+"""The agent's few Kubernetes calls.
 
 The agent reads one Node and writes one MinerBlock and a few Events; it does not need the
 operator's client (which runs kopf's login and a loop of its own), nor an HTTP library
@@ -6,30 +6,30 @@ beyond the standard library's: `http.client`, its blocking calls run in worker t
 One kept-alive connection carries the requests (one at a time, opened again when the
 server has closed it), each watch has one of its own; every call is bounded by a socket
 timeout and by the loop, which shuts a connection down to unblock a call it gives up on.
-Credentials: a kubeconfig (`--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`) or,
-in a pod, the service account (its token file is re-read, as bound tokens rotate).
+Credentials: dualcap's one loader (`dualcap.login`): a kubeconfig, exec
+plugins included, or in a pod the service account (its token file is re-read, as bound
+tokens rotate); loaded again when they expire or the server answers 401.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import http.client
 import json
-import os
+import logging
 import socket
 import ssl
-import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+from dualcap.login import Credentials, CredentialsError
+from dualcap.login import load as load_credentials
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -39,8 +39,8 @@ class ConfigError(Exception):
 @dataclass
 class Connection:
     server: str
+    credentials: Credentials | None = None  # loaded again when they expire or on a 401
     token: str | None = None
-    token_file: str | None = None
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -50,77 +50,22 @@ class Connection:
         return f"Connection(server={self.server!r})"
 
 
-def _data_file(data: str, suffix: str) -> str:
-    out = tempfile.NamedTemporaryFile(delete=False, suffix=suffix)  # noqa: SIM115
-    out.write(base64.b64decode(data))
-    out.close()
-    os.chmod(out.name, 0o600)
-    return out.name
-
-
-def _from_kubeconfig(path: Path) -> Connection:
-    import yaml  # only here: an agent in a pod reads no kubeconfig
-
+def load_connection(kubeconfig: str | None = None, context: str | None = None) -> Connection:
+    """dualcap's one way to log in (`dualcap.login`): `--kubeconfig`, else
+    `$KUBECONFIG`, else the pod's service account, else `~/.kube/config`; exec credential
+    plugins included."""
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read kubeconfig {path}: {err}") from err
-    base = path.parent
-
-    def named(kind: str, name: str | None) -> dict[str, Any]:
-        for item in doc.get(kind + "s") or []:
-            if item.get("name") == name:
-                return dict(item.get(kind) or {})
-        raise ConfigError(f"kubeconfig {path}: no {kind} {name!r}")
-
-    context = named("context", doc.get("current-context"))
-    cluster = named("cluster", context.get("cluster"))
-    user = named("user", context.get("user")) if context.get("user") else {}
-    if not cluster.get("server"):
-        raise ConfigError(f"kubeconfig {path}: the cluster has no server")
-
-    def file(key: str, data_key: str, suffix: str, section: dict[str, Any]) -> str | None:
-        if section.get(data_key):
-            return _data_file(section[data_key], suffix)
-        if section.get(key):
-            return str(base / section[key])
-        return None
-
+        creds = load_credentials(kubeconfig, context)
+    except CredentialsError as err:
+        raise ConfigError(str(err)) from None
     return Connection(
-        server=str(cluster["server"]).rstrip("/"),
-        token=user.get("token"),
-        token_file=str(base / user["tokenFile"]) if user.get("tokenFile") else None,
-        ca_file=file("certificate-authority", "certificate-authority-data", ".crt", cluster),
-        cert_file=file("client-certificate", "client-certificate-data", ".crt", user),
-        key_file=file("client-key", "client-key-data", ".key", user),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        server=creds.server,
+        credentials=creds,
+        ca_file=creds.ca_path,
+        cert_file=creds.cert_path,
+        key_file=creds.key_path,
+        insecure=creds.insecure,
     )
-
-
-def load_connection(kubeconfig: str | None = None) -> Connection:
-    """`--kubeconfig`, else `$KUBECONFIG` (its first file), else the pod's service account
-    when running in a cluster, else `~/.kube/config`."""
-    if kubeconfig:
-        return _from_kubeconfig(Path(kubeconfig))
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return _from_kubeconfig(Path(env.split(os.pathsep)[0]))
-    host, port = (
-        os.environ.get("KUBERNETES_SERVICE_HOST"),
-        os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
-    )
-    if host and (SERVICE_ACCOUNT / "token").exists():
-        if ":" in host:
-            host = f"[{host}]"
-        return Connection(
-            server=f"https://{host}:{port}",
-            token_file=str(SERVICE_ACCOUNT / "token"),
-            ca_file=str(SERVICE_ACCOUNT / "ca.crt"),
-        )
-    default = Path.home() / ".kube" / "config"
-    if default.exists():
-        return _from_kubeconfig(default)
-    raise ConfigError("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a pod")
 
 
 MAX_BODY = 64 * 1024 * 1024  # a list of every node of a large cluster fits
@@ -269,7 +214,6 @@ class Kube:
     def __init__(self, conn: Connection, timeout: float = 15.0):
         self.conn = conn
         self._timeout = timeout
-        self._token: tuple[float, str] | None = None
         parts = urlsplit(conn.server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {conn.server!r}")
@@ -311,17 +255,25 @@ class Kube:
         if ctype:
             headers["Content-Type"] = ctype
         token = self.conn.token
-        if self.conn.token_file:
-            now = time.monotonic()
-            if self._token is None or now - self._token[0] > 60:
-                try:
-                    self._token = (now, Path(self.conn.token_file).read_text().strip())
-                except OSError:
-                    self._token = None
-            token = self._token[1] if self._token else None
+        if self.conn.credentials is not None:
+            try:
+                token = self.conn.credentials.bearer()
+            except CredentialsError as err:
+                log.warning("%s", err)
+                token = None
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    async def _renew(self, force: bool = False) -> None:
+        """Load the credentials again when they have expired (or ``force``: a 401)."""
+        creds = self.conn.credentials
+        if creds is None or not (force or creds.expired()):
+            return
+        try:
+            self.conn.credentials = await asyncio.to_thread(creds.reload)
+        except CredentialsError as err:  # keep the old ones: the server will say
+            log.warning("could not load the credentials again (%s): %s", creds.source, err)
 
     async def close(self) -> None:
         conn, self._http = self._http, None
@@ -337,6 +289,22 @@ class Kube:
         params: dict[str, str] | None = None,
         accept: str | None = None,
     ) -> Reply:
+        reply = await self._request(method, path, body, ctype, params, accept)
+        if reply.code == 401 and self.conn.credentials is not None:
+            await self._renew(force=True)
+            reply = await self._request(method, path, body, ctype, params, accept)
+        return reply
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        ctype: str,
+        params: dict[str, str] | None,
+        accept: str | None,
+    ) -> Reply:
+        await self._renew()
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers(ctype if body is not None else None)
         if accept:
@@ -366,6 +334,7 @@ class Kube:
         waits at most ``timeout`` seconds (the server sends bookmarks meanwhile); closing
         the iterator (or cancelling its reader) shuts the connection down at once."""
         query = {**params, "watch": "1", "allowWatchBookmarks": "true"}
+        await self._renew()
         conn = self._connection()
         try:
             resp = await conn.call(
@@ -378,6 +347,8 @@ class Kube:
             )
             if resp.status == 410:
                 raise WatchGone()
+            if resp.status == 401:
+                await self._renew(force=True)  # for the watch opened next
             if resp.status >= 400:
                 raise WatchError(f"watch refused: {resp.status}")
             for _ in iter(int, 1):  # until the server ends the watch; every read is bounded

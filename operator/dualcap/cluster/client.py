@@ -1,4 +1,6 @@
-"""A thin async Kubernetes client over aiohttp, with the credentials kopf logged in with.
+"""A thin async Kubernetes client over aiohttp, with the credentials kopf logged in with
+(and, where they came from `dualcap.login`, loaded again when they expire or
+the server answers 401: an exec plugin's token, a service account's rotated token file).
 
 The operator needs a handful of calls (patch a node, create and delete a pod, patch a
 status); one small client keeps them explicit, bounded and non-blocking.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import ssl
@@ -22,8 +25,25 @@ import aiohttp
 import kopf
 
 from dualcap import __version__
+from dualcap.login import Credentials, CredentialsError
+
+log = logging.getLogger(__name__)
 
 ConnectionInfo = kopf.ConnectionInfo  # the credentials kopf logged in with
+
+
+def connection_info(creds: Credentials) -> kopf.ConnectionInfo:
+    """kopf's form of the credentials: kopf logs in again when they expire."""
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_path,
+        insecure=creds.insecure or None,
+        scheme="Bearer" if creds.bearer() else None,
+        token=creds.bearer(),
+        certificate_path=creds.cert_path,
+        private_key_path=creds.key_path,
+        expiration=creds.expires_at,
+    )
 
 
 @dataclass
@@ -80,8 +100,16 @@ class Client:
     curtail batch makes a watch event per node and per evicted pod), and on a shared loop
     those events would queue ahead of every response. The caller awaits as usual."""
 
-    def __init__(self, info: kopf.ConnectionInfo, concurrency: int = 32, timeout: float = 30.0):
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        concurrency: int = 32,
+        timeout: float = 30.0,
+        credentials: Credentials | None = None,
+    ):
         self.info = info
+        # Where the token came from, to load it again (None: the token of `info`, as is).
+        self.credentials = credentials
         self.server = info.server.rstrip("/")
         self.errors: dict[int, int] = {}  # API errors by code, for metrics
         self._concurrency = concurrency
@@ -106,8 +134,6 @@ class Client:
         headers = {
             "User-Agent": f"dualcap/{__version__} ({socket.gethostname()}; pid {os.getpid()})"
         }
-        if info.token:
-            headers["Authorization"] = f"Bearer {info.token}"
         auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
         self.session = aiohttp.ClientSession(
             headers=headers,
@@ -116,6 +142,20 @@ class Client:
             timeout=aiohttp.ClientTimeout(total=self._timeout),
         )
         self.limit = asyncio.Semaphore(self._concurrency)
+
+    async def _authorization(self, renew: bool = False) -> dict[str, str]:
+        """The Authorization header for the next request (on the client's loop): the
+        credentials loaded again first when they have expired or ``renew`` asks."""
+        creds = self.credentials
+        if creds is None:
+            return {"Authorization": f"Bearer {self.info.token}"} if self.info.token else {}
+        if renew or creds.expired():
+            try:
+                self.credentials = creds = await asyncio.to_thread(creds.reload)
+            except CredentialsError as err:  # keep the old ones: the server will say
+                log.warning("could not load the credentials again (%s): %s", creds.source, err)
+        token = creds.bearer()
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def close(self) -> None:
         if self._loop.is_running():
@@ -145,25 +185,27 @@ class Client:
     ) -> Response:
         data = None if body is None else json.dumps(body)
         async with self.limit:
+            for attempt in (1, 2):  # a 401 with renewable credentials: once more, renewed
+                headers = {"Content-Type": ctype, **await self._authorization(renew=attempt > 1)}
+                try:
+                    async with self.session.request(
+                        method, self.server + path, data=data, params=params, headers=headers
+                    ) as resp:
+                        raw = await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    self.errors[0] = self.errors.get(0, 0) + 1
+                    return Response(0, {"reason": "ConnectionError", "message": repr(err)})
+                if status == 401 and attempt == 1 and self.credentials is not None:
+                    continue
+                break
             try:
-                async with self.session.request(
-                    method,
-                    self.server + path,
-                    data=data,
-                    params=params,
-                    headers={"Content-Type": ctype},
-                ) as resp:
-                    raw = await resp.read()
-                    try:
-                        doc = json.loads(raw) if raw else None
-                    except ValueError:
-                        doc = raw.decode(errors="replace")
-                    if resp.status >= 400:
-                        self.errors[resp.status] = self.errors.get(resp.status, 0) + 1
-                    return Response(resp.status, doc)
-            except (aiohttp.ClientError, TimeoutError) as err:
-                self.errors[0] = self.errors.get(0, 0) + 1
-                return Response(0, {"reason": "ConnectionError", "message": repr(err)})
+                doc = json.loads(raw) if raw else None
+            except ValueError:
+                doc = raw.decode(errors="replace")
+            if status >= 400:
+                self.errors[status] = self.errors.get(status, 0) + 1
+            return Response(status, doc)
 
     async def stream(
         self, path: str, params: dict[str, str], timeout: float
@@ -179,8 +221,11 @@ class Client:
                 async with self.session.get(
                     self.server + path,
                     params=params,
+                    headers=await self._authorization(),
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
                 ) as resp:
+                    if resp.status == 401 and self.credentials is not None:
+                        await self._authorization(renew=True)  # the watcher's retry gets them
                     if resp.status >= 400:
                         self.errors[resp.status] = self.errors.get(resp.status, 0) + 1
                         body = await resp.read()

@@ -35,7 +35,7 @@ from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
-from dualcap.cluster.client import Client, ConnectionInfo
+from dualcap.cluster.client import Client, ConnectionInfo, connection_info
 from dualcap.cluster.feeds import PricePoller, PricesNow
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
@@ -43,6 +43,8 @@ from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.pollers import SitePollers
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
 from dualcap.cluster.status import set_conditions
+from dualcap.login import Credentials
+from dualcap.login import load as load_credentials
 from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.planning.measured import History, report_from
 from dualcap.signals.freshness import SignalAge
@@ -158,6 +160,11 @@ class Operator:
     namespaces: list[str] = field(default_factory=list)  # pods watched only there (if any)
     metrics: Metrics | None = None
     connection: ConnectionInfo | None = None
+    # How to log in: a kubeconfig (None: $KUBECONFIG, the service account, ~/.kube/config)
+    # and its context; the credentials loaded from them (the client renews them itself).
+    kubeconfig: str | None = None
+    context: str | None = None
+    credentials: Credentials | None = None
     # With peering, no site acts before this monotonic time: operators started together
     # must first see each other, or both would act until kopf pauses the lower priority.
     act_after: float = 0.0
@@ -187,11 +194,17 @@ class Operator:
 
     # --- set-up ---------------------------------------------------------------------------
 
+    def login(self) -> ConnectionInfo:
+        """Credentials loaded again (kopf calls this at start, at expiry and after a 401)."""
+        self.credentials = load_credentials(self.kubeconfig, self.context)
+        self.connection = connection_info(self.credentials)
+        return self.connection
+
     def ensure_client(self) -> Reconciler:
         if self.reconciler is None:
             if self.connection is None:
                 raise TryAgain("not logged in yet", delay=1)
-            self.client = client = Client(self.connection)
+            self.client = client = Client(self.connection, credentials=self.credentials)
             self.reconciler = Reconciler(
                 client, self.clock, self.safety_period, self.resync_seconds
             )

@@ -19,6 +19,7 @@ import kopf
 
 from dualcap.api.common import GROUP, VERSION
 from dualcap.cluster.operator import Operator, TryAgain
+from dualcap.login import CredentialsError
 
 SITES = (GROUP, VERSION, "sites")
 LEASES = (GROUP, VERSION, "computeleases")
@@ -73,26 +74,21 @@ def _body(type: str, body: kopf.Body) -> kopf.Body | None:
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    def credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
-
     @kopf.on.login(id="login", registry=registry)
-    def login(
-        memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any
-    ) -> kopf.ConnectionInfo | None:
-        info = credentials(settings)
-        operator_of(memo).connection = info
-        return info
+    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+        try:
+            return operator_of(memo).login()
+        except CredentialsError as err:  # said, and tried again: never a crash loop
+            raise kopf.TemporaryError(str(err), delay=10) from None
 
     @kopf.on.startup(id="resources_served", registry=registry)
-    async def resources_served(
-        memo: kopf.Memo, logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any
-    ) -> None:
+    async def resources_served(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         service = operator_of(memo)
         if service.connection is None:  # startup runs before kopf's own login
-            service.connection = credentials(settings)
+            try:
+                service.login()
+            except CredentialsError as err:
+                raise kopf.TemporaryError(str(err), delay=10) from None
         await service.wait_for_resources(logger)
 
     @kopf.on.cleanup(id="cleanup", registry=registry)

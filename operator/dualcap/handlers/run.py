@@ -30,12 +30,16 @@ async def operate(
     state: Operator | None = None,
     metrics_port: int | None = None,
     priority: int = 0,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> None:
     """Run until ``stop_flag`` (or cancellation). ``namespaces`` limits the ComputeLeases
     and pods watched; cluster-scoped resources are always watched."""
     memo = kopf.Memo()
     memo.dualcap = state = state or Operator()
     state.namespaces = list(namespaces)
+    if kubeconfig or context:
+        state.kubeconfig, state.context = kubeconfig, context
     if state.metrics is None:
         state.metrics = Metrics(state.clock)
     if metrics_port:
@@ -65,6 +69,8 @@ def run(
     log_format: str,
     metrics_port: int | None = None,
     priority: int = 0,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> None:
     kopf.configure(verbose=verbose, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
     if not verbose:
@@ -78,7 +84,15 @@ def run(
     # 500-node curtail batch (bench/bench_operator.py).
     sys.setswitchinterval(0.0005)
     asyncio.run(
-        operate(namespaces, liveness, peering, metrics_port=metrics_port, priority=priority)
+        operate(
+            namespaces,
+            liveness,
+            peering,
+            metrics_port=metrics_port,
+            priority=priority,
+            kubeconfig=kubeconfig,
+            context=context,
+        )
     )
 
 

@@ -874,27 +874,31 @@ def quiet_openleadr() -> None:
     logging.getLogger("openleadr").setLevel(logging.WARNING)
 
 
-def run(config_path: str, metrics_port: int = 0) -> int:
+def run(
+    config_path: str,
+    metrics_port: int = 0,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> int:
     """``dualcap openadr --config FILE``: until interrupted."""
-    import kopf
     from prometheus_client import start_http_server
 
-    from dualcap.cluster.client import Client
+    from dualcap.cluster.client import Client, connection_info
+    from dualcap.login import CredentialsError
+    from dualcap.login import load as load_credentials
 
     config = load_config(config_path)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     quiet_openleadr()
-    settings = kopf.OperatorSettings()
-    info = kopf.login_with_service_account(
-        logger=log, settings=settings
-    ) or kopf.login_with_kubeconfig(logger=log, settings=settings)
-    if info is None:
-        raise ConfigError("no Kubernetes credentials (in-cluster service account or KUBECONFIG)")
+    try:
+        creds = load_credentials(kubeconfig, context)
+    except CredentialsError as err:
+        raise ConfigError(str(err)) from None
 
     async def main() -> None:
-        client = Client(info)
+        client = Client(connection_info(creds), credentials=creds)
         adapter = Adapter(config, client)
         if metrics_port:
             start_http_server(metrics_port, registry=adapter.metrics.registry)

@@ -211,7 +211,19 @@ def curtailed(node: dict[str, Any]) -> bool:
     )
 
 
+async def namespace_usable(t: Target) -> None:
+    """A namespace a previous scenario deleted is gone before this one makes it again (a
+    real apiserver refuses creations in a namespace that is being terminated)."""
+
+    async def not_terminating() -> bool:
+        ns = await get(t, f"/api/v1/namespaces/{NS}")
+        return ns is None or not ns["metadata"].get("deletionTimestamp")
+
+    await until(not_terminating, t.timeout, f"namespace {NS} deleted by the previous scenario")
+
+
 async def run_scenario(t: Target, log: Path) -> None:
+    await namespace_usable(t)
     asic, gpu = await pick_nodes(t)
     await label(t, asic, "asic", None)
     await label(t, gpu, "gpu", 2)

@@ -23,6 +23,7 @@ from tests.e2e.scenario import (
     label,
     lease_pods,
     miners,
+    namespace_usable,
     objects,
     ok,
     operator,
@@ -71,6 +72,7 @@ async def test_restarts_and_compaction_lose_nothing(
     client = connect(cluster.kubeconfig)
     t = Target(client, cluster.kubeconfig, real=True, timeout=TIMEOUT, kwok=True)
     log = tmp_path / "operator.log"
+    await namespace_usable(t)
     asic, gpu = await pick_nodes(t)
     await label(t, asic, "asic", None)
     await label(t, gpu, "gpu", 2)

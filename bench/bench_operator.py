@@ -11,6 +11,9 @@ them. Then:
   concurrent requests) sent by a plain aiohttp client to its own sandbox.
 
 Prints both and their ratio (target: within 1 s and within 1.5x of the bare client).
+
+`--server real` runs the same on the real control plane (`make kube-bins`: kube-apiserver,
+etcd, kube-controller-manager, kube-scheduler, kwok), `--server both` on each in turn.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ CONCURRENCY = 32  # the operator client's bound
 TAINT = "dualcap.io/curtailed"
 
 
-def fleet(path: Path) -> float:
-    """Writes the site; returns the limit that lets every controller mine."""
+def fleet(path: Path) -> tuple[list[dict[str, Any]], float]:
+    """Writes the site; returns its objects and the limit that lets every controller mine."""
     objects = site_objects(SITE, controllers=CONTROLLERS, gpu_nodes=8, leases=0, seed=1)
     for obj in objects:
         meta = obj["metadata"]
@@ -61,7 +64,7 @@ def fleet(path: Path) -> float:
             obj["spec"]["limitKW"] = limit
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mining"}}
     path.write_text(yaml.safe_dump_all([ns, *objects]))
-    return limit
+    return [ns, *objects], limit
 
 
 class Sandbox:
@@ -92,9 +95,33 @@ class Sandbox:
             time.sleep(0.1)
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def session(self, limit: int = 100) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+class Real:
+    """The same site on the real control plane (bench/realserver.py)."""
+
+    def __init__(self, tmp: Path, name: str, objects: list[dict[str, Any]]):
+        from realserver import RealServer
+
+        self.server = RealServer(tmp / name)
+        took = asyncio.run(self.server.load(objects))
+        print(f"  ({name}: {len(objects)} objects created on the real apiserver in {took:.1f} s)")
+        self.url, self.kubeconfig = self.server.url, self.server.kubeconfig
+
+    def session(self, limit: int = 100) -> aiohttp.ClientSession:
+        return self.server.session(limit)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+Server = Sandbox | Real
 
 
 async def tainted_nodes(s: aiohttp.ClientSession, url: str) -> dict[str, dict[str, Any]]:
@@ -116,7 +143,7 @@ def ready(status: dict[str, Any]) -> bool:
     )
 
 
-async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
+async def operator_side(sb: Server, limit: float) -> tuple[float, int, float]:
     env = dict(os.environ, KUBECONFIG=str(sb.kubeconfig))
     start = time.perf_counter()
     op = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
@@ -126,7 +153,7 @@ async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        async with aiohttp.ClientSession() as s:
+        async with sb.session() as s:
             while True:  # settled: Ready, everything mining
                 status = await site_status(s, sb.url)
                 if ready(status) and (status.get("controllers") or {}).get("mining") == CONTROLLERS:
@@ -186,10 +213,9 @@ async def operator_side(sb: Sandbox, limit: float) -> tuple[float, int, float]:
         op.wait(30)
 
 
-async def bare_side(sb: Sandbox, names: list[str]) -> float:
+async def bare_side(sb: Server, names: list[str]) -> float:
     at = datetime.now(UTC)
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as s:
+    async with sb.session(limit=CONCURRENCY) as s:
         nodes = await tainted_nodes(s, sb.url)
         bodies = {n: json.dumps(curtail_patch(nodes[n], at)) for n in names}
         bound = asyncio.Semaphore(CONCURRENCY)
@@ -211,8 +237,8 @@ async def bare_side(sb: Sandbox, names: list[str]) -> float:
         return time.perf_counter() - t0
 
 
-async def curtailed_names(sb: Sandbox) -> list[str]:
-    async with aiohttp.ClientSession() as s:
+async def curtailed_names(sb: Server) -> list[str]:
+    async with sb.session() as s:
         nodes = await tainted_nodes(s, sb.url)
     return sorted(
         n
@@ -221,34 +247,54 @@ async def curtailed_names(sb: Sandbox) -> list[str]:
     )
 
 
+def measure(
+    kind: str, tmp: Path, fleet_file: Path, objects: list[dict[str, Any]], limit: float
+) -> None:
+    def server(name: str) -> Server:
+        return (
+            Sandbox(tmp, name, fleet_file)
+            if kind == "sandbox"
+            else Real(tmp, f"{kind}-{name}", objects)
+        )
+
+    print(
+        f" on the {'sandbox' if kind == 'sandbox' else 'real control plane (kube-apiserver v1.36.3, etcd, kwok)'}:"
+    )
+    sb = server("operator")
+    try:
+        took, count, settle = asyncio.run(operator_side(sb, limit))
+        names = asyncio.run(curtailed_names(sb))
+    finally:
+        sb.stop()
+    print(f"  cold start to settled (all {CONTROLLERS} mining): {settle:.2f} s")
+    print(f"  operator: budget patch -> last of {count} curtails accepted: {took * 1000:.0f} ms")
+    sb = server("bare")
+    try:
+        bare = asyncio.run(bare_side(sb, names))
+    finally:
+        sb.stop()
+    print(
+        f"  bare client: the same {len(names)} patches, {CONCURRENCY} at a time: {bare * 1000:.0f} ms"
+    )
+    print(f"  ratio operator / bare client: {took / bare:.2f}x (target: <= 1.5x and <= 1 s)")
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--server", choices=["sandbox", "real", "both"], default="sandbox")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         fleet_file = tmp / "fleet.yaml"
-        limit = fleet(fleet_file)
+        objects, limit = fleet(fleet_file)
         print(
             f"dualcap operator benchmark: limit drop to 50% on a site of {CONTROLLERS} controllers "
-            f"(sandbox, operator and load each in its own process)"
+            f"(API server, operator and load each in its own process)"
         )
-        sb = Sandbox(tmp, "operator", fleet_file)
-        try:
-            took, count, settle = asyncio.run(operator_side(sb, limit))
-            names = asyncio.run(curtailed_names(sb))
-        finally:
-            sb.stop()
-        print(f"  cold start to settled (all {CONTROLLERS} mining): {settle:.2f} s")
-        print(
-            f"  operator: budget patch -> last of {count} curtails accepted: {took * 1000:.0f} ms"
-        )
-        sb = Sandbox(tmp, "bare", fleet_file)
-        try:
-            bare = asyncio.run(bare_side(sb, names))
-        finally:
-            sb.stop()
-        print(
-            f"  bare client: the same {len(names)} patches, {CONCURRENCY} at a time: {bare * 1000:.0f} ms"
-        )
-        print(f"  ratio operator / bare client: {took / bare:.2f}x (target: <= 1.5x and <= 1 s)")
+        for kind in ("sandbox", "real") if args.server == "both" else (args.server,):
+            measure(kind, tmp, fleet_file, objects, limit)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,18 @@ def test_the_operator_wheel_carries_no_sandbox() -> None:
         if line.startswith("COPY ")
     ]  # fmt: skip
     assert copies and not any("sandbox" in line for line in copies), copies
+
+
+def test_the_architecture_docs_say_the_same() -> None:
+    """docs/architecture.md §1's table of packages lists, for each, what it may import:
+    the same as BELOW (and TOP for dualcap.login)."""
+    import re
+
+    doc = (PACKAGE.parent.parent / "docs" / "architecture.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        m = re.match(r"\| `dualcap\.(\w+)` \|.*\| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = set(re.findall(r"`([\w.]+)`", m.group(2)))
+    want = {layer: may - {layer} for layer, may in BELOW.items()} | {"login": TOP["login"]}
+    assert rows == want, f"docs/architecture.md says {rows}, the layering test {want}"

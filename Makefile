@@ -132,6 +132,11 @@ bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator limit drop); t
 	@echo
 	$(BIN)/python bench/bench_operator.py
 
+.PHONY: bench-real
+bench-real: $(STAMP) ## the operator's limit drop on the real control plane (kube-bins) beside the sandbox's (about 3 minutes)
+	tools/kube/build.sh kubernetes etcd kwok
+	$(BIN)/python bench/bench_operator.py --server both
+
 .PHONY: bench-loops
 bench-loops: $(STAMP) ## the closed loops end to end: unmodelled load on the meter, a live price, a DR event (about 2.5 minutes)
 	$(BIN)/python bench/bench_unmodelled.py

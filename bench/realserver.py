@@ -28,6 +28,14 @@ from tests.realcluster.launcher import ControlPlane, LaunchError, which_kubectl 
 CORE = {"Node": "nodes", "Pod": "pods", "Namespace": "namespaces"}
 
 
+def _settled(node: dict[str, Any]) -> bool:
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )
+    return ready and "node.alpha.kubernetes.io/ttl" in (node["metadata"].get("annotations") or {})
+
+
 def _collection(obj: dict[str, Any]) -> str:
     kind, meta = obj["kind"], obj["metadata"]
     if kind in CORE:
@@ -82,8 +90,10 @@ class RealServer:
                 body = copy.deepcopy(obj)
                 for key in ("uid", "resourceVersion", "generation", "creationTimestamp"):
                     body["metadata"].pop(key, None)
-                if body["kind"] != "Node":
-                    body.pop("status", None)  # the real kubelets (kwok) set a pod's phase
+                if body["kind"] == "Node":  # kwok's kubelets say Ready (and heartbeat) themselves
+                    body.get("status", {}).pop("conditions", None)
+                else:
+                    body.pop("status", None)  # kwok sets a pod's phase
                 async with bound, s.post(self.url + _collection(body), json=body) as r:
                     if r.status not in (200, 201, 409):
                         raise SystemExit(
@@ -95,6 +105,23 @@ class RealServer:
                 await asyncio.gather(*(create(o) for o in objects if o["kind"] == kind))
             await asyncio.gather(*(create(o) for o in objects if o["kind"] not in order))
         return time.perf_counter() - start
+
+    async def settle(self, timeout: float = 240.0) -> float:
+        """Waits until kwok has made every node Ready and kube-controller-manager has
+        written each once (its TTL controller annotates every new node, at its 20 requests
+        a second): the churn of new nodes is over, as on a site whose nodes are old. What
+        stays is the kubelets' (kwok's) status heartbeats, as on every real cluster.
+        Returns the seconds it took."""
+        start = time.perf_counter()
+        async with self.session() as s:
+            while True:
+                async with s.get(self.url + "/api/v1/nodes") as r:
+                    nodes = (await r.json())["items"]
+                if all(_settled(n) for n in nodes):
+                    return time.perf_counter() - start
+                if time.perf_counter() - start > timeout:
+                    raise SystemExit(f"the nodes did not settle within {timeout:.0f} s")
+                await asyncio.sleep(1.0)
 
     def stop(self) -> None:
         self.cp.stop()

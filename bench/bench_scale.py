@@ -9,6 +9,7 @@
   inside its new limit.
 
     python bench/bench_scale.py        (SCALE=0.2 for a fifth of the size)
+    python bench/bench_scale.py --server real   (on the real control plane of make kube-bins)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ LEASES = int(2000 * SCALE)
 TARGET_PODS = int(20_000 * SCALE)
 
 
-def fleet(path: Path) -> tuple[int, int, dict[str, float]]:
+def fleet(path: Path) -> tuple[int, int, dict[str, float], list[dict[str, Any]]]:
     objects = fleet_objects(SITES, NODES, LEASES, seed=7)
     limits: dict[str, float] = {}
     for obj in objects:
@@ -69,7 +70,7 @@ def fleet(path: Path) -> tuple[int, int, dict[str, float]]:
     }
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in sorted(namespaces)]  # fmt: skip
     path.write_text(yaml.safe_dump_all(docs + objects + extra))
-    return len(nodes), pods + len(extra), limits
+    return len(nodes), pods + len(extra), limits, docs + objects + extra
 
 
 async def sites(s: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
@@ -91,7 +92,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def run(url: str, kubeconfig: Path, limits: dict[str, float]) -> None:
+async def run(
+    url: str, kubeconfig: Path, limits: dict[str, float], session: Any = aiohttp.ClientSession
+) -> None:
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     start = time.perf_counter()
     op = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
@@ -99,7 +102,7 @@ async def run(url: str, kubeconfig: Path, limits: dict[str, float]) -> None:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        async with session() as s:
             while True:
                 items = await sites(s, url)
                 if len(items) == SITES and all(ready(i) for i in items):
@@ -146,11 +149,36 @@ async def run(url: str, kubeconfig: Path, limits: dict[str, float]) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--server", choices=["sandbox", "real"], default="sandbox")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         path = tmp / "fleet.yaml"
-        nodes, pods, limits = fleet(path)
-        print(f"dualcap scale benchmark: {SITES} sites, {nodes:,} nodes, {pods:,} pods (sandbox and operator in their own processes)")  # fmt: skip
+        nodes, pods, limits, objects = fleet(path)
+        where = (
+            "sandbox"
+            if args.server == "sandbox"
+            else "real control plane: kube-apiserver, etcd, kwok"
+        )
+        print(f"dualcap scale benchmark: {SITES} sites, {nodes:,} nodes, {pods:,} pods ({where}; operator in its own process)")  # fmt: skip
+        if args.server == "real":
+            from realserver import RealServer
+
+            server = RealServer(tmp / "real")
+            try:
+                took = asyncio.run(server.load(objects))
+                print(f"  {len(objects):,} objects created on the real apiserver in {took:.0f} s")
+                quiet = asyncio.run(server.settle(timeout=1200))
+                print(
+                    f"  kwok and kube-controller-manager done with the new nodes {quiet:.0f} s later"
+                )
+                asyncio.run(run(server.url, server.kubeconfig, limits, lambda: server.session(64)))
+            finally:
+                server.stop()
+            return
         port = 19500 + os.getpid() % 400
         kubeconfig = tmp / "kubeconfig"
         t = time.perf_counter()
@@ -165,7 +193,14 @@ def main() -> None:
                     raise SystemExit(f"sandbox failed: {sb.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
                 time.sleep(0.5)
             print(f"  sandbox loaded in {time.perf_counter() - t:.0f} s")
-            asyncio.run(run(f"http://127.0.0.1:{port}", kubeconfig, limits))
+            asyncio.run(
+                run(
+                    f"http://127.0.0.1:{port}",
+                    kubeconfig,
+                    limits,
+                    lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)),
+                )
+            )
         finally:
             sb.terminate()
             sb.wait(30)

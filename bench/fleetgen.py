@@ -162,7 +162,11 @@ def site_objects(
                         "spec": {
                             "nodeName": node,
                             "containers": [
-                                {"name": "main", "resources": {"limits": {"nvidia.com/gpu": "8"}}}
+                                {
+                                    "name": "main",
+                                    "image": "x",  # a real apiserver requires one
+                                    "resources": {"limits": {"nvidia.com/gpu": "8"}},
+                                }
                             ],
                         },
                         "status": {"phase": "Running"},

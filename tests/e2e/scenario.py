@@ -83,7 +83,8 @@ async def operator(kubeconfig: Path, log: Path) -> Any:
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dualcap", "run", "--liveness", "none",
-            "--metrics-port", "0", "--log-format", "plain",
+            "--metrics-port", "0", "--log-format", "full",
+            *(["-v"] if os.environ.get("DUALCAP_E2E_VERBOSE") else []),
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:

@@ -18,6 +18,7 @@ logs in with its service account, never loads it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -86,6 +87,19 @@ class Credentials:
             fresh.bearer()
             return fresh
         return load(self.kubeconfig, self.context)
+
+
+async def renewed(creds: Credentials, force: bool = False) -> Credentials:
+    """``creds`` loaded again (off the event loop: an exec plugin may take a while) when
+    they have expired, or when ``force`` says so (the server answered 401). When loading
+    fails the old ones are kept, and the server will say what it thinks of them."""
+    if not (force or creds.expired()):
+        return creds
+    try:
+        return await asyncio.to_thread(creds.reload)
+    except CredentialsError as err:
+        log.warning("could not load the credentials again (%s): %s", creds.source, err)
+        return creds
 
 
 def load(kubeconfig: str | None = None, context: str | None = None) -> Credentials:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
-from dualcap.login import Credentials, CredentialsError
+from dualcap.login import Credentials, CredentialsError, renewed
 from dualcap.login import load as load_credentials
 
 log = logging.getLogger(__name__)
@@ -267,13 +267,8 @@ class Kube:
 
     async def _renew(self, force: bool = False) -> None:
         """Load the credentials again when they have expired (or ``force``: a 401)."""
-        creds = self.conn.credentials
-        if creds is None or not (force or creds.expired()):
-            return
-        try:
-            self.conn.credentials = await asyncio.to_thread(creds.reload)
-        except CredentialsError as err:  # keep the old ones: the server will say
-            log.warning("could not load the credentials again (%s): %s", creds.source, err)
+        if self.conn.credentials is not None:
+            self.conn.credentials = await renewed(self.conn.credentials, force)
 
     async def close(self) -> None:
         conn, self._http = self._http, None

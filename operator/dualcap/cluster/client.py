@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import os
 import socket
 import ssl
@@ -25,9 +24,7 @@ import aiohttp
 import kopf
 
 from dualcap import __version__
-from dualcap.login import Credentials, CredentialsError
-
-log = logging.getLogger(__name__)
+from dualcap.login import Credentials, renewed
 
 ConnectionInfo = kopf.ConnectionInfo  # the credentials kopf logged in with
 
@@ -149,11 +146,7 @@ class Client:
         creds = self.credentials
         if creds is None:
             return {"Authorization": f"Bearer {self.info.token}"} if self.info.token else {}
-        if renew or creds.expired():
-            try:
-                self.credentials = creds = await asyncio.to_thread(creds.reload)
-            except CredentialsError as err:  # keep the old ones: the server will say
-                log.warning("could not load the credentials again (%s): %s", creds.source, err)
+        self.credentials = creds = await renewed(creds, force=renew)
         token = creds.bearer()
         return {"Authorization": f"Bearer {token}"} if token else {}
 

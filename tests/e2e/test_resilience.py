@@ -122,11 +122,20 @@ async def test_restarts_and_compaction_lose_nothing(
                 local.start_component("kube-apiserver")
             finally:
                 proc.send_signal(signal.SIGCONT)
-            await until(
-                lambda: node_curtailed(t, asic),
-                TIMEOUT,
-                "the cut made during the freeze carried out",
-            )
+            try:
+                await until(
+                    lambda: node_curtailed(t, asic),
+                    TIMEOUT,
+                    "the cut made during the freeze carried out",
+                )
+            except AssertionError as err:  # which side stalled: dualcap's marks or the eviction
+                node = await get(t, f"/api/v1/nodes/{asic}") or {}
+                pods = [(p["metadata"]["name"], p["spec"].get("nodeName")) for p in await miners(t)]
+                status = await site_status(t)
+                raise AssertionError(
+                    f"{err}\nnode spec: {node.get('spec')}\nminer pods: {pods}\n"
+                    f"site: {status.get('controllers')} {status.get('conditions')}"
+                ) from None
             status = await until(lambda: settled(t, 0), TIMEOUT, "the site settled inside 40 kW")
             assert status["committedKW"] <= 40
             await exactly_one_lease_pod(t, "after the compaction")

@@ -110,8 +110,12 @@ class Real:
         from realserver import RealServer
 
         self.server = RealServer(tmp / name)
-        took = asyncio.run(self.server.load(objects))
-        quiet = asyncio.run(self.server.settle())
+        try:
+            took = asyncio.run(self.server.load(objects))
+            quiet = asyncio.run(self.server.settle())
+        except BaseException:
+            self.server.stop()
+            raise
         print(
             f"  ({name}: {len(objects)} objects created on the real apiserver in {took:.1f} s;"
             f" kwok and kube-controller-manager done with the new nodes {quiet:.0f} s later)"

@@ -16,6 +16,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -94,6 +95,14 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when the process that started it
+    dies (a test run interrupted, a benchmark killed), so no component outlives its
+    launcher even when `stop()` never runs."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Component:
     name: str
@@ -111,6 +120,7 @@ class Component:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # its own group: stopped whole, never left behind
+                preexec_fn=_die_with_parent,
             )
         finally:
             out.close()

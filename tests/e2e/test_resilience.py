@@ -78,8 +78,11 @@ COMPACTION = os.environ.get("DUALCAP_E2E_COMPACTION") == "1"
             True,
             marks=pytest.mark.skipif(
                 not COMPACTION,
-                reason="the compaction step fails about one run in three, cause not yet known"
-                " (DUALCAP_E2E_COMPACTION=1 runs it): out of make e2e until it is understood",
+                reason="the compaction step fails about one run in three: in the failed runs"
+                " looked at, kube-controller-manager marked kwok's nodes Unknown 50 s after"
+                " the restart (their leases not renewed), and the operator, counting a"
+                " NotReady controller at full power, shed the guaranteed lease"
+                " (DUALCAP_E2E_COMPACTION=1 runs it)",
             ),
         ),
     ],

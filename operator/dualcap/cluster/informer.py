@@ -66,6 +66,7 @@ class Informer:
                 await self._watch()
                 backoff = 0.5
             except Gone:
+                log.debug("%s: resourceVersion %s is gone (410): re-listing", self.name, self._rv)
                 self._rv = ""  # re-list
             except asyncio.CancelledError:
                 raise
@@ -109,6 +110,7 @@ class Informer:
             self.on_change("DELETED", None, old[key])  # gone while we were not watching
         self._rv = rv
         self.synced.set()
+        log.debug("%s: listed %d at resourceVersion %s", self.name, len(fresh), rv)
 
     async def _watch(self) -> None:
         params = {

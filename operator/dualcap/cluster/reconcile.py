@@ -278,6 +278,14 @@ class Reconciler:
             writes += 1
         for hook in self.on_plan:
             hook(p, outcome)
+        if log.isEnabledFor(logging.DEBUG):  # what the plan does, and why (-v)
+            log.debug(
+                "site %s: now %s, deferred %s, in flight: %s",
+                name,
+                [f"{c.describe()} ({c.reason}: {c.message})" for c in p.schedule.now],
+                [c.describe() for c in p.schedule.deferred],
+                bool(p.in_flight),
+            )
         wake = now + min(self.safety_period, timedelta(seconds=self.resync_seconds))
         if p.next_wakeup is not None:
             wake = min(wake, p.next_wakeup)

@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,24 +350,24 @@ class ControlPlane:
         pki = self.pki
         assert pki is not None
         return [
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports.controller_manager}",
-            "--leader-elect=false",
+            *self._control_loop_argv(self.ports.controller_manager),
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca_cert}",
             "--use-service-account-credentials=false",
         ]
 
     def _scheduler_argv(self) -> list[str]:
+        return self._control_loop_argv(self.ports.scheduler)
+
+    def _control_loop_argv(self, port: int) -> list[str]:
+        """What kube-controller-manager and kube-scheduler share: the admin's kubeconfig
+        (as kwokctl gives them), serving on 127.0.0.1 only, no leader election (one of each)."""
         return [
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
             "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports.scheduler}",
+            f"--secure-port={port}",
             "--leader-elect=false",
         ]
 
@@ -447,12 +447,6 @@ class ControlPlane:
             },
         )
 
-    def token_kubeconfig(self, path: Path, token: str, user: str = "token") -> Path:
-        """A kubeconfig that logs in with a bearer token (e.g. a ServiceAccount's)."""
-        assert self.pki is not None
-        write_kubeconfig(path, self.server, self.pki.ca_cert, {"token": token}, user=user)
-        return path
-
 
 def write_kubeconfig(
     path: Path, server: str, ca: Path, user_fields: dict[str, Any], user: str = "admin"
@@ -472,16 +466,6 @@ def write_kubeconfig(
     tmp.write_text(yaml.safe_dump(doc))
     tmp.chmod(0o600)
     tmp.replace(path)
-
-
-@contextlib.contextmanager
-def control_plane(workdir: Path, **kwargs: Any) -> Iterator[ControlPlane]:
-    cp = ControlPlane(workdir, **kwargs)
-    try:
-        cp.start()
-        yield cp
-    finally:
-        cp.stop()
 
 
 def which_kubectl() -> str:

@@ -37,12 +37,17 @@ ON_A_SHARED_CLUSTER = [
     "test_conflict_on_a_stale_resource_version",
     "test_custom_resources_are_validated_pruned_and_defaulted",
     "test_discovery",
+    "test_delete_collection",
+    "test_delete_with_finalizers",
     "test_dry_run_persists_nothing",
     "test_eviction",
     "test_generation_and_the_status_subresource",
+    "test_label_and_field_selectors_on_list",
     "test_openapi_for_kubectl",
+    "test_resource_version_is_cluster_wide_and_changes_on_every_write",
     "test_scope_is_enforced",
     "test_server_side_apply_creates_and_updates",
+    "test_tables_for_kubectl_get",
 ]
 
 

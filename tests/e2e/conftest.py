@@ -75,6 +75,18 @@ class Cluster:
         return path
 
 
+def dualcap_process(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m dualcap ARGV` with its output in ``log``; KUBECONFIG is not passed on, so
+    the process logs in only as its own --kubeconfig says."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dualcap", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
 def _reason() -> str | None:
     if os.environ.get("DUALCAP_E2E") != "1":
         return "the real-cluster tier runs with `make e2e` (a local control plane built from Go modules, or E2E_KUBECONFIG)"

@@ -6,8 +6,6 @@ next request is refused with 401, the plugin runs again and the new token carrie
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, dualcap_process
 
 pytestmark = pytest.mark.e2e
 
@@ -84,14 +82,6 @@ def exec_login(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
         )
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}  # only --kubeconfig
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dualcap", *argv], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-
-
 def wait(what: str, check: Any, logs: list[Path], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -116,10 +106,10 @@ def test_an_exec_plugin_logs_in_and_is_run_again_when_its_token_is_revoked(
     if with_agent:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(
             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}))  # fmt: skip
-    operator = start(["run", "--kubeconfig", str(exec_login), "--liveness", "none",
+    operator = dualcap_process(["run", "--kubeconfig", str(exec_login), "--liveness", "none",
                       "--metrics-port", "0", "--log-format", "plain"], op_log)  # fmt: skip
     agent = (
-        start(["agent", "--kubeconfig", str(exec_login), "--node", NODE, "--interval", "1"], agent_log)
+        dualcap_process(["agent", "--kubeconfig", str(exec_login), "--node", NODE, "--interval", "1"], agent_log)
         if with_agent else None
     )  # fmt: skip
 

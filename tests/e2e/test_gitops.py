@@ -6,9 +6,6 @@ unchanged manifest changes nothing at all."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, dualcap_process
 
 pytestmark = pytest.mark.e2e
 
@@ -60,13 +57,11 @@ def apply(cluster: Cluster, manager: str, docs: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def operator_running(cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "operator.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dualcap", "run", "--liveness", "none", "--metrics-port", "0",
-             "--log-format", "plain"],
-            stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        )  # fmt: skip
+    proc = dualcap_process(
+        ["run", "--kubeconfig", str(cluster.kubeconfig), "--liveness", "none",
+         "--metrics-port", "0", "--log-format", "plain"],
+        log,
+    )  # fmt: skip
     try:
         yield log
     finally:

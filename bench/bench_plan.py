@@ -36,10 +36,10 @@ def one_site(
 ) -> tuple[float, float, float]:
     objects = site_objects("s", controllers, gpu_nodes, leases)
     cache = ParseCache()
-    cold = timed(lambda: build_fleet(objects), 3)
-    build_fleet(objects, cache)
-    warm = timed(lambda: build_fleet(objects, cache), repeat)
-    snap = build_fleet(objects, cache).sites["s"]
+    cold = timed(lambda: build_fleet(objects, NOW), 3)
+    build_fleet(objects, NOW, cache)
+    warm = timed(lambda: build_fleet(objects, NOW, cache), repeat)
+    snap = build_fleet(objects, NOW, cache).sites["s"]
     planned = timed(lambda: plan(snap, NOW), repeat)
     return statistics.median(planned), statistics.median(warm), statistics.median(cold)
 
@@ -67,14 +67,14 @@ def main() -> None:
     print()
     objects = fleet_objects(40, 5000, 2000)
     cache = ParseCache()
-    build_fleet(objects, cache)
+    build_fleet(objects, NOW, cache)
 
     def fleet_plan() -> None:
-        fleet = build_fleet(objects, cache)
+        fleet = build_fleet(objects, NOW, cache)
         for snap in fleet.sites.values():
             plan(snap, NOW)
 
-    fleet = build_fleet(objects, cache)
+    fleet = build_fleet(objects, NOW, cache)
     plan_only = timed(lambda: [plan(s, NOW) for s in fleet.sites.values()], 10)
     total = timed(fleet_plan, 10)
     print("Fleet: 40 sites, 5,000 nodes, 2,000 leases")

@@ -134,8 +134,8 @@ class SiteWatch:
             if rt.kind in KINDS
             for o in self.sb.store.list_objects(rt)
         ]
-        snap = build_fleet(objects).sites[SITE]
         now = datetime.now(UTC)
+        snap = build_fleet(objects, now).sites[SITE]
         envelope = site_envelope(snap, now)
         assert envelope is not None, "the site has no budget"
         draw = committed(snap, gpu_baseline_it_kw(snap.gpu_nodes.values())).total_kw

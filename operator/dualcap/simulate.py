@@ -507,12 +507,12 @@ def simulate(sc: Scenario, max_reconciles: int = 12) -> Result:
                 arrived.add(a.name)
                 objects.append(_lease_object(a, sc.site))
         for _ in range(max_reconciles):
-            p = plan(build_fleet(objects).sites[sc.site], at)
+            p = plan(build_fleet(objects, at).sites[sc.site], at)
             reconciles += 1
             if not p.schedule.now:
                 break
             objects = apply(objects, p.schedule.now, at, sc.site, miner_labels=miner_labels)
-        snap = build_fleet(objects).sites[sc.site]
+        snap = build_fleet(objects, at).sites[sc.site]
         envelope = site_envelope(snap, at)
         assert envelope is not None
         limit = envelope.envelope.limit_kw

@@ -498,7 +498,7 @@ class Run:
                 (o.get("status") or {}).get("observedGeneration") == o["metadata"].get("generation")
                 for o in objects if o.get("kind") in ("Site", "PowerBudget", "ComputeLease")
             )  # fmt: skip
-            p = plan(build_fleet(objects).sites[SITE], datetime.now(UTC))
+            p = plan(build_fleet(objects, now := datetime.now(UTC)).sites[SITE], now)
             if ready and observed and not p.schedule.now and not p.in_flight:
                 return
             await asyncio.sleep(0.25)
@@ -521,7 +521,7 @@ class Run:
     def convergence(self) -> None:
         objects = self.objects()
         now = datetime.now(UTC)
-        p = plan(build_fleet(objects).sites[SITE], now)
+        p = plan(build_fleet(objects, now).sites[SITE], now)
         mining = set(p.mining)
         for node in (o for o in objects if o.get("kind") == "Node"):
             name = node["metadata"]["name"]
@@ -558,7 +558,7 @@ class Run:
         # controller curtailed (or held by a person, or NotReady) and no preemptible lease
         # running; the fixed load, idle GPU nodes and guaranteed leases are not shed.
         limit = p.limit_kw or 0.0
-        snap = build_fleet(objects).sites[SITE]
+        snap = build_fleet(objects, now).sites[SITE]
         dispatchable_mining = [
             c.name for c in snap.controllers if c.dispatchable and c.name in mining
         ]

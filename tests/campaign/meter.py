@@ -198,7 +198,7 @@ class MeterRun(MinerRun):
             return  # it lies low: stuck at what it last read
         kw = self.metered_kw(d)
         if self.settling:
-            modelled = plan(build_fleet(self.objects()).sites[SITE], datetime.now(UTC))
+            modelled = plan(build_fleet(self.objects(), now := datetime.now(UTC)).sites[SITE], now)
             kw = min(kw, modelled.committed.total_kw)
         self.meter.set_watts(kw * 1000, scale=SCALE)
 

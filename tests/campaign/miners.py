@@ -480,7 +480,7 @@ class MinerRun(Run):
     def draw(self) -> Draw | None:
         """The site's true draw now, in its parts (see `true_draw`)."""
         now, wall = time.monotonic(), datetime.now(UTC)
-        snap = build_fleet(self.objects()).sites.get(SITE)
+        snap = build_fleet(self.objects(), wall).sites.get(SITE)
         site = site_envelope(snap, wall) if snap is not None else None
         if snap is None or site is None:
             return None

@@ -66,7 +66,7 @@ class Monitor:
 
     def check(self, *_: Any) -> None:
         self.samples += 1
-        fleet = build_fleet(self.objects(self.sb))
+        fleet = build_fleet(self.objects(self.sb), self.clock())
         for name, snap in fleet.sites.items():
             envelope = site_envelope(snap, self.clock())
             if snap.site is None or envelope is None or snap.site.metadata.deletion_timestamp:

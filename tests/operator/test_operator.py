@@ -372,6 +372,53 @@ async def test_a_lease_for_an_unknown_site_is_stalled_and_the_rest_carries_on(
     await site.settle()
 
 
+def stalled_on_missing_site(obj: dict | None) -> bool:
+    conds = ((obj or {}).get("status") or {}).get("conditions") or []
+    return any(
+        c["type"] == "Stalled" and c["status"] == "True" and c["reason"] == "SiteNotFound"
+        for c in conds
+    )
+
+
+def events_about(sb, name: str) -> list[dict]:
+    return [
+        e
+        for e in sb.store.list_objects(sb.store.rt("", "events"))
+        if e["involvedObject"]["name"] == name
+    ]
+
+
+async def test_a_budget_for_an_unknown_site_is_stalled_with_an_event(site: Running) -> None:
+    sb = site.sb
+    before = await site.settle()
+    body = {
+        "apiVersion": "dualcap.io/v1alpha1",
+        "kind": "PowerBudget",
+        "metadata": {"name": "misspelt"},
+        "spec": {"siteRef": "tx-rockdal-1", "limitKW": 1_000},
+    }
+    code, out = await http(sb, "POST", f"{API}/powerbudgets", body, "application/json")
+    assert code == 201, out
+    rt = sb.store.rt("dualcap.io", "powerbudgets")
+
+    async def stalled():
+        return stalled_on_missing_site(sb.store.get(rt, None, "misspelt"))
+
+    await wait_for(stalled, timeout=10, what="the budget Stalled")
+    status = sb.store.get(rt, None, "misspelt")["status"]
+    assert "tx-rockdal-1" in status["conditions"][0]["message"]
+
+    async def posted():
+        return events_about(sb, "misspelt")
+
+    events = await wait_for(posted, timeout=5, what="an Event on the budget")
+    assert [(e["reason"], e["type"], e["involvedObject"]["kind"]) for e in events] == [
+        ("SiteNotFound", "Warning", "PowerBudget")
+    ]
+    after = await site.settle()  # the site it did not name is untouched
+    assert after["limitKW"] == before["limitKW"]
+
+
 async def test_deleting_the_site_releases_its_controllers(site: Running) -> None:
     sb, clock = site.sb, site.clock
     await site.settle()
@@ -390,6 +437,13 @@ async def test_deleting_the_site_releases_its_controllers(site: Running) -> None
         CURTAILED_AT_ANNOTATION in (n["metadata"].get("annotations") or {})
         for n in nodes(sb).values()
     )
+    # its budget names nothing now, and says so
+    rt = sb.store.rt("dualcap.io", "powerbudgets")
+
+    async def budget_stalled():
+        return stalled_on_missing_site(sb.store.get(rt, None, SITE))
+
+    await wait_for(budget_stalled, timeout=10, what="the budget Stalled: SiteNotFound")
 
 
 async def test_stale_telemetry_is_counted_at_full_power(site: Running) -> None:

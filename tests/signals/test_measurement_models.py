@@ -50,6 +50,18 @@ def test_gpu_power_query_defaults_to_dcgm_with_both_label_spellings() -> None:
     assert gpu.stale_after_seconds == 30
 
 
+def test_the_readme_shows_the_default_gpu_query_the_code_has() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = [
+        line.split("query:", 1)[1].split("#", 1)[0].strip()
+        for line in readme.splitlines()
+        if "DCGM_FI_DEV_POWER_USAGE" in line and "query:" in line and "# the default" in line
+    ]
+    assert shown == [DCGM_POWER_QUERY]
+
+
 BAD_METERS: list[tuple[str, dict[str, Any]]] = [
     ("neither source", {}),
     ("both sources", {**SUNSPEC, **PROM}),

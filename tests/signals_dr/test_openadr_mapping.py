@@ -327,3 +327,16 @@ def test_plain_http_with_the_explicit_flag():
         }
     )
     assert c.insecure and c.poll_interval_seconds == 10.0
+
+
+def test_an_events_own_ramp_up_is_its_lead_time_even_below_the_configs():
+    """The config's 120 s is for events without a ramp-up: an event asking 12 s cuts the
+    site 12 s before it starts (it took the larger, 120 s, and cut 108 s early)."""
+    quick = run(event(signal("SIMPLE", interval(2)), ramp_up=0.2))  # 12 s
+    body = budget_body(SITE, [quick], NOW, 120, "u")
+    assert body["spec"]["leadTimeSeconds"] == 12
+    plain = run(event(signal("SIMPLE", interval(2)), event_id="ers-plain"))
+    assert budget_body(SITE, [plain], NOW, 120, "u")["spec"]["leadTimeSeconds"] == 120
+    # one lead a budget: of two events, the larger lead counts (the earlier cut is safe)
+    assert budget_body(SITE, [quick, plain], NOW, 120, "u")["spec"]["leadTimeSeconds"] == 120
+    assert budget_body(SITE, [], NOW, 120, "u")["spec"]["leadTimeSeconds"] == 120

@@ -8,7 +8,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dualcap.planning.entities import SiteSnapshot
+from dualcap.planning.entities import (
+    GpuPowerState,
+    LivePrices,
+    MeterState,
+    SiteInputs,
+    SiteSnapshot,
+)
 from dualcap.planning.snapshot import build_fleet
 
 SITE = "s1"
@@ -313,5 +319,14 @@ def flatten(*parts: Obj | list[Obj]) -> list[Obj]:
     return out
 
 
-def snapshot(*parts: Obj | list[Obj], name: str = SITE) -> SiteSnapshot:
-    return build_fleet(flatten(*parts)).sites[name]
+def snapshot(
+    *parts: Obj | list[Obj],
+    name: str = SITE,
+    now: datetime = T0,
+    meter: MeterState | None = None,
+    gpu_power: GpuPowerState | None = None,
+    prices: LivePrices | None = None,
+) -> SiteSnapshot:
+    """The finished snapshot of ``parts`` at ``now``, with what its pollers read."""
+    inputs = {name: SiteInputs(meter, gpu_power, prices)}
+    return build_fleet(flatten(*parts), now, inputs=inputs).sites[name]

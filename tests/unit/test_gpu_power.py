@@ -7,36 +7,34 @@ from datetime import timedelta
 
 from dualcap.planning import plan
 from dualcap.planning.entities import GpuPowerState
-from dualcap.planning.measured import apply_gpu_power
 from tests.unit.builders import T0, budget, gpu_node, site, snapshot
+
+NODE = gpu_node("g1", gpus=8, annotations={"dualcap.io/idle-power-kw": "2.0"})
+
+
+def measured(state: GpuPowerState):
+    return snapshot(site(), budget(), NODE, gpu_power=state)
 
 
 def test_a_fresh_reading_replaces_the_idle_power() -> None:
-    snap = snapshot(
-        site(), budget(), gpu_node("g1", gpus=8, annotations={"dualcap.io/idle-power-kw": "2.0"})
-    )
-    modelled = plan(snap, T0).committed.gpu_kw
-    apply_gpu_power(snap, GpuPowerState({"g1": (0.3, T0)}, stale_after_seconds=30), T0)
-    measured = plan(snap, T0).committed.gpu_kw
+    modelled = plan(snapshot(site(), budget(), NODE), T0).committed.gpu_kw
+    snap = measured(GpuPowerState({"g1": (0.3, T0)}, stale_after_seconds=30))
+    measured_kw = plan(snap, T0).committed.gpu_kw
     node = snap.gpu_nodes["g1"]
-    assert node.measured_baseline_kw == 0.3 and measured < modelled
+    assert node.measured_baseline_kw == 0.3 and measured_kw < modelled
     assert snap.gpu_unreported == []
+    # the plan wakes when the reading goes stale, to count the node as modelled again
+    assert plan(snap, T0).next_wakeup == T0 + timedelta(seconds=30)
 
 
 def test_a_stale_reading_counts_as_none() -> None:
-    snap = snapshot(
-        site(), budget(), gpu_node("g1", gpus=8, annotations={"dualcap.io/idle-power-kw": "2.0"})
-    )
-    modelled = plan(snap, T0).committed.gpu_kw
+    modelled = plan(snapshot(site(), budget(), NODE), T0).committed.gpu_kw
     old = T0 - timedelta(seconds=31)
-    apply_gpu_power(snap, GpuPowerState({"g1": (0.3, old)}, stale_after_seconds=30), T0)
+    snap = measured(GpuPowerState({"g1": (0.3, old)}, stale_after_seconds=30))
     assert plan(snap, T0).committed.gpu_kw == modelled and snap.gpu_unreported == ["g1"]
 
 
 def test_a_burst_above_the_nameplate_counts_higher() -> None:
-    snap = snapshot(
-        site(), budget(), gpu_node("g1", gpus=8, annotations={"dualcap.io/idle-power-kw": "2.0"})
-    )
-    modelled = plan(snap, T0).committed.gpu_kw
-    apply_gpu_power(snap, GpuPowerState({"g1": (50.0, T0)}, stale_after_seconds=30), T0)
+    modelled = plan(snapshot(site(), budget(), NODE), T0).committed.gpu_kw
+    snap = measured(GpuPowerState({"g1": (50.0, T0)}, stale_after_seconds=30))
     assert plan(snap, T0).committed.gpu_kw > modelled

@@ -30,9 +30,7 @@ def counted(
             for i in range(curtailed)
             for o in asic(f"z{i}", mining=False, curtailed_at=T0 - timedelta(minutes=1))
         ),
-    )
-    snap.meter = replace(
-        READ, metered_kw=metered_kw, modelled_then_kw=then_kw, reserve_kw=reserve_kw
+        meter=replace(READ, metered_kw=metered_kw, modelled_then_kw=then_kw, reserve_kw=reserve_kw),
     )
     p = plan(snap, T0 + timedelta(seconds=0.5))
     assert p.meter is not None and p.meter.fresh and p.next_wakeup is not None

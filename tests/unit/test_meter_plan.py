@@ -24,8 +24,7 @@ def meter(metered_kw: float, **kw: float) -> MeterState:
 
 def counted(parts: list, state: MeterState, limit_kw: float = 10_000) -> tuple[float, list[str]]:
     """(the unmodelled load counted, the blocks that mine once the plan has taken effect)"""
-    snap = snapshot(site(), budget(limit_kw=limit_kw), *parts)
-    snap.meter = state
+    snap = snapshot(site(), budget(limit_kw=limit_kw), *parts, meter=state)
     p = plan(snap, T0 + timedelta(seconds=1))
     assert p.meter is not None
     return p.meter.unmodelled_kw, p.mining

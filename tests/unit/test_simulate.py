@@ -51,7 +51,7 @@ def test_account_by_hand() -> None:
     sc = load(SCENARIOS / "ercot-summer-day.yaml")
     from dualcap.planning import build_fleet
 
-    snap = build_fleet(sc.objects).sites[sc.site]
+    snap = build_fleet(sc.objects, sc.start).sites[sc.site]
     c = next(c for c in snap.controllers if c.power_kw == 1900)
     t = Totals()
     account(t, snap, {c.name}, [(8, 2.0)], 10_000, price=50, hashprice=45, hours=0.5)

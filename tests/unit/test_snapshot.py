@@ -48,7 +48,7 @@ def versioned(objects: list[Obj]) -> list[Obj]:
 
 
 def build(objects: list[Obj], cache: ParseCache | None = None):
-    return build_fleet(objects, cache).sites[SITE]
+    return build_fleet(objects, T0, cache).sites[SITE]
 
 
 def world(**kw) -> list[Obj]:

@@ -463,6 +463,15 @@ class SiteStatus(StatusModel):
     metered_at: str | None = Field(
         default=None, alias="meteredAt", description="When the meter was last read (RFC 3339)."
     )
+    meter_disagreeing_since: str | None = Field(
+        default=None,
+        alias="meterDisagreeingSince",
+        description=(
+            "Since when the meter and the model have differed by more than"
+            " spec.meter.disagreementKW (RFC 3339; absent while they agree). MeterAgrees turns"
+            " False once this is spec.meter.disagreementSeconds old."
+        ),
+    )
     unmodelled_kw: float | None = Field(
         default=None,
         alias="unmodelledKW",

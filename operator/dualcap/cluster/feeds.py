@@ -11,25 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dualcap.api.feeds import PriceFeeds
-from dualcap.cluster.pollers import Tasks
+from dualcap.cluster.pollers import Changes, Tasks
+from dualcap.planning.entities import LivePrices
 from dualcap.signals import hashprice, prices
 from dualcap.signals.freshness import Feed, SignalAge
 from dualcap.signals.prices import PriceInterval
 
 log = logging.getLogger("dualcap")
-
-
-@dataclass(frozen=True, slots=True)
-class PricesNow:
-    energy_usd_per_mwh: float | None  # None: the budget's static price counts
-    hashprice: float | None  # None: the Site's static hashprice counts
-    fresh: bool  # every configured feed is fresh
-    reason: str  # Fresh, or why not (Stale, NoReading, OutsideSeries)
-    message: str
 
 
 class PricePoller:
@@ -81,16 +72,21 @@ class PricePoller:
         await self._tasks.stop()
 
     async def _poll(self, feed: Feed, every: float) -> None:  # type: ignore[type-arg]
+        changes = Changes(self.wake)
         while True:
-            before = feed.last
-            await feed.refresh(self.clock())
-            if feed.error is not None:
-                log.warning("site %s: %s: %s", self.site, feed.source, feed.error)
-            if feed.last is not before:
-                self.wake()
+            await self.refresh(feed, changes)
             await asyncio.sleep(every)
 
-    def now(self) -> PricesNow:
+    async def refresh(self, feed: Feed, changes: Changes) -> None:  # type: ignore[type-arg]
+        """One read of ``feed``; the site is woken by a new reading and by every change of
+        the feed's error (good -> failing, one failure -> another, failing -> good)."""
+        before = feed.last
+        await feed.refresh(self.clock())
+        if feed.error is not None:
+            log.warning("site %s: %s: %s", self.site, feed.source, feed.error)
+        changes.saw(feed.error.reason if feed.error else None, feed.last is not before)
+
+    def now(self) -> LivePrices:
         now = self.clock()
         reasons, messages = [], []
         energy = None
@@ -113,4 +109,14 @@ class PricePoller:
             reasons.append(reason)
             messages.append(message)
         bad = [r for r in reasons if r != "Fresh"]
-        return PricesNow(energy, value, not bad, bad[0] if bad else "Fresh", "; ".join(messages))
+        stale_at = [
+            at for f in (self.energy, self.hash) if f is not None and (at := f.stale_at(now))
+        ]
+        return LivePrices(
+            energy,
+            value,
+            not bad,
+            bad[0] if bad else "Fresh",
+            "; ".join(messages),
+            min(stale_at, default=None),
+        )

@@ -3,7 +3,9 @@
 A poller keeps its meter's last good reading and its last error; the site's reconcile
 reads both (``MeterState``) and the planner decides what they are worth (fresh, stale,
 the reserve kept). A poller wakes its site when a reading changes by more than a little,
-so an unmodelled load that appears on the meter is acted on within one poll interval.
+so an unmodelled load that appears on the meter is acted on within one poll interval, and
+whenever its state changes (a first reading, an error, another error, good again); a
+reading going stale wakes the site through the plan, which wakes when the next one does.
 Secret-held URLs and tokens are read through the operator's client when the poller
 starts, and never logged.
 """
@@ -18,7 +20,7 @@ from datetime import datetime
 
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec, PrometheusEndpoint, ValueFrom
 from dualcap.cluster.client import Client
-from dualcap.cluster.pollers import Tasks
+from dualcap.cluster.pollers import Changes, Tasks
 from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.signals.meter import SunSpecMeterClient
 from dualcap.signals.prometheus import PrometheusClient
@@ -72,6 +74,7 @@ class MeterPoller:
         self.wake, self.clock = wake, clock
         self.reading: Reading | None = None
         self.error: SignalError | None = None
+        self._changes = Changes(wake)
         self._tasks = Tasks()
 
     def state(self) -> MeterState:
@@ -101,15 +104,17 @@ class MeterPoller:
         try:
             reading = await read()  # type: ignore[misc]
         except SignalError as err:
-            if self.error is None or self.error.reason != err.reason:
-                log.warning("site %s: meter: %s", self.site, err)
-                self.wake()
-            self.error = err
+            self._failed(err)
             return
         before = self.reading
         self.reading, self.error = reading, None
-        if before is None or abs(reading.kw - before.kw) >= WAKE_ON_CHANGE_KW:
-            self.wake()
+        moved = before is not None and abs(reading.kw - before.kw) >= WAKE_ON_CHANGE_KW
+        self._changes.saw(None, moved)
+
+    def _failed(self, err: SignalError) -> None:
+        self.error = err
+        if self._changes.saw(err.reason):
+            log.warning("site %s: meter: %s", self.site, err)
 
     async def _run(self) -> None:
         spec = self.spec
@@ -129,8 +134,7 @@ class MeterPoller:
             try:
                 url, token = await endpoint_secrets(self.client, query, self.namespace)
             except SignalError as err:
-                self.error = err
-                self.wake()
+                self._failed(err)
                 await asyncio.sleep(spec.poll_seconds)
                 continue
             async with PrometheusClient(
@@ -157,6 +161,7 @@ class GpuPowerPoller:
         self.nodes, self.wake = nodes, wake
         self.readings: dict[str, Reading] = {}
         self.error: SignalError | None = None
+        self._changes = Changes(wake)
         self._tasks = Tasks()
 
     def state(self) -> GpuPowerState:
@@ -183,8 +188,7 @@ class GpuPowerPoller:
             try:
                 url, token = await endpoint_secrets(self.client, spec, self.namespace)
             except SignalError as err:
-                self.error = err
-                self.wake()
+                self._failed(err)
                 await asyncio.sleep(spec.poll_seconds)
                 continue
             async with PrometheusClient(
@@ -194,18 +198,23 @@ class GpuPowerPoller:
                     try:
                         got = await prom.gpu_power_by_node(spec.query, self.nodes())
                     except SignalError as err:
-                        if self.error is None or self.error.reason != err.reason:
-                            log.warning("site %s: GPU power: %s", self.site, err)
-                            self.wake()
-                        self.error = err
+                        self._failed(err)
                     else:
-                        changed = any(
-                            n not in self.readings
-                            or abs(r.kw - self.readings[n].kw) >= WAKE_ON_CHANGE_KW
-                            for n, r in got.items()
-                        )
-                        self.readings.update(got)
-                        self.error = None
-                        if changed:
-                            self.wake()
+                        self.poll_answered(got)
                     await asyncio.sleep(spec.poll_seconds)
+
+    def poll_answered(self, got: dict[str, Reading]) -> None:
+        """A good answer: kept; the site woken if a node got its first reading, a reading
+        moved by WAKE_ON_CHANGE_KW or more, or the query failed before."""
+        moved = any(
+            n not in self.readings or abs(r.kw - self.readings[n].kw) >= WAKE_ON_CHANGE_KW
+            for n, r in got.items()
+        )
+        self.readings.update(got)
+        self.error = None
+        self._changes.saw(None, moved)
+
+    def _failed(self, err: SignalError) -> None:
+        self.error = err
+        if self._changes.saw(err.reason):
+            log.warning("site %s: GPU power: %s", self.site, err)

@@ -36,16 +36,16 @@ from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.client import Client, ConnectionInfo, connection_info
-from dualcap.cluster.feeds import PricePoller, PricesNow
+from dualcap.cluster.feeds import PricePoller
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.pollers import SitePollers
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
-from dualcap.cluster.status import set_conditions
+from dualcap.cluster.status import Wanted, set_conditions
 from dualcap.login import Credentials
 from dualcap.login import load as load_credentials
-from dualcap.planning.entities import GpuPowerState, MeterState
+from dualcap.planning.entities import GpuPowerState, LivePrices, MeterState
 from dualcap.planning.measured import History, report_from
 from dualcap.signals.freshness import SignalAge
 
@@ -283,11 +283,16 @@ class Operator:
 
     # --- events from kopf -------------------------------------------------------------------
 
-    def on_site(self, name: str, body: Mapping[str, Any] | None) -> None:
+    async def on_site(self, name: str, body: Mapping[str, Any] | None) -> None:
+        orphans = []
+        if body is None:  # what named it names nothing now: each says so
+            orphans = self.resources.budgets_of(name) + self.resources.leases_of(name)
         for site in self.resources.site_event(name, body):
             self.wake(site)
         if body is None:
             self.forget(name)
+        for obj in orphans:
+            await self._report_unknown_site(obj)
 
     def on_block(self, name: str, body: Mapping[str, Any] | None) -> None:
         """A MinerBlock report: kept in its block's recent history; the site of its node
@@ -302,9 +307,11 @@ class Operator:
         if node is not None:
             self.wake_labels(node["metadata"].get("labels") or {})
 
-    def on_budget(self, name: str, body: Mapping[str, Any] | None) -> None:
+    async def on_budget(self, name: str, body: Mapping[str, Any] | None) -> None:
         for site in self.resources.budget_event(name, body):
             self.wake(site)
+        if body is not None and _site_ref(body) not in self.resources.sites:
+            await self._report_unknown_site(body)
 
     async def on_lease(self, namespace: str, name: str, body: Mapping[str, Any] | None) -> None:
         for site in self.resources.lease_event((namespace, name), body):
@@ -390,7 +397,7 @@ class Operator:
             name, spec, self.client, self.secret_namespace, lambda: self.wake(name), self.clock
         )
 
-    async def _prices_now(self, name: str, site: Mapping[str, Any]) -> PricesNow | None:
+    async def _prices_now(self, name: str, site: Mapping[str, Any]) -> LivePrices | None:
         """The live prices in force; starts (or restarts) the site's feed pollers."""
         poller = await self.price_pollers.get(name, (site.get("spec") or {}).get("prices"))
         return poller.now() if poller is not None else None
@@ -456,9 +463,12 @@ class Operator:
         log.info("site %s deleted: released %d curtailed controllers", name, released)
         return released
 
-    # --- a lease that names no Site -----------------------------------------------------------
+    # --- a budget or a lease that names no Site ----------------------------------------------
 
     async def _report_unknown_site(self, body: Mapping[str, Any]) -> None:
+        """A PowerBudget or ComputeLease names a Site that does not exist: its status says
+        so (Stalled, SiteNotFound) with a Warning Event, once; nothing else is touched. It
+        takes effect as soon as the Site is created (its loop writes the status anew)."""
         meta = body.get("metadata") or {}
         status = body.get("status") or {}
         site = _site_ref(body)
@@ -474,29 +484,34 @@ class Operator:
         # The Sites' events may not all have come yet (a cold start): ask the API itself.
         found = await reconciler.client.request("GET", f"/apis/{API_VERSION}/sites/{site}")
         if found.code != 404:
-            return  # it exists (its loop will take the lease), or we cannot tell now
+            return  # it exists (its loop will take the object), or we cannot tell now
         now = self.clock()
-        namespace = meta.get("namespace") or "default"
-        message = f"no Site {site!r}: the lease waits until it exists"
-        wanted = {
-            "observedGeneration": meta.get("generation"),
-            "phase": "Pending",
-            "conditions": set_conditions(
-                conditions,
-                [
-                    ("Admitted", False, Reason.SITE_NOT_FOUND, message),
-                    ("Ready", False, Reason.SITE_NOT_FOUND, message),
-                    (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
-                ],
-                meta.get("generation"),
-                now,
-            ),
-        }
-        await reconciler.client.patch(
-            f"/apis/{API_VERSION}/namespaces/{namespace}/computeleases/{meta.get('name')}/status",
-            {"status": wanted},
-        )
-        ref = events.lease_ref(namespace, str(meta.get("name")), meta.get("uid"))
+        name = str(meta.get("name"))
+        generation = meta.get("generation")
+        if body.get("kind") == "PowerBudget":
+            message = f"no Site {site!r}: the budget binds nothing until it exists"
+            path = f"/apis/{API_VERSION}/powerbudgets/{name}/status"
+            wanted: dict[str, Any] = {"observedGeneration": generation}
+            marks: list[Wanted] = [
+                ("Ready", False, Reason.SITE_NOT_FOUND, message),
+                (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
+            ]
+            ref = events.budget_ref(name, meta.get("uid"))
+        else:
+            namespace = meta.get("namespace") or "default"
+            message = f"no Site {site!r}: the lease waits until it exists"
+            path = f"/apis/{API_VERSION}/namespaces/{namespace}/computeleases/{name}/status"
+            wanted = {"observedGeneration": generation, "phase": "Pending"}
+            marks = [
+                ("Admitted", False, Reason.SITE_NOT_FOUND, message),
+                ("Ready", False, Reason.SITE_NOT_FOUND, message),
+                (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
+            ]
+            ref = events.lease_ref(namespace, name, meta.get("uid"))
+        wanted["conditions"] = set_conditions(conditions, marks, generation, now)
+        resp = await reconciler.client.patch(path, {"status": wanted})
+        if not resp.ok and resp.code != 404:
+            log.warning("status of %s %s: %s %s", body.get("kind"), name, resp.code, resp.message)
         await events.post(
             reconciler.client,
             events.Event(ref, events.WARNING, Reason.SITE_NOT_FOUND, message),

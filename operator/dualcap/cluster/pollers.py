@@ -40,6 +40,26 @@ class Tasks:
                 await task
 
 
+class Changes:
+    """Wakes a site when what its poller reports changes state: no reading -> a reading,
+    good -> an error, one error -> another, an error -> good. A change of value wakes it
+    too when the poller says so (each decides what change of value matters)."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._state: Any = None
+        self._seen = False
+
+    def saw(self, state: Any, moved: bool = False) -> bool:
+        """Records ``state`` (hashable, compared with the last one); wakes the site if it
+        differs or ``moved``. True if it woke it."""
+        changed = not self._seen or state != self._state
+        self._state, self._seen = state, True
+        if changed or moved:
+            self._wake()
+        return changed or moved
+
+
 class Poller(Protocol):
     def start(self) -> None: ...
 

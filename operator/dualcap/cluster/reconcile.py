@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
+from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL, parse_rfc3339
 from dualcap.api.lease import ComputeLease
 from dualcap.api.site import ControllerState, node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.client import Client
 from dualcap.cluster.events import reconcile_events
-from dualcap.cluster.feeds import PricesNow
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.decisions import Plan
-from dualcap.planning.entities import GpuPowerState, MeterState
-from dualcap.planning.measured import BlockReport, apply_gpu_power, apply_prices
+from dualcap.planning.entities import (
+    BlockReport,
+    GpuPowerState,
+    LivePrices,
+    MeterState,
+    SiteInputs,
+)
+from dualcap.planning.meter import MeterMemory, prepared, remembered
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -59,15 +63,18 @@ def _rv(obj: Mapping[str, Any] | None) -> int:
 
 @dataclass
 class Overlay:
-    """Objects as our own writes left them, until the indexes show them too."""
+    """Objects as our own writes left them, until the indexes show them too. Its times
+    are of ``ticker`` (monotonic seconds: how long the API lags is real time, whatever
+    the planning clock says)."""
 
+    ticker: Callable[[], float] = time.monotonic
     # key -> (action, resourceVersion written, object or None when gone, when)
     entries: dict[Key, tuple[str, int, Obj | None, float]] = field(default_factory=dict)
     # key -> resourceVersion of the listing that found it gone (a stale index entry)
     tombstones: dict[Key, int] = field(default_factory=dict)
 
     def record(self, written: Mapping[Key, tuple[str, Obj | None]]) -> None:
-        now = time.monotonic()
+        now = self.ticker()
         for key, (action, body) in written.items():
             self.entries[key] = (action, _rv(body), body, now)
 
@@ -76,7 +83,7 @@ class Overlay:
             objects = self._bury(objects)
         if not self.entries:
             return objects
-        now = time.monotonic()
+        now = self.ticker()
         out = []
         seen: set[Key] = set()
         for obj in objects:
@@ -122,28 +129,18 @@ class Overlay:
 
 @dataclass
 class SiteMemory:
-    """What the reconciler keeps for one site between reconciles."""
+    """What the reconciler keeps for one site between reconciles. Its times are of
+    ``ticker`` (monotonic seconds), the meter's of the planning clock."""
 
-    resynced_at: float  # monotonic time of the last resync
-    overlay: Overlay = field(default_factory=Overlay)
-    # (when, the modelled draw then) of the recent plans: what a meter reading is
-    # compared with (the model at the reading's time)
-    modelled: deque[tuple[datetime, float]] = field(default_factory=deque)
-
-    def modelled_since(self, since: datetime) -> float:
-        return max((kw for at, kw in self.modelled if at >= since), default=0.0)
-
-    # (when read, kW) of each meter reading: the unmodelled load it showed by itself
-    unmodelled: deque[tuple[datetime, float]] = field(default_factory=deque)
-
-    def unmodelled_since(self, since: datetime) -> float:
-        return max((kw for at, kw in self.unmodelled if at >= since), default=0.0)
-
+    ticker: Callable[[], float]
+    resynced_at: float  # when the view was last checked against the API
+    overlay: Overlay
+    meter: MeterMemory = field(default_factory=MeterMemory)  # the meter's rules' data
     stuck_since: float | None = None  # since when confirmations have waited
 
     def resync_due(self, every: float) -> bool:
         """Every ``every`` seconds, and sooner while confirmations seem stuck."""
-        now = time.monotonic()
+        now = self.ticker()
         stuck = self.stuck_since
         soon = min(every, STUCK_SECONDS)
         return now - self.resynced_at > every or (
@@ -169,9 +166,11 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         safety_period: timedelta = SAFETY_PERIOD,
         resync_seconds: float = RESYNC_SECONDS,
+        ticker: Callable[[], float] = time.monotonic,
     ):
         self.client = client
         self.clock = clock
+        self.ticker = ticker
         self.safety_period = safety_period
         self.resync_seconds = resync_seconds
         self.cache = ParseCache()
@@ -187,61 +186,43 @@ class Reconciler:
         reports: Mapping[str, BlockReport] | None = None,
         meter: MeterState | None = None,
         gpu_power: GpuPowerState | None = None,
-        prices_now: PricesNow | None = None,
+        prices: LivePrices | None = None,
     ) -> Result:
-        """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``: the
-        site meter's last reading (spec.meter)."""
+        """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``,
+        ``gpu_power``, ``prices``: what the site's pollers last read."""
         name = site["metadata"]["name"]
         now = self.clock()
-        if meter is not None:  # the unmodelled load last counted is the reserve
-            reserve = (site.get("status") or {}).get("unmodelledKW")
-            if isinstance(reserve, int | float) and reserve > 0:
-                meter = replace(meter, reserve_kw=float(reserve))
         memory = self.memory.get(name)
         if memory is None:
-            memory = self.memory[name] = SiteMemory(resynced_at=time.monotonic())
+            memory = self.memory[name] = SiteMemory(
+                self.ticker, self.ticker(), Overlay(self.ticker), _meter_memory_from(site)
+            )
+        if meter is not None:  # the unmodelled load last counted is the reserve
+            reserve = (site.get("status") or {}).get("unmodelledKW")
+            kept = float(reserve) if isinstance(reserve, int | float) else 0.0
+            meter = prepared(meter, memory.meter, kept)
+        inputs = {name: SiteInputs(meter, gpu_power, prices)}
         overlay = memory.overlay
         objects = overlay.merge([site, *objects])
-        fleet = build_fleet(objects, self.cache, now, reports or {})
-        snap = fleet.sites[name]
-        if meter is not None and meter.metered_at is not None:
-            since = meter.metered_at - timedelta(seconds=meter.poll_seconds)
-            meter = replace(
-                meter,
-                modelled_then_kw=memory.modelled_since(since),
-                recent_unmodelled_kw=memory.unmodelled_since(
-                    meter.metered_at - timedelta(seconds=meter.stale_after_seconds)
-                ),
-            )
-        snap.meter = meter
-        apply_gpu_power(snap, gpu_power, now)
-        _prices(snap, prices_now)
+        snap = build_fleet(objects, now, self.cache, reports or {}, inputs).sites[name]
         if memory.resync_due(self.resync_seconds) and await self._resync(
             name, site, snap, objects, memory
         ):
             objects = overlay.merge(objects)
-            fleet = build_fleet(objects, self.cache, now, reports or {})
-            snap = fleet.sites[name]
-            snap.meter = meter
-            apply_gpu_power(snap, gpu_power, now)
-            _prices(snap, prices_now)
+            snap = build_fleet(objects, now, self.cache, reports or {}, inputs).sites[name]
         p = plan(snap, now)
-        if p.meter is not None:
-            memory.modelled.append((now, p.meter.modelled_kw))
-            while memory.modelled and now - memory.modelled[0][0] > timedelta(minutes=5):
-                memory.modelled.popleft()
-            read_at = p.meter.metered_at
-            if p.meter.fresh and read_at is not None:
-                seen = memory.unmodelled
-                if not seen or seen[-1][0] < read_at:
-                    seen.append((read_at, p.meter.measured_unmodelled_kw))
-                else:  # the same reading compared with a newer model: the higher counts
-                    seen[-1] = (read_at, max(seen[-1][1], p.meter.measured_unmodelled_kw))
-                keep = timedelta(seconds=max(300.0, meter.stale_after_seconds if meter else 0.0))
-                while seen and now - seen[0][0] > keep:
-                    seen.popleft()
+        if p.meter is not None and meter is not None:
+            memory.meter = remembered(
+                memory.meter,
+                now,
+                p.meter.modelled_kw,
+                meter,
+                p.meter.fresh,
+                p.meter.measured_unmodelled_kw,
+                p.meter.disagreeing_since if p.meter.fresh else memory.meter.disagreeing_since,
+            )
         if p.in_flight and not p.schedule.now:
-            memory.stuck_since = memory.stuck_since or time.monotonic()
+            memory.stuck_since = memory.stuck_since or self.ticker()
         else:
             memory.stuck_since = None
         writes = 0
@@ -306,7 +287,7 @@ class Reconciler:
     ) -> bool:
         """Lists the site's nodes, its lease pods and the pods on nodes whose curtailment
         waits; entries of the view the API no longer has are buried. True if any was."""
-        memory.resynced_at = time.monotonic()
+        memory.resynced_at = self.ticker()
         overlay = memory.overlay
         selector = node_selector_of(site)
         if selector is None:
@@ -404,10 +385,14 @@ class Reconciler:
         return wanted
 
 
-def _prices(snap: Any, prices_now: PricesNow | None) -> None:
-    if prices_now is not None:
-        apply_prices(snap, prices_now.energy_usd_per_mwh, prices_now.hashprice)
-        snap.price_feeds = (prices_now.fresh, prices_now.reason, prices_now.message)
+def _meter_memory_from(site: Obj) -> MeterMemory:
+    """A site's meter memory when the operator starts: the disagreement it had reported
+    goes on from when it began (an operator restart does not restart its clock)."""
+    since = (site.get("status") or {}).get("meterDisagreeingSince")
+    try:
+        return MeterMemory(disagreeing_since=parse_rfc3339(since) if since else None)
+    except ValueError:
+        return MeterMemory()
 
 
 def _replace_nulls(current: Mapping[str, Any] | None, wanted: Obj) -> Obj:

@@ -9,10 +9,9 @@ idle site computes the very same status and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from dualcap.api.common import parse_rfc3339
 from dualcap.api.conditions import ConditionType as T
 from dualcap.api.conditions import HoldReason
 from dualcap.api.conditions import Reason as R
@@ -108,13 +107,15 @@ def site_status(
         if meter.metered_kw is not None and meter.metered_at is not None:
             status["meteredKW"] = _r(meter.metered_kw)
             status["meteredAt"] = rfc3339(meter.metered_at)
+        if meter.disagreeing_since is not None:
+            status["meterDisagreeingSince"] = rfc3339(meter.disagreeing_since)
         wanted_meter: list[Wanted] = [
             (T.METERED, True, R.METER_FRESH, meter.message)
             if meter.fresh
             else (T.METERED, False, meter.reason, meter.message)
         ]
         if meter.fresh:
-            wanted_meter.append(_agreement(meter, prev_conditions, now))
+            wanted_meter.append(_agreement(meter, prev_conditions))
     else:
         wanted_meter = []
     if p.budgets is not None:
@@ -197,32 +198,24 @@ def site_status(
     return status
 
 
-def _agreement(m: MeterOutcome, previous: Any, now: datetime) -> Wanted:
+def _agreement(m: MeterOutcome, previous: Any) -> Wanted:
     """MeterAgrees: False once the meter and the parts have differed by more than the
-    tolerance for longer than the setting (the pending disagreement is told in the True
-    condition's message; its start is kept as the message's timestamp)."""
+    tolerance for ``disagreementSeconds`` (the plan decides; a pending disagreement is
+    told in the True condition's message). Once False, its message stays as it was said,
+    so a gap that moves does not rewrite the status at every reading."""
     gap = (m.metered_kw or 0.0) - m.modelled_kw
-    before = next((c for c in previous or [] if c.get("type") == T.METER_AGREES), None)
-    if not m.disagrees:
+    since = m.disagreeing_since
+    if since is None:
         return (T.METER_AGREES, True, R.AGREES, f"meter - model = {gap:,.0f} kW")
-    if before is not None and before.get("status") == "False":
-        return (T.METER_AGREES, False, R.DISAGREES, before.get("message") or "")
-    since = _since(before) if before is not None and before.get("reason") == R.DISAGREEING else now
-    limit = timedelta(seconds=m.disagreement_seconds)
-    if now - since >= limit:
+    before = next((c for c in previous or [] if c.get("type") == T.METER_AGREES), None)
+    if m.disagreement_lasted:
+        if before is not None and before.get("status") == "False":
+            return (T.METER_AGREES, False, R.DISAGREES, before.get("message") or "")
         return (
             T.METER_AGREES, False, R.DISAGREES,
             f"the meter and the model differ by {gap:,.0f} kW since {rfc3339(since)}",
         )  # fmt: skip
     return (T.METER_AGREES, True, R.DISAGREEING, f"differ by {gap:,.0f} kW since {rfc3339(since)}")
-
-
-def _since(condition: Mapping[str, Any]) -> datetime:
-    message = str(condition.get("message") or "")
-    try:
-        return parse_rfc3339(message.rsplit(" since ", 1)[1])
-    except (IndexError, ValueError):
-        return datetime.now(UTC)
 
 
 def _progress(p: Plan, failures: list[str]) -> tuple[Wanted, Wanted, Wanted]:

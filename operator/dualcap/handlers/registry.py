@@ -103,13 +103,13 @@ def build_registry() -> kopf.OperatorRegistry:
     async def site_changed(
         name: str, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
     ) -> None:
-        operator_of(memo).on_site(name, _body(type, body))
+        await operator_of(memo).on_site(name, _body(type, body))
 
     @kopf.on.event(*BUDGETS, id="budget_changed", registry=registry)
     async def budget_changed(
         name: str, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any
     ) -> None:
-        operator_of(memo).on_budget(name, _body(type, body))
+        await operator_of(memo).on_budget(name, _body(type, body))
 
     @kopf.on.event(*BLOCKS, id="block_changed", registry=registry)
     async def block_changed(

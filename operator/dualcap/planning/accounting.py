@@ -7,7 +7,7 @@ One place for each formula: the planner counts committed and planned draw with t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -61,6 +61,19 @@ def pod_kw(snap: SiteSnapshot, node: str | None, gpus: int) -> float:
 def pods_it_kw(snap: SiteSnapshot, pods: Iterable[LeasePod]) -> float:
     """IT kW of the pods that are not finished (a pod draws until it is gone)."""
     return sum(p.gpus * per_gpu_kw(snap, p.node) for p in pods if not p.terminal)
+
+
+def lease_pods_kw_by_node(
+    pods: Iterable[LeasePod], gpu_nodes: Mapping[str, GpuNode]
+) -> dict[str, float]:
+    """IT kW of the unfinished lease pods on each GPU node, at the node's kW per GPU (what
+    a node's measured draw holds besides its baseline)."""
+    out: dict[str, float] = {}
+    for pod in pods:
+        node = gpu_nodes.get(pod.node) if pod.node is not None else None
+        if node is not None and not pod.terminal:
+            out[node.name] = out.get(node.name, 0.0) + pod.gpus * node.per_gpu_kw
+    return out
 
 
 def gpu_baseline_it_kw(nodes: Iterable[GpuNode]) -> float:

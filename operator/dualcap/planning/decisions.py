@@ -37,6 +37,8 @@ class MeterOutcome:
     disagrees: bool  # the meter and the parts differ by more than the tolerance
     disagreement_seconds: float = 120.0  # for how long before it is reported
     measured_unmodelled_kw: float = 0.0  # this reading's own: the meter beyond the parts
+    disagreeing_since: datetime | None = None  # while they differ: since when
+    disagreement_lasted: bool = False  # they have differed for disagreement_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ slow to build, and a cold start builds tens of thousands).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dualcap.api.budget import PowerBudget
@@ -18,11 +18,87 @@ from dualcap.api.common import parse_rfc3339
 from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLeaseSpec, LeasePhase
 from dualcap.api.site import AsicSpec, ControllerState, GpuSpec, Site
-from dualcap.planning.gpus import Placement
-from dualcap.planning.measured import BlockReport
 
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DISPATCHABLE = (ControllerState.MINING, ControllerState.CURTAILING, ControllerState.CURTAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReport:
+    """One MinerBlock report, as the planner counts it."""
+
+    node: str
+    observed_at: datetime
+    miners: int
+    mining: int
+    sleeping: int
+    unreachable: int
+    power_kw: float  # measured sum of the reachable miners (the recent peak, from History)
+    hashrate_ths: float  # measured sum
+    # Hashrate of the whole block while it mines, from its latest report with miners
+    # mining (scaled to every miner): the economics of a block asleep now.
+    mining_hashrate_ths: float | None = None
+
+    def fresh(self, now: datetime, stale_after: timedelta) -> bool:
+        return now - self.observed_at <= stale_after
+
+    @property
+    def asleep(self) -> bool:
+        """Every miner measured asleep: none mining, none unreachable."""
+        return self.mining == 0 and self.unreachable == 0 and self.sleeping == self.miners
+
+
+def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
+    """Whether one of the tolerations tolerates the taint (Kubernetes' rules)."""
+    for t in tolerations:
+        effect = t.get("effect")
+        if effect and effect != taint.get("effect"):
+            continue
+        key = t.get("key")
+        if not key:
+            if t.get("operator") == "Exists":
+                return True
+            continue
+        if key != taint.get("key"):
+            continue
+        if t.get("operator") == "Exists" or t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Which GPU nodes a lease's pods may use, by its template's nodeSelector and
+    tolerations (the common forms; the scheduler has the last word)."""
+
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, Any], ...]
+    # The template asks for particular nodes (nodeSelector, tolerations or affinity): its
+    # pods may not go on just any open node, so counting free GPUs says nothing about it.
+    constrained: bool
+
+    @classmethod
+    def of(cls, spec: ComputeLeaseSpec) -> Placement:
+        pod_spec = spec.template.spec
+        extra = pod_spec.model_extra or {}
+        if not pod_spec.tolerations and not extra.get("nodeSelector") and not extra.get("affinity"):
+            return ANYWHERE  # the common lease: one shared value
+        selector = extra.get("nodeSelector")
+        node_selector = dict(selector) if isinstance(selector, dict) else {}
+        tolerations = tuple(
+            t.model_dump(by_alias=True, exclude_none=True) for t in pod_spec.tolerations or []
+        )
+        constrained = bool(node_selector or tolerations or extra.get("affinity"))
+        return cls(node_selector, tolerations, constrained)
+
+    def allows(self, node: GpuNode) -> bool:
+        labels = node.labels
+        if any(labels.get(k) != v for k, v in self.node_selector.items()):
+            return False
+        return all(tolerates(self.tolerations, taint) for taint in node.taints)
+
+
+ANYWHERE = Placement({}, (), False)  # no nodeSelector, tolerations or affinity
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +302,9 @@ class MeterState:
     # truth (a block counted at its nameplate while it ramps) does not erase it - nor,
     # when it is the last before the meter goes quiet, the reserve kept.
     recent_unmodelled_kw: float = 0.0
+    # Since when the meter and the model have differed by more than disagreement_kw
+    # (None: they agreed at the last plan), from the site's ``MeterMemory``.
+    disagreeing_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +325,35 @@ class BudgetIssue:
     message: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class LivePrices:
+    """The live price feeds of a site (spec.prices) as last read."""
+
+    energy_usd_per_mwh: float | None  # None: the budget's static price counts
+    hashprice: float | None  # None: the Site's static hashprice counts
+    fresh: bool  # every configured feed is fresh
+    reason: str  # Fresh, or why not (Stale, NoReading, OutsideSeries)
+    message: str
+    # When the first feed fresh now goes stale (the plan wakes the site then, to fall
+    # back to the static price at once); None when none is fresh.
+    stale_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInputs:
+    """What a site's snapshot is built from besides its objects: everything read from
+    outside the cluster, each as its poller last read it (None: the Site asks for none).
+    ``meter`` is as the plan reads it (``planning.meter.prepared``)."""
+
+    meter: MeterState | None = None
+    gpu_power: GpuPowerState | None = None
+    prices: LivePrices | None = None
+
+
+NO_INPUTS = SiteInputs()
+
+
+@dataclass(frozen=True, slots=True)
 class SiteSnapshot:
     name: str
     site: Site | None
@@ -266,14 +373,19 @@ class SiteSnapshot:
     meter: MeterState | None = None  # with spec.meter: the meter's last reading
     gpu_power: GpuPowerState | None = None  # with spec.gpu.powerQuery
     gpu_unreported: list[str] = field(default_factory=list)  # GPU nodes with no fresh reading
-    # With spec.prices and fresh feeds: the live prices (None: the static ones count)
-    live_energy_usd_per_mwh: float | None = None
-    live_hashprice: float | None = None
-    # With spec.prices: (every feed fresh, the reason if not, what to tell)
-    price_feeds: tuple[bool, str, str] | None = None
-    next_stale_at: datetime | None = None  # when the next fresh report goes stale
+    prices: LivePrices | None = None  # with spec.prices: the feeds as last read
+    next_stale_at: datetime | None = None  # when the next fresh input goes stale
 
     max_per_gpu_kw: float = 0.0  # the highest kW per GPU: for pods not yet on a node
+
+    @property
+    def live_energy_usd_per_mwh(self) -> float | None:
+        """The live energy price while its feed is fresh (None: the static one counts)."""
+        return self.prices.energy_usd_per_mwh if self.prices else None
+
+    @property
+    def live_hashprice(self) -> float | None:
+        return self.prices.hashprice if self.prices else None
 
     @property
     def pue(self) -> float:

@@ -3,69 +3,11 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
-from dualcap.api.lease import ComputeLeaseSpec
-
-if TYPE_CHECKING:
-    from dualcap.planning.entities import GpuNode
+from dualcap.planning.entities import GpuNode, Placement
 
 LeaseKey = tuple[str, str]
-
-
-def tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
-    """Whether one of the tolerations tolerates the taint (Kubernetes' rules)."""
-    for t in tolerations:
-        effect = t.get("effect")
-        if effect and effect != taint.get("effect"):
-            continue
-        key = t.get("key")
-        if not key:
-            if t.get("operator") == "Exists":
-                return True
-            continue
-        if key != taint.get("key"):
-            continue
-        if t.get("operator") == "Exists" or t.get("value", "") == taint.get("value", ""):
-            return True
-    return False
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Which GPU nodes a lease's pods may use, by its template's nodeSelector and
-    tolerations (the common forms; the scheduler has the last word)."""
-
-    node_selector: Mapping[str, str]
-    tolerations: tuple[Mapping[str, Any], ...]
-    # The template asks for particular nodes (nodeSelector, tolerations or affinity): its
-    # pods may not go on just any open node, so counting free GPUs says nothing about it.
-    constrained: bool
-
-    @classmethod
-    def of(cls, spec: ComputeLeaseSpec) -> Placement:
-        pod_spec = spec.template.spec
-        extra = pod_spec.model_extra or {}
-        if not pod_spec.tolerations and not extra.get("nodeSelector") and not extra.get("affinity"):
-            return ANYWHERE  # the common lease: one shared value
-        selector = extra.get("nodeSelector")
-        node_selector = dict(selector) if isinstance(selector, dict) else {}
-        tolerations = tuple(
-            t.model_dump(by_alias=True, exclude_none=True) for t in pod_spec.tolerations or []
-        )
-        constrained = bool(node_selector or tolerations or extra.get("affinity"))
-        return cls(node_selector, tolerations, constrained)
-
-    def allows(self, node: GpuNode) -> bool:
-        labels = node.labels
-        if any(labels.get(k) != v for k, v in self.node_selector.items()):
-            return False
-        return all(tolerates(self.tolerations, taint) for taint in node.taints)
-
-
-ANYWHERE = Placement({}, (), False)  # no nodeSelector, tolerations or affinity
 
 
 class Gpus:

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 from dualcap.api.conditions import Reason
 from dualcap.api.lease import ComputeLeaseSpec, LeasePhase
 from dualcap.planning import lifecycle
-from dualcap.planning.accounting import pod_kw
+from dualcap.planning.accounting import per_gpu_kw, pod_kw
 from dualcap.planning.commands import Command, CommandReason, Kind
 from dualcap.planning.decisions import Hold, LeaseDecision, Orders
-from dualcap.planning.entities import Lease, LeasePod, SiteSnapshot
-from dualcap.planning.gpus import Gpus, LeaseKey, Placement
+from dualcap.planning.entities import Lease, LeasePod, Placement, SiteSnapshot
+from dualcap.planning.gpus import Gpus, LeaseKey
 
 EPS = 1e-9
 WAS_RUNNING = (LeasePhase.RUNNING, LeasePhase.ADMITTED, LeasePhase.PREEMPTED)
@@ -247,11 +247,7 @@ class Leases:
         spec = _spec(lease)
         existing = lease.existing
         snap = self.snap
-        nodes = snap.gpu_nodes
-        it = 0.0
-        for p in existing:
-            node = nodes.get(p.node) if p.node is not None else None
-            it += p.gpus * (node.per_gpu_kw if node is not None else snap.max_per_gpu_kw)
+        it = sum(p.gpus * per_gpu_kw(snap, p.node) for p in existing)
         missing = max(0, spec.pod_count - len(existing))
         return snap.pue * (it + missing * spec.gpus_per_pod * snap.max_per_gpu_kw)
 

@@ -14,45 +14,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dualcap.api.common import parse_rfc3339
 from dualcap.api.site import ControllerState
+from dualcap.planning.entities import BlockReport
 
-if TYPE_CHECKING:
-    from dualcap.planning.entities import GpuPowerState, SiteSnapshot
+__all__ = ["BlockReport", "History", "measured_draw", "measured_state", "report_from"]
 
 PEAK_WINDOW = timedelta(minutes=5)
 # Miners that hash less than this share of their nameplate are not up yet (waking, or
 # boards failing): they may draw their full share any moment, so they count at it.
 UP_HASHRATE_FRACTION = 0.8
-
-
-@dataclass(frozen=True, slots=True)
-class BlockReport:
-    """One MinerBlock report, as the planner counts it."""
-
-    node: str
-    observed_at: datetime
-    miners: int
-    mining: int
-    sleeping: int
-    unreachable: int
-    power_kw: float  # measured sum of the reachable miners (the recent peak, from History)
-    hashrate_ths: float  # measured sum
-    # Hashrate of the whole block while it mines, from its latest report with miners
-    # mining (scaled to every miner): the economics of a block asleep now.
-    mining_hashrate_ths: float | None = None
-
-    def fresh(self, now: datetime, stale_after: timedelta) -> bool:
-        return now - self.observed_at <= stale_after
-
-    @property
-    def asleep(self) -> bool:
-        """Every miner measured asleep: none mining, none unreachable."""
-        return self.mining == 0 and self.unreachable == 0 and self.sleeping == self.miners
 
 
 def _count(value: Any) -> int | None:
@@ -187,54 +162,3 @@ def measured_draw(
     asleep_kw = report.power_kw + unreachable_kw
     curtailing_kw = report.power_kw + unreachable_kw
     return mining_kw, ths, asleep_kw, curtailing_kw
-
-
-def apply_gpu_power(snap: SiteSnapshot, state: GpuPowerState | None, now: datetime) -> None:
-    """Each GPU node with a fresh reading counts at what it measures, its lease pods still
-    at their nameplate (``GpuNode.measured_baseline_kw``); the nodes with none are listed
-    in ``snap.gpu_unreported`` and count as the model says."""
-    snap.gpu_power = state
-    if state is None:
-        return
-    stale_after = timedelta(seconds=state.stale_after_seconds)
-    lease_kw: dict[str, float] = {}
-    pods = [p for lease in snap.leases for p in lease.pods] + list(snap.orphan_pods)
-    for pod in pods:
-        if pod.node in snap.gpu_nodes and not pod.terminal:
-            node = snap.gpu_nodes[pod.node]
-            lease_kw[pod.node] = lease_kw.get(pod.node, 0.0) + pod.gpus * node.per_gpu_kw
-    for name, node in list(snap.gpu_nodes.items()):
-        reading = state.readings.get(name)
-        if reading is None or now - reading[1] > stale_after:
-            snap.gpu_unreported.append(name)
-            continue
-        kw, at = reading
-        stale_at = at + stale_after
-        if snap.next_stale_at is None or stale_at < snap.next_stale_at:
-            snap.next_stale_at = stale_at
-        baseline = max(0.0, kw - lease_kw.get(name, 0.0))
-        snap.gpu_nodes[name] = replace(node, measured_baseline_kw=baseline)
-
-
-def apply_prices(
-    snap: SiteSnapshot, energy_usd_per_mwh: float | None, hashprice: float | None
-) -> None:
-    """Live prices, while fresh, over the static ones: the energy price replaces the
-    budget's; the hashprice replaces the Site's, and every controller's revenue with it."""
-    snap.live_energy_usd_per_mwh = energy_usd_per_mwh
-    snap.live_hashprice = hashprice
-    asic = snap.asic
-    if hashprice is None or asic is None:
-        return
-    static = asic.hashprice_usd_per_ph_day
-    if static > 0:
-        scale = hashprice / static
-        snap.controllers = [
-            replace(c, revenue_usd_per_hour=c.revenue_usd_per_hour * scale)
-            for c in snap.controllers
-        ]
-    else:  # a static hashprice of 0: the revenue from each controller's hashrate
-        per_ths = hashprice / 1000.0 / 24.0
-        snap.controllers = [
-            replace(c, revenue_usd_per_hour=c.hashrate_ths * per_ths) for c in snap.controllers
-        ]

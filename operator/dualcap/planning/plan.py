@@ -148,17 +148,17 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
 
 
 def _prices_used(snap: SiteSnapshot, energy: float, hashprice: float | None) -> PricesUsed | None:
-    if snap.price_feeds is None:
+    feeds = snap.prices
+    if feeds is None:
         return None
-    fresh, reason, message = snap.price_feeds
     return PricesUsed(
         energy_usd_per_mwh=energy,
-        energy_source="feed" if snap.live_energy_usd_per_mwh is not None else "budget",
+        energy_source="feed" if feeds.energy_usd_per_mwh is not None else "budget",
         hashprice=hashprice,
-        hashprice_source="feed" if snap.live_hashprice is not None else "spec",
-        fresh=fresh,
-        reason=reason,
-        message=message,
+        hashprice_source="feed" if feeds.hashprice is not None else "spec",
+        fresh=feeds.fresh,
+        reason=feeds.reason,
+        message=feeds.message,
     )
 
 
@@ -218,6 +218,11 @@ def _meter(
         if unmodelled < high - WAKE_FOR_KW:  # a newer reading, past the drop, may show more
             orders.wakeups.append(m.metered_at + timedelta(seconds=1.5 * m.poll_seconds))
         disagrees = abs(m.metered_kw - modelled_kw) > m.disagreement_kw
+        if disagrees:
+            since = m.disagreeing_since or now
+            limit = since + timedelta(seconds=m.disagreement_seconds)
+            if limit > now:
+                orders.wakeups.append(limit)  # to say it as soon as it has lasted
         reason, message = "MeterFresh", f"the meter reads {m.metered_kw:,.0f} kW"
     else:
         unmodelled, disagrees = m.reserve_kw, False
@@ -241,6 +246,9 @@ def _meter(
         disagrees,
         m.disagreement_seconds,
         measured,
+        (m.disagreeing_since or now) if disagrees else None,
+        disagrees
+        and now - (m.disagreeing_since or now) >= timedelta(seconds=m.disagreement_seconds),
     )
 
 

@@ -43,22 +43,27 @@ from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLease, LeasePhase
 from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
 from dualcap.api.site import ControllerState, Site
+from dualcap.planning import accounting
 from dualcap.planning.accounting import mining_revenue_usd_per_hour
 from dualcap.planning.entities import (
     DEFAULT_GPU_RESOURCE,
     DISPATCHABLE,
+    NO_INPUTS,
+    BlockReport,
     BudgetIssue,
     Controller,
     Fleet,
     GpuNode,
+    GpuPowerState,
     Lease,
     LeasePod,
     NodeRef,
     Problem,
     Ref,
+    SiteInputs,
     SiteSnapshot,
 )
-from dualcap.planning.measured import BlockReport, measured_draw, measured_state, report_from
+from dualcap.planning.measured import measured_draw, measured_state, report_from
 from dualcap.planning.quantity import parse_count
 
 PLANNED_NODE_ANNOTATION = "dualcap.io/node"
@@ -294,25 +299,26 @@ class _Index:
 
 def build_fleet(
     objects: Iterable[Obj],
+    now: datetime,
     cache: ParseCache | None = None,
-    now: datetime | None = None,
     reports: Mapping[str, BlockReport] | None = None,
+    inputs: Mapping[str, SiteInputs] | None = None,
 ) -> Fleet:
-    """Snapshots of every Site among ``objects``; budgets and leases for unknown sites are
-    reported as problems.
+    """Finished snapshots of every Site among ``objects`` at ``now``; budgets and leases
+    for unknown sites are reported as problems.
 
     ``reports``: the MinerBlock reports by node (the operator keeps their recent history);
-    by default those of the MinerBlocks among ``objects``. A report counts while it is
-    fresh at ``now`` (default: the wall clock)."""
+    by default those of the MinerBlocks among ``objects``. ``inputs``: by site, what its
+    meter, its GPU power query and its price feeds last read. Each counts while it is
+    fresh at ``now``."""
     index = _Index(objects)
     cache = cache or ParseCache()
-    now = now or datetime.now(UTC)
     measured = index.reports if reports is None else reports
     sites: dict[str, SiteSnapshot] = {}
     for site_obj in index.sites:
         name = str(_meta(site_obj).get("name"))
-        sites[name] = build_site(site_obj, index, cache)
-        _measure(sites[name], measured, now)
+        site_inputs = (inputs or {}).get(name, NO_INPUTS)
+        sites[name] = build_site(site_obj, index, cache, now, measured, site_inputs)
     problems = []
     for site_ref, budgets in index.budgets.items():
         if site_ref not in sites:
@@ -340,7 +346,16 @@ def build_fleet(
     return Fleet(sites, problems)
 
 
-def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
+def build_site(
+    site_obj: Obj,
+    index: _Index,
+    cache: ParseCache,
+    now: datetime,
+    reports: Mapping[str, BlockReport],
+    inputs: SiteInputs = NO_INPUTS,
+) -> SiteSnapshot:
+    """One site's finished snapshot: its entities (reused from ``cache`` while their
+    objects are unchanged), then what was measured of them at ``now``."""
     name = str(_meta(site_obj).get("name"))
     problems: list[Problem] = []
     site, site_error = cache.parse(Site, site_obj)
@@ -349,23 +364,19 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
 
     budgets = index.budgets.get(name, [])
     valid, issue, price_budget = _budgets_for(name, budgets, cache, problems)
-    snapshot = SiteSnapshot(
-        name=name,
-        site=site,
-        site_error=site_error,
-        budgets=valid,
-        budget_issue=issue,
-        price_budget=price_budget,
-        controllers=[],
-        gpu_nodes={},
-        leases=[],
-        orphan_pods=[],
-        problems=problems,
-        site_ref=_ref("Site", site_obj),
-        budget_refs={str(_meta(b).get("name")): _ref("PowerBudget", b) for b in budgets},
-    )
+    identity = {
+        "name": name,
+        "site": site,
+        "site_error": site_error,
+        "budgets": valid,
+        "budget_issue": issue,
+        "price_budget": price_budget,
+        "problems": problems,
+        "site_ref": _ref("Site", site_obj),
+        "budget_refs": {str(_meta(b).get("name")): _ref("PowerBudget", b) for b in budgets},
+    }
     if site is None:
-        return snapshot
+        return SiteSnapshot(controllers=[], gpu_nodes={}, leases=[], orphan_pods=[], **identity)
 
     spec = site.spec
     asic, gpu = spec.asic, spec.gpu
@@ -375,7 +386,8 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
     tables = cache.site_entities(site_obj)
     last, table = tables if tables is not None else ({}, None)
     pods_by_node, pod_versions = index.pods_by_node, index.pod_versions
-    controllers, gpu_nodes = snapshot.controllers, snapshot.gpu_nodes
+    controllers: list[Controller] = []
+    gpu_nodes: dict[str, GpuNode] = {}
     selector = site.node_selector()
     for node in index.candidates(selector):
         meta = node.get("metadata") or {}
@@ -419,7 +431,7 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
                 table[uid] = (rv, role, pods, entity, found or ())
     controllers.sort(key=_by_name)
     per_gpu = [n.per_gpu_kw for n in gpu_nodes.values()]
-    snapshot.max_per_gpu_kw = max([gpu.power_per_gpu_kw if gpu else 0.0, *per_gpu])
+    max_per_gpu_kw = max([gpu.power_per_gpu_kw if gpu else 0.0, *per_gpu])
 
     resource = gpu.resource_name if gpu else DEFAULT_GPU_RESOURCE
     pods_by_lease: dict[tuple[str, str], list[LeasePod]] = defaultdict(list)
@@ -431,28 +443,60 @@ def build_site(site_obj: Obj, index: _Index, cache: ParseCache) -> SiteSnapshot:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
         leases.append(_reuse_lease(obj, tuple(pods_by_lease.pop(key, ())), cache, last, table))
-    for lease_pods in pods_by_lease.values():
-        snapshot.orphan_pods.extend(lease_pods)
+    orphan_pods = [p for lease_pods in pods_by_lease.values() for p in lease_pods]
     leases.sort(key=_by_order)
-    snapshot.leases = leases
-    return snapshot
+
+    # What was measured (cheap, and depends on ``now``: never cached).
+    stale_at: list[datetime] = []
+    controllers, unreported = _measured_controllers(site, controllers, reports, now, stale_at)
+    live_hashprice = inputs.prices.hashprice if inputs.prices is not None else None
+    if live_hashprice is not None and asic is not None:
+        controllers = _priced(controllers, asic.hashprice_usd_per_ph_day, live_hashprice)
+    lease_pods = [p for lease in leases for p in lease.pods] + orphan_pods
+    gpu_nodes, gpu_unreported = _measured_gpu_nodes(
+        gpu_nodes, lease_pods, inputs.gpu_power, now, stale_at
+    )
+    if inputs.prices is not None and inputs.prices.stale_at is not None:
+        stale_at.append(inputs.prices.stale_at)  # the static price counts from then
+    return SiteSnapshot(
+        controllers=controllers,
+        gpu_nodes=gpu_nodes,
+        leases=leases,
+        orphan_pods=orphan_pods,
+        unreported=unreported,
+        meter=inputs.meter,
+        gpu_power=inputs.gpu_power,
+        gpu_unreported=gpu_unreported,
+        prices=inputs.prices,
+        next_stale_at=min(stale_at, default=None),
+        max_per_gpu_kw=max_per_gpu_kw,
+        **identity,
+    )
 
 
-def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: datetime) -> None:
+def _measured_controllers(
+    site: Site,
+    controllers: list[Controller],
+    reports: Mapping[str, BlockReport],
+    now: datetime,
+    stale_at: list[datetime],
+) -> tuple[list[Controller], list[str]]:
     """With curtailment MinerAgent: each controller as its fresh MinerBlock report says
-    (the cached entities stay the modelled ones; this is cheap and depends on ``now``)."""
-    asic = snap.asic
-    if asic is None or asic.curtailment != "MinerAgent" or snap.site is None:
-        return
+    (the cached entities stay the modelled ones), and those with no fresh report. The time
+    each fresh report goes stale is added to ``stale_at``."""
+    asic = site.spec.asic
+    if asic is None or asic.curtailment != "MinerAgent":
+        return controllers, []
     stale_after = timedelta(seconds=asic.stale_after_seconds)
-    pue = snap.site.spec.facility.pue
+    pue = site.spec.facility.pue
     rate = mining_revenue_usd_per_hour(1.0, asic.hashprice_usd_per_ph_day)
     out: list[Controller] = []
-    for c in snap.controllers:
+    unreported: list[str] = []
+    for c in controllers:
         report = reports.get(c.name)
         fresh = report is not None and report.fresh(now, stale_after)
         if report is None or not fresh:
-            snap.unreported.append(c.name)
+            unreported.append(c.name)
         if c.state not in DISPATCHABLE:
             out.append(c)  # held or NotReady: counted as the model says
             continue
@@ -460,9 +504,7 @@ def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: dateti
         if report is None or not fresh:
             out.append(c if state is c.state else replace(c, state=state))
             continue
-        stale_at = report.observed_at + stale_after
-        if snap.next_stale_at is None or stale_at < snap.next_stale_at:
-            snap.next_stale_at = stale_at
+        stale_at.append(report.observed_at + stale_after)
         mining_kw, ths, asleep_kw, curtailing_kw = measured_draw(c.power_kw, c.hashrate_ths, report)
         out.append(
             replace(
@@ -478,7 +520,52 @@ def _measure(snap: SiteSnapshot, reports: Mapping[str, BlockReport], now: dateti
                 nameplate_it_kw=c.power_kw,
             )
         )
-    snap.controllers = out
+    return out, unreported
+
+
+def _priced(
+    controllers: list[Controller], static_hashprice: float, live_hashprice: float
+) -> list[Controller]:
+    """Every controller's revenue at the live hashprice instead of the Site's static one."""
+    if static_hashprice > 0:
+        scale = live_hashprice / static_hashprice
+        return [
+            replace(c, revenue_usd_per_hour=c.revenue_usd_per_hour * scale) for c in controllers
+        ]
+    # a static hashprice of 0: the revenue from each controller's hashrate
+    return [
+        replace(c, revenue_usd_per_hour=mining_revenue_usd_per_hour(c.hashrate_ths, live_hashprice))
+        for c in controllers
+    ]
+
+
+def _measured_gpu_nodes(
+    gpu_nodes: dict[str, GpuNode],
+    lease_pods: list[LeasePod],
+    state: GpuPowerState | None,
+    now: datetime,
+    stale_at: list[datetime],
+) -> tuple[dict[str, GpuNode], list[str]]:
+    """With spec.gpu.powerQuery: each GPU node with a fresh reading counts at what it
+    measures, its lease pods still at their nameplate (``GpuNode.measured_baseline_kw``);
+    the nodes with none are returned apart and count as the model says."""
+    if state is None:
+        return gpu_nodes, []
+    stale_after = timedelta(seconds=state.stale_after_seconds)
+    lease_kw = accounting.lease_pods_kw_by_node(lease_pods, gpu_nodes)
+    out: dict[str, GpuNode] = {}
+    unreported: list[str] = []
+    for name, node in gpu_nodes.items():
+        reading = state.readings.get(name)
+        if reading is None or now - reading[1] > stale_after:
+            unreported.append(name)
+            out[name] = node
+            continue
+        kw, at = reading
+        stale_at.append(at + stale_after)
+        baseline = max(0.0, kw - lease_kw.get(name, 0.0))
+        out[name] = replace(node, measured_baseline_kw=baseline)
+    return out, unreported
 
 
 _ASIC, _GPU = "asic", "gpu"

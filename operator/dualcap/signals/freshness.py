@@ -132,6 +132,12 @@ class Feed(Generic[T]):
             return None
         return self.last.value
 
+    def stale_at(self, now: datetime) -> datetime | None:
+        """When the reading fresh at ``now`` goes stale (None: none is fresh)."""
+        if self.last is None or not self.last.fresh(now, self.stale_after):
+            return None
+        return self.last.observed_at + self.stale_after
+
     def state(self, now: datetime) -> tuple[str, str]:
         """(reason, message) for a condition: Fresh, Stale, or NoReading."""
         if self.last is None:

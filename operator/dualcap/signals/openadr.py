@@ -489,7 +489,9 @@ def budget_body(
         (e for d in live for e in d.events if _parse(e["end"]) > now),
         key=lambda e: (e["start"], e["name"]),
     )
-    lead = max([default_lead_seconds, *(d.lead_time_seconds for d in live)])
+    # Each event's lead is its own ramp-up when it has one (the config's default when it
+    # has none); a budget has one lead time, so the largest of the live events' counts.
+    lead = max((d.lead_time_seconds for d in live), default=default_lead_seconds)
     return {
         "apiVersion": "dualcap.io/v1alpha1",
         "kind": "PowerBudget",

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 import dualcap.signals.prices as ercot
+from dualcap.api.names import API_VERSION
 from dualcap.planning import build_fleet, plan
 from dualcap.planning.accounting import (
     breakeven_usd_per_mwh,
@@ -455,7 +456,7 @@ class Result:
 def _lease_object(a: Arrival, site: str) -> dict[str, Any]:
     stamp = "%Y-%m-%dT%H:%M:%SZ"
     return {
-        "apiVersion": "dualcap.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ComputeLease",
         "metadata": {
             "name": a.name,

@@ -46,6 +46,8 @@ from dualcap.api.names import (
     NO_MINERS,
     NODE_UNAVAILABLE,
 )
+from dualcap.api.objects import condition, rfc3339
+from dualcap.api.objects import event as event_body
 
 log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
@@ -55,10 +57,6 @@ TRANSITION_SECONDS = 60.0
 PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
 # the API server may answer a list with metadata only: a Node's status is most of it
 METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"  # how long after a command a miner may take to settle
-
-
-def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _list(items: list[str], limit: int = 10) -> str:
@@ -263,22 +261,8 @@ class Agent:
 
     def _condition(self, type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         generation = ((self.block or {}).get("metadata") or {}).get("generation")
-        value = "True" if status else "False"
-        old = self._conditions.get(type_)
-        since = (
-            old["lastTransitionTime"]
-            if old and old.get("status") == value and old.get("lastTransitionTime")
-            else rfc3339(self.clock()).split(".")[0] + "Z"
-        )
-        cond = {
-            "type": type_,
-            "status": value,
-            "reason": reason,
-            "message": message[:1024],
-            "lastTransitionTime": since,
-        }
-        if generation is not None:
-            cond["observedGeneration"] = generation
+        wanted = (type_, status, reason, message)
+        cond = condition(wanted, self._conditions.get(type_), generation, self.clock())
         self._conditions[type_] = cond
         return cond
 
@@ -378,7 +362,7 @@ class Agent:
             "unreachable": summary.unreachable,
             "powerKW": summary.power_kw,
             "hashrateTHs": summary.hashrate_ths,
-            "observedAt": rfc3339(at),
+            "observedAt": rfc3339(at, micro=True),
             "observedGeneration": (self.block.get("metadata") or {}).get("generation"),
             "conditions": conditions,
         }
@@ -405,30 +389,17 @@ class Agent:
                 return
             assert self.block is not None
             meta = self.block.get("metadata") or {}
-            now = rfc3339(self.clock()).split(".")[0] + "Z"
-            event = {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {
-                    "generateName": f"{self.node_name}.",
-                    "namespace": self.events_namespace,
-                },
-                "involvedObject": {
-                    "apiVersion": API_VERSION,
-                    "kind": "MinerBlock",
-                    "name": self.node_name,
-                    "uid": meta.get("uid"),
-                },
-                "reason": reason,
-                "message": message[:1024],
-                "type": "Warning",
-                "source": {"component": "dualcap-agent", "host": self.node_name},
-                "reportingComponent": "dualcap-agent",
-                "reportingInstance": self.node_name,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            }
+            event = event_body(
+                {"apiVersion": API_VERSION, "kind": "MinerBlock", "metadata": meta},
+                "Warning",
+                reason,
+                message,
+                self.clock(),
+                component="dualcap-agent",
+                instance=self.node_name,
+                namespace=self.events_namespace,
+                host=self.node_name,
+            )
             reply = await self.kube.request(
                 "POST", f"/api/v1/namespaces/{self.events_namespace}/events", event
             )

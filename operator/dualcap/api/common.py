@@ -7,7 +7,6 @@ check, in ``json_schema_extra``, so the CRD and the code can never disagree.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +33,7 @@ from dualcap.api.names import POWER_PER_GPU_KW_ANNOTATION as POWER_PER_GPU_KW_AN
 from dualcap.api.names import ROLE_LABEL as ROLE_LABEL
 from dualcap.api.names import SITE_LABEL as SITE_LABEL
 from dualcap.api.names import VERSION as VERSION
+from dualcap.api.objects import parse_rfc3339 as parse_rfc3339
 
 # RFC 3339 date-time with an explicit offset (what `kubectl` and GitOps tools write).
 RFC3339_PATTERN = (
@@ -56,14 +56,6 @@ Rfc3339 = Annotated[str, StringConstraints(pattern=RFC3339_PATTERN, max_length=6
 Clock = Annotated[str, StringConstraints(pattern=CLOCK_PATTERN, max_length=5)]
 WindowName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 ObjectName = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
-
-
-def parse_rfc3339(value: str) -> datetime:
-    """An aware datetime from an RFC 3339 string ('Z' or an offset required)."""
-    parsed = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone offset (RFC 3339 needs 'Z' or +hh:mm)")
-    return parsed
 
 
 def cel(rule: str, message: str, **extra: str) -> JsonDict:

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from dualcap.api.common import API_VERSION
+from dualcap.api.objects import event as event_body
 from dualcap.cluster.apply import Outcome
 from dualcap.cluster.client import Client
 from dualcap.planning.commands import Kind
-from dualcap.planning.report import rfc3339
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -152,27 +152,16 @@ async def post(client: Client, event: Event, now: datetime) -> bool:
     """Posts ``event``; an Event that cannot be posted is logged, never an error."""
     meta = event.about.get("metadata") or {}
     namespace = meta.get("namespace") or "default"
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'dualcap')}.", "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": event.about.get("apiVersion"),
-            "kind": event.about.get("kind"),
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-        },
-        "reason": event.reason,
-        "message": event.message[:1024],
-        "type": event.type,
-        "source": {"component": "dualcap"},
-        "reportingComponent": "dualcap",
-        "reportingInstance": "dualcap",
-        "firstTimestamp": rfc3339(now),
-        "lastTimestamp": rfc3339(now),
-        "count": 1,
-    }
+    body = event_body(
+        event.about,
+        event.type,
+        event.reason,
+        event.message,
+        now,
+        component="dualcap",
+        instance="dualcap",
+        namespace=namespace,
+    )
     resp = await client.create(f"/api/v1/namespaces/{namespace}/events", body)
     if not resp.ok:
         log.info(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from dualcap.api.common import LEASE_LABEL, SITE_LABEL
+from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
 from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION
 
@@ -119,7 +119,7 @@ def lease_pod(
             "annotations": annotations,
             "ownerReferences": [
                 {
-                    "apiVersion": "dualcap.io/v1alpha1",
+                    "apiVersion": API_VERSION,
                     "kind": "ComputeLease",
                     "name": meta["name"],
                     "uid": meta["uid"],

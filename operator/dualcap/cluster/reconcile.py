@@ -17,6 +17,7 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL, parse_rfc3339
 from dualcap.api.lease import ComputeLease
+from dualcap.api.objects import object_key
 from dualcap.api.site import ControllerState, node_selector_of
 from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
@@ -47,11 +48,6 @@ RESYNC_SECONDS = 30.0
 STUCK_SECONDS = 15.0
 SAFETY_PERIOD = timedelta(seconds=60)  # wake at least this often, whatever happens
 SETTLING = timedelta(seconds=5)  # recheck this soon while commands are in flight
-
-
-def _key(obj: Mapping[str, Any]) -> Key:
-    meta = obj.get("metadata") or {}
-    return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
 def _rv(obj: Mapping[str, Any] | None) -> int:
@@ -87,7 +83,7 @@ class Overlay:
         out = []
         seen: set[Key] = set()
         for obj in objects:
-            key = _key(obj)
+            key = object_key(obj)
             entry = self.entries.get(key)
             if entry is None:
                 out.append(obj)
@@ -112,7 +108,7 @@ class Overlay:
     def _bury(self, objects: list[Obj]) -> list[Obj]:
         out, present = [], set()
         for obj in objects:
-            key = _key(obj)
+            key = object_key(obj)
             gone_at = self.tombstones.get(key)
             if gone_at is None:
                 out.append(obj)
@@ -307,10 +303,10 @@ class Reconciler:
                 return False  # try again at the next resync
             body = resp.body
             rv = _rv(body)
-            checked[what] = ({_key({**o, "kind": "Node" if what == "nodes" else "Pod"}) for o in body.get("items", [])}, rv)  # fmt: skip
+            checked[what] = ({object_key({**o, "kind": "Node" if what == "nodes" else "Pod"}) for o in body.get("items", [])}, rv)  # fmt: skip
         buried = 0
         for obj in objects:
-            key = _key(obj)
+            key = object_key(obj)
             kind, labels = key[0], (obj.get("metadata") or {}).get("labels") or {}
             if kind == "Node":
                 scope = "nodes"

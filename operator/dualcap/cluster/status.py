@@ -16,42 +16,14 @@ from dualcap.api.conditions import ConditionType as T
 from dualcap.api.conditions import HoldReason
 from dualcap.api.conditions import Reason as R
 from dualcap.api.lease import LeasePhase
+from dualcap.api.objects import Wanted as Wanted
+from dualcap.api.objects import rfc3339
+from dualcap.api.objects import set_conditions as set_conditions
 from dualcap.planning.decisions import LeaseDecision, MeterOutcome, Plan
-from dualcap.planning.report import rfc3339
-
-# (type, status, reason, message): status None is Unknown
-Wanted = tuple[str, bool | None, str, str]
 
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
-
-
-def set_conditions(
-    previous: list[Mapping[str, Any]] | None,
-    wanted: list[Wanted],
-    generation: int | None,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """metav1 Conditions: (type, status, reason, message); lastTransitionTime kept when the
-    status is unchanged."""
-    before = {x.get("type"): x for x in previous or []}
-    out = []
-    for type_, status, reason, message in wanted:
-        value = "Unknown" if status is None else "True" if status else "False"
-        old = before.get(type_)
-        since = old.get("lastTransitionTime") if old and old.get("status") == value else None
-        cond = {
-            "type": str(type_),
-            "status": value,
-            "reason": str(reason),
-            "message": message,
-            "lastTransitionTime": since or rfc3339(now),
-        }
-        if generation is not None:
-            cond["observedGeneration"] = generation
-        out.append(cond)
-    return out
 
 
 def site_status(

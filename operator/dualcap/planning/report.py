@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from dualcap.api.objects import rfc3339
 from dualcap.planning.commands import Command, Kind
 from dualcap.planning.decisions import LeaseDecision, Plan
-
-
-def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _lease_ref(d: LeaseDecision) -> dict[str, Any]:

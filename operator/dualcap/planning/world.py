@@ -15,14 +15,10 @@ from typing import Any
 
 from dualcap.api.common import LEASE_LABEL, SITE_LABEL
 from dualcap.api.marks import curtail_patch, merge_patch, resume_patch
+from dualcap.api.objects import object_key
 from dualcap.planning.commands import Command, Kind
 
 Obj = dict[str, Any]
-
-
-def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    meta = obj.get("metadata") or {}
-    return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
 def miner_pod(node: str, labels: Mapping[str, str], namespace: str = "mining") -> Obj:
@@ -45,7 +41,7 @@ def apply(
     confirm: bool = True,
 ) -> list[Obj]:
     """The objects after ``commands`` took effect at ``at``."""
-    by_key = {_key(o): copy.deepcopy(dict(o)) for o in objects}
+    by_key = {object_key(o): copy.deepcopy(dict(o)) for o in objects}
     miner_labels = miner_labels or {"app": "miner-agent"}
     for cmd in commands:
         if cmd.kind is Kind.CURTAIL:
@@ -64,7 +60,7 @@ def apply(
             key = ("Node", "", cmd.name)
             by_key[key] = merge_patch(by_key[key], resume_patch(by_key[key], at))
             pod = miner_pod(cmd.name, miner_labels)
-            by_key[_key(pod)] = pod
+            by_key[object_key(pod)] = pod
         elif cmd.kind is Kind.CREATE_POD:
             pod = {
                 "apiVersion": "v1",
@@ -82,7 +78,7 @@ def apply(
                 },
                 "status": {"phase": "Running"},
             }
-            by_key[_key(pod)] = pod
+            by_key[object_key(pod)] = pod
         elif cmd.kind is Kind.DELETE_POD:
             by_key.pop(("Pod", cmd.namespace or "", cmd.name), None)
     return list(by_key.values())

@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from dualcap.api.budget import MAX_LIMIT_KW, PowerBudget
+from dualcap.api.names import API_VERSION
 from dualcap.signals.freshness import Signal, SignalAge
 
 log = logging.getLogger("dualcap.openadr")
@@ -493,7 +494,7 @@ def budget_body(
     # has none); a budget has one lead time, so the largest of the live events' counts.
     lead = max((d.lead_time_seconds for d in live), default=default_lead_seconds)
     return {
-        "apiVersion": "dualcap.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "PowerBudget",
         "metadata": {
             "name": budget_name(site.name),

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.peers_dr.vtn import Vtn, load_dispatch  # noqa: E402
 
-from dualcap.cluster.client import Client  # noqa: E402
+from dualcap.client import Client  # noqa: E402
 from dualcap.manifests import load_objects  # noqa: E402
 from dualcap_sandbox.app import Sandbox  # noqa: E402
 

@@ -12,13 +12,13 @@ FORBIDDEN = {"kopf", "kubernetes", "kubernetes_asyncio", "aiohttp", "kr8s", "lig
 # Each package may import only itself and what is listed for it: handlers -> cluster ->
 # planning -> api, one way; the agent and the signal adapters use the api and the client,
 # never the planner or the handlers. A new package must be given its place here.
-CLIENT = "cluster.client"
+CLIENT = "client"  # the one Kubernetes client: the operator, the agent and the adapters
 LOGIN = "login"  # dualcap's one way to log in: every process that talks to the API
 BELOW = {
     "api": {"api"},
     "planning": {"planning", "api"},
-    "cluster": {"cluster", "planning", "api", "signals", LOGIN},  # it polls the site meters
-    "handlers": {"handlers", "cluster", "planning", "api", LOGIN},
+    "cluster": {"cluster", "planning", "api", "signals", CLIENT, LOGIN},  # it polls the meters
+    "handlers": {"handlers", "cluster", "planning", "api", CLIENT, LOGIN},
     "agent": {"agent", "api", CLIENT, LOGIN},
     "signals": {"signals", "api", CLIENT, LOGIN},
 }
@@ -29,9 +29,10 @@ TOP = {
     "__main__": {"cli"},
     "manifests": set(),
     "login": set(),  # credentials: kubeconfigs (exec plugins), the pod's service account
+    "client": {LOGIN},  # no layer: below cluster, agent and signals alike
     # simulate reads ERCOT price reports with the signal adapters' readers (files only)
     "simulate": {"planning", "api", "manifests", "signals.prices", "signals.reading"},
-    "cli": set(BELOW) | {"manifests", "simulate", "__init__", LOGIN},
+    "cli": set(BELOW) | {"manifests", "simulate", "__init__", LOGIN, CLIENT},
 }
 
 
@@ -144,7 +145,7 @@ def test_the_operator_wheel_carries_no_sandbox() -> None:
 
 def test_the_architecture_docs_say_the_same() -> None:
     """docs/architecture.md §1's table of packages lists, for each, what it may import:
-    the same as BELOW (and TOP for dualcap.login)."""
+    the same as BELOW (and TOP for dualcap.login and dualcap.client)."""
     import re
 
     doc = (PACKAGE.parent.parent / "docs" / "architecture.md").read_text()
@@ -153,5 +154,8 @@ def test_the_architecture_docs_say_the_same() -> None:
         m = re.match(r"\| `dualcap\.(\w+)` \|.*\| (.*) \|$", line)
         if m:
             rows[m.group(1)] = set(re.findall(r"`([\w.]+)`", m.group(2)))
-    want = {layer: may - {layer} for layer, may in BELOW.items()} | {"login": TOP["login"]}
+    want = {layer: may - {layer} for layer, may in BELOW.items()} | {
+        LOGIN: TOP[LOGIN],
+        CLIENT: TOP[CLIENT],
+    }
     assert rows == want, f"docs/architecture.md says {rows}, the layering test {want}"

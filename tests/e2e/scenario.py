@@ -30,7 +30,7 @@ from typing import Any
 
 import kopf
 
-from dualcap.cluster.client import Client, Response
+from dualcap.client import Client, Response
 from tests.sandbox.conftest import wait_for
 
 NS = "dualcap-e2e"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import kopf
 import pytest
 
-from dualcap.cluster.client import Client
+from dualcap.client import Client
 from dualcap.signals.openadr import Adapter
 from tests.operator.conftest import Running
 from tests.peers_dr.test_openadr_e2e import config

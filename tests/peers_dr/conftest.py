@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import pytest
 
-from dualcap.cluster.client import Client
+from dualcap.client import Client
 from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES
 from tests.peers_dr.vtn import Vtn

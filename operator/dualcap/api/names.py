@@ -23,6 +23,7 @@ POWER_KW_ANNOTATION = f"{GROUP}/power-kw"
 HASHRATE_THS_ANNOTATION = f"{GROUP}/hashrate-ths"
 POWER_PER_GPU_KW_ANNOTATION = f"{GROUP}/power-per-gpu-kw"
 IDLE_POWER_KW_ANNOTATION = f"{GROUP}/idle-power-kw"
+PLANNED_NODE_ANNOTATION = f"{GROUP}/node"  # on a lease pod: the GPU node the plan chose
 
 # The MinerBlock: the node annotation naming a block's miners, and how many one can hold.
 MINERS_ANNOTATION = f"{GROUP}/miners"

@@ -18,7 +18,7 @@ from typing import Any
 from dualcap.api.common import LEASE_LABEL
 from dualcap.api.lease import ComputeLease
 from dualcap.api.marks import curtail_patch, resume_patch
-from dualcap.cluster.client import Client, Response
+from dualcap.client import Client, Response
 from dualcap.cluster.pods import TemplateRejected, lease_pod
 from dualcap.planning.commands import Command, Kind
 

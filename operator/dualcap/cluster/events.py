@@ -15,8 +15,8 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION
 from dualcap.api.objects import event as event_body
+from dualcap.client import Client
 from dualcap.cluster.apply import Outcome
-from dualcap.cluster.client import Client
 from dualcap.planning.commands import Kind
 
 log = logging.getLogger("dualcap")

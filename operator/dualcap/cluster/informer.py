@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dualcap.api.common import LEASE_LABEL, SITE_LABEL, LabelSelector
+from dualcap.api.names import PLANNED_NODE_ANNOTATION
+from dualcap.client import Client, StreamError
 from dualcap.cluster import projections
-from dualcap.cluster.client import Client, StreamError
-from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]

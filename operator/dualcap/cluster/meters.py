@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec, PrometheusEndpoint, ValueFrom
-from dualcap.cluster.client import Client
+from dualcap.client import Client
 from dualcap.cluster.pollers import Changes, Tasks
 from dualcap.planning.entities import GpuPowerState, MeterState
 from dualcap.signals.meter import SunSpecMeterClient

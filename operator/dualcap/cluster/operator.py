@@ -34,8 +34,8 @@ from dualcap.api.feeds import PriceFeeds
 from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
+from dualcap.client import Client, ConnectionInfo, connection_info
 from dualcap.cluster import events
-from dualcap.cluster.client import Client, ConnectionInfo, connection_info
 from dualcap.cluster.feeds import PricePoller
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller

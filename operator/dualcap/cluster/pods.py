@@ -14,7 +14,7 @@ from typing import Any
 
 from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL
 from dualcap.api.lease import ComputeLease
-from dualcap.planning.snapshot import PLANNED_NODE_ANNOTATION
+from dualcap.api.names import PLANNED_NODE_ANNOTATION
 
 FORBIDDEN_SPEC_FIELDS = (
     "nodeName",

@@ -19,9 +19,9 @@ from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL, parse_rfc33
 from dualcap.api.lease import ComputeLease
 from dualcap.api.objects import object_key
 from dualcap.api.site import ControllerState, node_selector_of
+from dualcap.client import Client
 from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
-from dualcap.cluster.client import Client
 from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan

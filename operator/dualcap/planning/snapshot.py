@@ -42,6 +42,7 @@ from dualcap.api.common import (
 from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLease, LeasePhase
 from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
+from dualcap.api.names import PLANNED_NODE_ANNOTATION
 from dualcap.api.site import ControllerState, Site
 from dualcap.planning import accounting
 from dualcap.planning.accounting import mining_revenue_usd_per_hour
@@ -66,7 +67,6 @@ from dualcap.planning.entities import (
 from dualcap.planning.measured import measured_draw, measured_state, report_from
 from dualcap.planning.quantity import parse_count
 
-PLANNED_NODE_ANNOTATION = "dualcap.io/node"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PHASES = frozenset(p.value for p in LeasePhase)

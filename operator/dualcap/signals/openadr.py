@@ -597,7 +597,7 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 @dataclass
 class Adapter:
     """The VEN: registers, polls, decides, writes budgets. ``client`` is the operator's
-    Kubernetes client (``dualcap.cluster.client.Client``)."""
+    Kubernetes client (``dualcap.client.Client``)."""
 
     config: Config
     client: Any
@@ -886,7 +886,7 @@ def run(
     """``dualcap openadr --config FILE``: until interrupted."""
     from prometheus_client import start_http_server
 
-    from dualcap.cluster.client import Client, connection_info
+    from dualcap.client import Client, connection_info
     from dualcap.login import CredentialsError
     from dualcap.login import load as load_credentials
 

@@ -1,4 +1,4 @@
-"""`dualcap` command line: crds, plan, run, simulate, prices, openadr."""
+"""`dualcap` command line: crds, plan, run, agent, simulate, prices, openadr."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Kubernetes Events: which ones a reconcile raises, and how they are posted.
 
-Every Event dualcap posts is built here, so their reasons and wording stay consistent and
-one place decides when an Event is news (a phase entered, a problem first seen) rather
-than a repeat of the last reconcile.
+Every Event the operator posts is decided here, so their reasons and wording stay
+consistent and one place decides when an Event is news (a phase entered, a problem first
+seen) rather than a repeat of the last reconcile; the body is ``api.objects.event``, which
+the miner agent's Events share.
 """
 
 from __future__ import annotations

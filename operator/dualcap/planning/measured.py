@@ -1,4 +1,5 @@
-"""What the miner agents measured: MinerBlock reports, and their recent history.
+"""What the miner agents measured: MinerBlock reports read, their recent history, and
+what a fresh report makes of a controller's draw and state.
 
 A report counts only while it is fresh (newer than the Site's ``staleAfterSeconds``); a
 stale or missing one counts as none (nameplate power, nothing confirmed on its strength).

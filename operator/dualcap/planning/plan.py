@@ -83,7 +83,7 @@ def plan(snap: SiteSnapshot, now: datetime) -> Plan:
     hashrate = sum(c.hashrate_ths for c in miners) + sum(
         c.hashrate_ths for c in snap.controllers if not c.dispatchable and c.committed_it_kw > 0
     )
-    hashprice = snap.live_hashprice if snap.live_hashprice is not None else None
+    hashprice = snap.live_hashprice
     if hashprice is None and asic is not None:
         hashprice = asic.hashprice_usd_per_ph_day
     mining_revenue = (
@@ -279,9 +279,7 @@ def hold_of(snap: SiteSnapshot) -> Hold | None:
         return Hold(HoldReason.SUSPENDED, "the Site is suspended (spec.suspend)")
     if snap.budget_issue is not None:
         return Hold(snap.budget_issue.reason, snap.budget_issue.message)
-    if not snap.budgets:
-        return Hold(HoldReason.NO_POWER_BUDGET, "no PowerBudget")
-    return None
+    return None  # a site with no valid budget has a budget_issue
 
 
 def site_envelope(snap: SiteSnapshot, now: datetime) -> SiteEnvelope | None:

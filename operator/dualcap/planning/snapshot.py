@@ -1,9 +1,11 @@
 """A site's objects as the planner sees them, built from plain Kubernetes objects.
 
 The input is what the API returns (or `kubectl get -o yaml` prints): dicts of Sites,
-PowerBudgets, ComputeLeases, Nodes and Pods. The operator builds snapshots from its
-indexes with the same code, so `dualcap plan` on a file decides exactly as the operator
-would on the cluster.
+PowerBudgets, ComputeLeases, Nodes and Pods, and what the site's pollers read
+(``SiteInputs``: the meter, the GPU power query, the price feeds) at ``now``. The snapshot
+comes out finished and frozen: nothing changes it after it is built. The operator builds
+snapshots from its view with the same code, so `dualcap plan` on a file decides exactly as
+the operator would on the cluster.
 
 Everything uncertain is classified conservatively: a controller counts as mining until its
 curtailment is confirmed, a node that is NotReady or unknown counts at full power, and a

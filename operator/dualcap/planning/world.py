@@ -1,6 +1,6 @@
 """Apply a plan's commands to a set of objects as an ideal cluster would (pure, in memory).
 
-Used to step a site through time offline (`dualcap demo`, the property tests): curtail
+Used to step a site through time offline (`dualcap simulate`, the property tests): curtail
 marks the node and, once ``confirm`` is true, its mining pods are gone; resume unmarks it
 and its miner pods come back; lease pods are created bound to their planned node and
 Running; deleted pods are gone. No I/O: a list of dicts in, a new list out.

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import importlib
 import inspect
 import json
+import pkgutil
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -296,18 +298,19 @@ VERBS = {("GET", True): "get", ("GET", False): "list", ("POST", False): "create"
 
 def calls_in_code() -> set[tuple[str, str, str, str]]:
     """(group, resource, verb, name expression) of every Kubernetes API call in the
-    adapter's module, read from its source: the client's methods called on ``client`` or
+    adapter's modules, read from their source: the client's methods called on ``client`` or
     ``self.client``, their paths built from the module's API path constants."""
-    source = inspect.getsource(openadr)
+    from dualcap.signals.openadr import names
+
+    modules = [m for m in pkgutil.iter_modules(openadr.__path__) if m.name != "names"]
+    source = "\n".join(
+        inspect.getsource(importlib.import_module(f"{openadr.__name__}.{m.name}")) for m in modules
+    )
     tree = ast.parse(source)
     paths = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.Constant)
-        and isinstance(node.value.value, str)
-        and node.value.value.startswith(("/api/", "/apis/"))
+        name: value
+        for name, value in vars(names).items()
+        if isinstance(value, str) and value.startswith(("/api/", "/apis/"))
     }
     assert set(paths) == {"BUDGETS", "SITES"}
     literals = [
@@ -315,7 +318,7 @@ def calls_in_code() -> set[tuple[str, str, str, str]]:
         for n in ast.walk(tree)
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and "/api" in n.value
     ]
-    assert sorted(literals) == sorted(paths.values())  # no API path outside the constants
+    assert literals == []  # no API path outside the constants of openadr/names.py
     found: set[tuple[str, str, str, str]] = set()
     for fn in ast.walk(tree):
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):

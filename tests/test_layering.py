@@ -21,6 +21,8 @@ BELOW = {
     "handlers": {"handlers", "cluster", "planning", "api", CLIENT, LOGIN},
     "agent": {"agent", "api", CLIENT, LOGIN},
     "signals": {"signals", "api", CLIENT, LOGIN},
+    # simulate reads ERCOT price reports with the signal adapters' readers (files only)
+    "simulate": {"simulate", "planning", "api", "manifests", "signals.prices", "signals.reading"},
 }
 PURE = {"api", "planning"}
 # Top-level modules of the package: the command line and the offline tools.
@@ -30,8 +32,6 @@ TOP = {
     "manifests": set(),
     "login": set(),  # credentials: kubeconfigs (exec plugins), the pod's service account
     "client": {LOGIN},  # no layer: below cluster, agent and signals alike
-    # simulate reads ERCOT price reports with the signal adapters' readers (files only)
-    "simulate": {"planning", "api", "manifests", "signals.prices", "signals.reading"},
     "cli": set(BELOW) | {"manifests", "simulate", "__init__", LOGIN, CLIENT},
 }
 

@@ -10,14 +10,14 @@ concurrently (the client bounds how many at once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from dualcap.api.common import LEASE_LABEL
 from dualcap.api.lease import ComputeLease
-from dualcap.api.marks import curtail_patch, resume_patch
+from dualcap.api.marks import curtail_patch, is_marked, release_patch, resume_patch
 from dualcap.client import Client, Response
 from dualcap.cluster.pods import TemplateRejected, lease_pod
 from dualcap.planning.commands import Command, Kind
@@ -85,6 +85,22 @@ async def apply_commands(
 
     await asyncio.gather(*(one(c) for c in commands))
     return outcome
+
+
+async def release(client: Client, nodes: Sequence[Mapping[str, Any]]) -> tuple[int, str | None]:
+    """A deleted Site's curtailed controllers handed back (``onDelete: Release``): each
+    node dualcap marked loses its marks. (released, the first failure or None); a node
+    already gone counts as released."""
+    released = 0
+    for node in nodes:
+        if not is_marked(node):
+            continue
+        name = node["metadata"]["name"]
+        resp = await client.patch(f"/api/v1/nodes/{name}", release_patch(node))
+        if not resp.ok and resp.code != 404:
+            return released, f"releasing {name}: {resp.code} {resp.message}"
+        released += 1
+    return released, None
 
 
 def _record(outcome: Outcome, cmd: Command, resp: Response, key: tuple[str, str, str]) -> None:

@@ -40,13 +40,6 @@ def lease_ref(namespace: str, name: str, uid: str | None = None) -> Obj:
     return {"apiVersion": API_VERSION, "kind": "ComputeLease", "metadata": meta}
 
 
-def budget_ref(name: str, uid: str | None = None) -> Obj:
-    meta: Obj = {"name": name}
-    if uid:
-        meta["uid"] = uid
-    return {"apiVersion": API_VERSION, "kind": "PowerBudget", "metadata": meta}
-
-
 def _reported(obj: Mapping[str, Any], reason: str) -> bool:
     """A condition of ``obj`` already carries ``reason``: its Event was posted as it came
     (once, not at every reconcile)."""

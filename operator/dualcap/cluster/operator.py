@@ -31,18 +31,17 @@ from dualcap.api.common import API_VERSION, GROUP, SITE_LABEL, VERSION, LabelSel
 from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.crd import RESOURCES
 from dualcap.api.feeds import PriceFeeds
-from dualcap.api.marks import is_marked, release_patch
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
 from dualcap.api.site import node_selector_of
 from dualcap.client import Client, ConnectionInfo, connection_info
-from dualcap.cluster import events
+from dualcap.cluster import apply, events
 from dualcap.cluster.feeds import PricePoller
 from dualcap.cluster.informer import ClusterView
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.pollers import SitePollers
 from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
-from dualcap.cluster.status import Wanted, set_conditions
+from dualcap.cluster.status import site_not_found_status, status_path
 from dualcap.login import Credentials
 from dualcap.login import load as load_credentials
 from dualcap.planning.entities import GpuPowerState, LivePrices, MeterState
@@ -451,15 +450,10 @@ class Operator:
             log.info("site %s deleted: curtailed controllers retained (onDelete: Retain)", name)
             return 0
         selector = node_selector_of(site)
-        released = 0
-        for node in view.nodes_for(selector) if selector is not None else []:
-            if not is_marked(node):
-                continue
-            node_name = node["metadata"]["name"]
-            resp = await reconciler.client.patch(f"/api/v1/nodes/{node_name}", release_patch(node))
-            if not resp.ok and resp.code != 404:
-                raise TryAgain(f"releasing {node_name}: {resp.code} {resp.message}", delay=5)
-            released += 1
+        nodes = view.nodes_for(selector) if selector is not None else []
+        released, failed = await apply.release(reconciler.client, nodes)
+        if failed is not None:
+            raise TryAgain(failed, delay=5)
         log.info("site %s deleted: released %d curtailed controllers", name, released)
         return released
 
@@ -486,35 +480,19 @@ class Operator:
         if found.code != 404:
             return  # it exists (its loop will take the object), or we cannot tell now
         now = self.clock()
-        name = str(meta.get("name"))
-        generation = meta.get("generation")
-        if body.get("kind") == "PowerBudget":
-            message = f"no Site {site!r}: the budget binds nothing until it exists"
-            path = f"/apis/{API_VERSION}/powerbudgets/{name}/status"
-            wanted: dict[str, Any] = {"observedGeneration": generation}
-            marks: list[Wanted] = [
-                ("Ready", False, Reason.SITE_NOT_FOUND, message),
-                (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
-            ]
-            ref = events.budget_ref(name, meta.get("uid"))
-        else:
-            namespace = meta.get("namespace") or "default"
-            message = f"no Site {site!r}: the lease waits until it exists"
-            path = f"/apis/{API_VERSION}/namespaces/{namespace}/computeleases/{name}/status"
-            wanted = {"observedGeneration": generation, "phase": "Pending"}
-            marks = [
-                ("Admitted", False, Reason.SITE_NOT_FOUND, message),
-                ("Ready", False, Reason.SITE_NOT_FOUND, message),
-                (ConditionType.STALLED, True, Reason.SITE_NOT_FOUND, message),
-            ]
-            ref = events.lease_ref(namespace, name, meta.get("uid"))
-        wanted["conditions"] = set_conditions(conditions, marks, generation, now)
-        resp = await reconciler.client.patch(path, {"status": wanted})
+        wanted, message = site_not_found_status(body, now)
+        resp = await reconciler.client.patch(status_path(body), {"status": wanted})
         if not resp.ok and resp.code != 404:
-            log.warning("status of %s %s: %s %s", body.get("kind"), name, resp.code, resp.message)
+            log.warning(
+                "status of %s %s: %s %s",
+                body.get("kind"),
+                meta.get("name"),
+                resp.code,
+                resp.message,
+            )
         await events.post(
             reconciler.client,
-            events.Event(ref, events.WARNING, Reason.SITE_NOT_FOUND, message),
+            events.Event(body, events.WARNING, Reason.SITE_NOT_FOUND, message),
             now,
         )
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from dualcap.api.common import API_VERSION
 from dualcap.api.conditions import ConditionType as T
 from dualcap.api.conditions import HoldReason
 from dualcap.api.conditions import Reason as R
@@ -319,3 +320,40 @@ def lease_status(
         (T.STALLED, stalled, reason if stalled else "", message if stalled else ""),
     ], generation, now)  # fmt: skip
     return status
+
+
+PLURALS = {"Site": "sites", "PowerBudget": "powerbudgets", "ComputeLease": "computeleases"}
+
+
+def status_path(obj: Mapping[str, Any]) -> str:
+    """The status subresource of one of dualcap's objects."""
+    meta = obj.get("metadata") or {}
+    plural = PLURALS[str(obj.get("kind"))]
+    where = f"namespaces/{meta.get('namespace') or 'default'}/" if plural == "computeleases" else ""
+    return f"/apis/{API_VERSION}/{where}{plural}/{meta.get('name')}/status"
+
+
+def site_not_found_status(body: Mapping[str, Any], now: datetime) -> tuple[dict[str, Any], str]:
+    """The status of a PowerBudget or ComputeLease whose siteRef names no Site (Stalled,
+    SiteNotFound), and the message it tells."""
+    meta = body.get("metadata") or {}
+    site = (body.get("spec") or {}).get("siteRef")
+    generation = meta.get("generation")
+    previous = (body.get("status") or {}).get("conditions")
+    if body.get("kind") == "PowerBudget":
+        message = f"no Site {site!r}: the budget binds nothing until it exists"
+        wanted: dict[str, Any] = {"observedGeneration": generation}
+        marks: list[Wanted] = [
+            (T.READY, False, R.SITE_NOT_FOUND, message),
+            (T.STALLED, True, R.SITE_NOT_FOUND, message),
+        ]
+    else:
+        message = f"no Site {site!r}: the lease waits until it exists"
+        wanted = {"observedGeneration": generation, "phase": LeasePhase.PENDING.value}
+        marks = [
+            (T.ADMITTED, False, R.SITE_NOT_FOUND, message),
+            (T.READY, False, R.SITE_NOT_FOUND, message),
+            (T.STALLED, True, R.SITE_NOT_FOUND, message),
+        ]
+    wanted["conditions"] = set_conditions(previous, marks, generation, now)
+    return wanted, message

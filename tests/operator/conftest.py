@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from dualcap.api.site import ControllerState
 from dualcap.cluster.operator import Operator
 from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
 from dualcap.planning.plan import site_envelope
-from dualcap.planning.snapshot import ControllerState
 from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES, wall_clock_examples
 

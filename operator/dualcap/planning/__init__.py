@@ -14,8 +14,9 @@ from dualcap.planning.commands import Command, Kind, Schedule, make_before_break
 from dualcap.planning.decisions import Hold, LeaseDecision, Plan
 from dualcap.planning.entities import Fleet, SiteSnapshot
 from dualcap.planning.envelope import Envelope, evaluate
+from dualcap.planning.parse import ParseCache
 from dualcap.planning.plan import plan
-from dualcap.planning.snapshot import ParseCache, build_fleet
+from dualcap.planning.snapshot import build_fleet
 
 __all__ = [
     "Command",

@@ -29,7 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests.peers_dr.vtn import Vtn, load_dispatch
+from tests.peers.vtn import Vtn, load_dispatch
 
 from loopsite import (
     SITE,

@@ -29,7 +29,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.peers_dr.vtn import Vtn, load_dispatch  # noqa: E402
+from tests.peers.vtn import Vtn, load_dispatch  # noqa: E402
 
 from dualcap.client import Client  # noqa: E402
 from dualcap.manifests import load_objects  # noqa: E402

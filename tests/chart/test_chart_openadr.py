@@ -437,7 +437,7 @@ async def test_rbac_is_exactly_what_the_adapter_sends(cluster, vtn) -> None:
     """The adapter's traffic against the sandbox across a registration, an event, its
     modification and its cancellation: every request inside the chart's role, every
     grant used."""
-    from tests.peers_dr.vtn import load_dispatch
+    from tests.peers.vtn import load_dispatch
 
     site = "tx-rockdale-1"  # the example Site loaded in the sandbox
     config = openadr.Config.model_validate(

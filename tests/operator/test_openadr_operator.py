@@ -15,8 +15,8 @@ import pytest
 from dualcap.client import Client
 from dualcap.signals.openadr import Adapter
 from tests.operator.conftest import Running
-from tests.peers_dr.test_openadr_e2e import config
-from tests.peers_dr.vtn import Vtn, load_dispatch
+from tests.peers.vtn import Vtn, load_dispatch
+from tests.signals.test_openadr_e2e import config
 
 SITE = "tx-rockdale-1"
 

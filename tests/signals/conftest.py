@@ -1,4 +1,5 @@
-"""A real Prometheus scraping a fake DCGM exporter, once for the whole session."""
+"""A real Prometheus scraping a fake DCGM exporter, once for the whole session; and, for the
+OpenADR tests, a sandbox cluster and openleadr's VTN on loopback."""
 
 from __future__ import annotations
 
@@ -45,3 +46,7 @@ def prometheus(exporter: FakeExporter) -> Iterator[Prometheus]:
         yield server
     finally:
         server.stop()
+
+
+# The OpenADR tests' sandbox cluster and VTN (tests/peers/openadr_fixtures.py)
+from tests.peers.openadr_fixtures import cluster, vtn  # noqa: E402, F401

@@ -15,7 +15,7 @@ import pytest
 from dualcap.client import Client
 from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES
-from tests.peers_dr.vtn import Vtn
+from tests.peers.vtn import Vtn
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dualcap.api.site import ControllerState
 from dualcap.planning import plan
 from dualcap.planning.commands import Kind
-from tests.unit.builders import T0, asic, budget, site, snapshot
+from tests.planning.builders import T0, asic, budget, site, snapshot
 
 
 def miner_agent_site() -> dict:

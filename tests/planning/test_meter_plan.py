@@ -13,7 +13,7 @@ import pytest
 
 from dualcap.planning import plan
 from dualcap.planning.entities import MeterState
-from tests.unit.builders import T0, asic, budget, site, snapshot
+from tests.planning.builders import T0, asic, budget, site, snapshot
 
 STALE = 30.0
 

@@ -19,7 +19,7 @@ from dualcap.planning.lifecycle import (
     Pods,
     first_stop,
 )
-from tests.unit.builders import T0, budget, lease, site, snapshot
+from tests.planning.builders import T0, budget, lease, site, snapshot
 
 NOW = Context(T0)
 HOUR = timedelta(hours=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dualcap.cli import main
-from tests.peers_dr.feeds import DATA
+from tests.peers.feeds import DATA
 
 
 def test_prints_the_price_in_force_as_json(capsys):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from dualcap.cluster.status import budget_status, site_status
 from dualcap.planning import plan
-from tests.unit.builders import SITE, T0, asics, budget, event, site, snapshot
+from tests.planning.builders import SITE, T0, asics, budget, event, site, snapshot
 
 
 def conditions(status) -> dict[str, tuple[str, str]]:

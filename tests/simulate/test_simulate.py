@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dualcap.simulate import ScenarioError, Totals, account, load, simulate
+from tests.cli.test_cli_plan import run_cli
 from tests.conftest import EXAMPLES
-from tests.unit.test_cli_plan import run_cli
 
 SCENARIOS = EXAMPLES / "scenarios"
 HOURS = 2
-DATA = Path(__file__).resolve().parent.parent / "peers_dr" / "data"
+DATA = Path(__file__).resolve().parent.parent / "peers" / "data"
 RT_DAY = DATA / "np6-905-cd_rt_spp_2026-07-14_synthetic.csv"  # 96 intervals, 2 points
 RT_FALLBACK = DATA / "np6-905-cd_rt_spp_2026-11-01_fallback.csv"  # 00:00 CDT..04:00 CST
 DAM_DAY = DATA / "np4-190-cd_dam_spp_2026-07-15.csv"

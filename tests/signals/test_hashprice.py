@@ -11,7 +11,7 @@ import pytest
 from dualcap.signals.hashprice import parse, unit_of
 from dualcap.signals.reading import SignalError
 
-DATA = Path(__file__).resolve().parent.parent / "peers_dr" / "data"
+DATA = Path(__file__).resolve().parent.parent / "peers" / "data"
 
 
 def doc(*points: object) -> str:

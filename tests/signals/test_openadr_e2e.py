@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dualcap.signals.openadr import EVENTS_ANNOTATION, Adapter, Config
-from tests.peers_dr.conftest import Cluster, until
-from tests.peers_dr.vtn import Vtn, load_dispatch, simple
+from tests.peers.openadr_fixtures import Cluster, until
+from tests.peers.vtn import Vtn, load_dispatch, simple
 
 SITE = "tx-rockdale-1"
 BUDGET = f"openadr-{SITE}"
@@ -182,7 +182,7 @@ async def test_a_vtn_that_goes_away_takes_nothing_delivered_with_it(
 async def test_a_vtn_answering_garbage(cluster: Cluster):
     from aiohttp import web
 
-    from tests.peers_dr.vtn import free_port
+    from tests.peers.vtn import free_port
 
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(text="<html>502 Bad Gateway</html>", content_type="application/xml")

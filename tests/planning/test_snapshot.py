@@ -15,7 +15,7 @@ from dualcap.api.marks import curtail_patch, is_marked, resume_patch
 from dualcap.api.site import ControllerState
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.world import apply
-from tests.unit.builders import (
+from tests.planning.builders import (
     SITE,
     T0,
     asic,
@@ -27,7 +27,7 @@ from tests.unit.builders import (
     running,
     site,
 )
-from tests.unit.test_properties import SETTINGS, worlds
+from tests.planning.test_properties import SETTINGS, worlds
 
 Obj = dict
 

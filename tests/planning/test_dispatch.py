@@ -9,7 +9,7 @@ import pytest
 
 from dualcap.planning import Kind, plan
 from dualcap.planning.world import apply
-from tests.unit.builders import (
+from tests.planning.builders import (
     SITE,
     T0,
     asic,

@@ -11,7 +11,7 @@ import pytest
 
 from dualcap.planning.entities import MeterState
 from dualcap.planning.plan import plan
-from tests.unit.builders import T0, asic, asics, budget, site, snapshot
+from tests.planning.builders import T0, asic, asics, budget, site, snapshot
 
 READ = MeterState(metered_kw=None, metered_at=T0, stale_after_seconds=10, poll_seconds=2)
 

@@ -16,10 +16,10 @@ from openleadr.messaging import create_message
 from openleadr.service import VTNService
 
 from dualcap.signals.openadr import Adapter, Config
-from tests.peers_dr.certs import make_pki
-from tests.peers_dr.conftest import Cluster, until
-from tests.peers_dr.test_openadr_e2e import BUDGET, SITE, Running, events_of
-from tests.peers_dr.vtn import VEN_ID, Vtn, load_dispatch
+from tests.peers.certs import make_pki
+from tests.peers.openadr_fixtures import Cluster, until
+from tests.peers.vtn import VEN_ID, Vtn, load_dispatch
+from tests.signals.test_openadr_e2e import BUDGET, SITE, Running, events_of
 
 
 @pytest.fixture

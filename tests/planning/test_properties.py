@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dualcap.planning import Kind, knapsack, plan
 from dualcap.planning.world import apply
-from tests.unit.builders import (
+from tests.planning.builders import (
     SITE,
     T0,
     asic,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from dualcap.cli import main
-from tests.peers_dr.conftest import Cluster, until
-from tests.peers_dr.vtn import Vtn, load_dispatch
+from tests.peers.openadr_fixtures import Cluster, until
+from tests.peers.vtn import Vtn, load_dispatch
 
 
 async def test_the_command_writes_the_budget(cluster: Cluster, vtn: Vtn, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from dualcap.cluster.status import lease_status, site_status
 from dualcap.planning import plan
-from tests.unit.builders import T0, asics, budget, lease, site, snapshot
+from tests.planning.builders import T0, asics, budget, lease, site, snapshot
 
 
 def conditions(status) -> dict[str, tuple[str, str]]:

@@ -16,7 +16,7 @@ from dualcap.signals.openadr import (
     decide,
     write_budget,
 )
-from tests.peers_dr.conftest import Cluster
+from tests.peers.openadr_fixtures import Cluster
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 SITE = SiteConfig(name="tx-rockdale-1", interconnectKW=45_000, floorKW=2_000)

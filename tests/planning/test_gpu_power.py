@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from dualcap.planning import plan
 from dualcap.planning.entities import GpuPowerState
-from tests.unit.builders import T0, budget, gpu_node, site, snapshot
+from tests.planning.builders import T0, budget, gpu_node, site, snapshot
 
 NODE = gpu_node("g1", gpus=8, annotations={"dualcap.io/idle-power-kw": "2.0"})
 

@@ -10,7 +10,7 @@ import pytest
 
 from dualcap.signals import hashprice, prices
 from dualcap.signals.reading import SignalError
-from tests.peers_dr.feeds import DATA, ERCOT_ROUTES, Feed
+from tests.peers.feeds import DATA, ERCOT_ROUTES, Feed
 
 
 @pytest.fixture

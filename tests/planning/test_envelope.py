@@ -8,7 +8,7 @@ import pytest
 
 from dualcap.api.budget import PowerBudget
 from dualcap.planning.envelope import evaluate
-from tests.unit.builders import budget, event, window
+from tests.planning.builders import budget, event, window
 
 
 def env(at: datetime, **kw):

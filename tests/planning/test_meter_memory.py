@@ -13,7 +13,7 @@ from datetime import timedelta
 from dualcap.planning import plan
 from dualcap.planning.entities import LivePrices, MeterState
 from dualcap.planning.meter import MeterMemory, prepared, remembered
-from tests.unit.builders import T0, asics, budget, site, snapshot
+from tests.planning.builders import T0, asics, budget, site, snapshot
 
 STALE = 30.0
 POLL = 5.0

@@ -13,7 +13,7 @@ import pytest
 from dualcap.signals.prices import energy_price_series, parse, price_at
 from dualcap.signals.reading import SignalError
 
-DATA = Path(__file__).resolve().parent.parent / "peers_dr" / "data"
+DATA = Path(__file__).resolve().parent.parent / "peers" / "data"
 FALLBACK_CSV = (DATA / "np6-905-cd_rt_spp_2026-11-01_fallback.csv").read_text()
 SUMMER_JSON = (DATA / "np6-905-cd_spp_node_zone_hub_2026-07-14.json").read_text()
 DAM_CSV = (DATA / "np4-190-cd_dam_spp_2026-07-15.csv").read_text()

@@ -6,7 +6,7 @@ import pytest
 
 from dualcap.api.site import ControllerState
 from dualcap.planning import plan
-from tests.unit.builders import (
+from tests.planning.builders import (
     T0,
     asic,
     budget,

@@ -300,6 +300,10 @@ class Store:
         if table:
             table.watchers.discard(watcher)
 
+    def open_watches(self) -> int:
+        """How many watches are open (a test waits for its watch to be registered)."""
+        return sum(len(table.watchers) for table in self.tables.values())
+
     def close_watches(self) -> int:
         """End every open watch (fault injection: dropped watches)."""
         n = 0

@@ -32,6 +32,7 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str
 
 async def test_keep_alive_and_a_server_that_drops_idle_connections() -> None:
     connections = []
+    dropped = asyncio.Event()
 
     async def handler(reader, writer):
         connections.append(writer)
@@ -43,6 +44,8 @@ async def test_keep_alive_and_a_server_that_drops_idle_connections() -> None:
             await writer.drain()
             if served == 1:
                 writer.close()
+                await writer.wait_closed()
+                dropped.set()
 
     server, url = await serve(handler)
     kube = Kube(Connection(server=url, token="t0ken"))
@@ -54,7 +57,7 @@ async def test_keep_alive_and_a_server_that_drops_idle_connections() -> None:
         second = await kube.request("GET", "/b")  # the same connection, kept alive
         assert second.ok and second.body["line"] == "GET /b HTTP/1.1"
         assert len(connections) == 1
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(dropped.wait(), 5)  # the server has closed the kept connection
         third = await kube.request("GET", "/c")  # the kept connection is stale: retried
         assert third.ok and third.body["line"] == "GET /c HTTP/1.1"
         assert len(connections) == 2
@@ -115,10 +118,13 @@ async def test_a_server_that_never_answers_costs_one_timeout() -> None:
 
 
 async def test_a_silent_watch_stops_at_once_when_its_reader_is_cancelled() -> None:
+    streaming = asyncio.Event()
+
     async def handler(reader, writer):
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         await writer.drain()
+        streaming.set()
         await asyncio.sleep(30)  # no event, no bookmark
 
     server, url = await serve(handler)
@@ -131,7 +137,8 @@ async def test_a_silent_watch_stops_at_once_when_its_reader_is_cancelled() -> No
 
     try:
         task = asyncio.create_task(read())
-        await asyncio.sleep(0.3)  # blocked in a worker thread, on the stream
+        await asyncio.wait_for(streaming.wait(), 5)  # the watch is open: its reader blocks
+        await asyncio.sleep(0)
         assert not task.done()
         started = time.monotonic()
         task.cancel()

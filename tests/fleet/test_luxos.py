@@ -8,12 +8,20 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pyasic_rs import MinerFactory
 
 from dualcap_sandbox.luxos import MODEL, FakeFleet, _addresses
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Polls ``check`` (the fake miner's physical state) until true; fails after timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never {what}"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +125,8 @@ async def test_pyasic_identifies_measures_pauses_and_resumes(fleet: FakeFleet) -
     assert fake.sent("curtail")[-1].endswith(",sleep")
     assert fake.true_ths() == 0.0  # hashing stops at once; the draw takes its time
     assert fake.true_watts() > 1000
-    await asyncio.sleep(0.8)
-    assert fake.phase() == "asleep" and fake.true_watts() == 25.0
+    await until(lambda: fake.phase() == "asleep", "asleep")
+    assert fake.true_watts() == 25.0
     assert float(await miner.get_hashrate()) == 0.0
     assert (await miner.get_wattage()) < 30
     # asic-rs's LuxOS backend says "mining" whatever the miner does
@@ -127,10 +135,9 @@ async def test_pyasic_identifies_measures_pauses_and_resumes(fleet: FakeFleet) -
     assert await miner.resume() is True
     assert fake.sent("curtail")[-1].endswith(",wakeup")
     assert fake.phase() == "waking" and fake.true_ths() == 0.0
-    await asyncio.sleep(0.4)
-    assert 25 < fake.true_watts() < 3250  # ramping
-    await asyncio.sleep(1.0)
-    assert fake.phase() == "mining"
+    await until(lambda: fake.true_watts() > 25, "drawing more than asleep")
+    assert fake.phase() == "waking" and fake.true_watts() < 3250  # ramping
+    await until(lambda: fake.phase() == "mining", "mining")
     assert float(await miner.get_hashrate()) > 110
     # asic-rs reuses the open session: one logon for both commands
     assert len(fake.sent("logon")) == 1
@@ -185,15 +192,14 @@ async def test_reboot_into_mining_and_the_stale_summary(fleet: FakeFleet) -> Non
     miner = await MinerFactory().get_miner(ip)
     assert miner is not None
     assert await miner.pause()
-    await asyncio.sleep(0.8)
-    assert fake.phase() == "asleep"
+    await until(lambda: fake.phase() == "asleep", "asleep")
     summary = raw(ip, b'{"command":"summary"}\n')
     assert summary["SUMMARY"][0]["GHS 5s"] > 0  # the flag lies
     assert float(await miner.get_hashrate()) == 0.0  # the measurement does not
     fake.reboot_into_mining()
     assert fake.phase() == "waking"
-    await asyncio.sleep(1.4)
-    assert fake.phase() == "mining" and fake.true_watts() == fake.nominal_watts
+    await until(lambda: fake.phase() == "mining", "mining")
+    assert fake.true_watts() == fake.nominal_watts
     # the reboot dropped the session: asic-rs logs on again
     assert await miner.pause()
     assert len(fake.sent("logon")) == 2

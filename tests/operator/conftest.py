@@ -22,6 +22,7 @@ from dualcap.planning import build_fleet
 from dualcap.planning.plan import site_envelope
 from dualcap_sandbox.app import Sandbox
 from tests.conftest import CRDS, EXAMPLES, wall_clock_examples
+from tests.sandbox.conftest import wait_for
 
 NIGHT = datetime(2026, 7, 14, 11, 0, tzinfo=UTC)  # 06:00 in Texas: cheap energy, no window
 SITE = "tx-rockdale-1"
@@ -141,6 +142,17 @@ class Running:
                     return False
         return True
 
+    async def reconciled(self, n: int = 2, site: str = SITE, timeout: float = 20.0) -> None:
+        """Wakes the site and waits until ``n`` more reconciles have run (the first may have
+        begun before the caller's change)."""
+        mark = self.state.reconciles + n
+
+        async def done() -> bool:
+            self.state.wake(site)
+            return self.state.reconciles >= mark
+
+        await wait_for(done, timeout=timeout, interval=0.02, what=f"{n} more reconciles")
+
     def writes(self) -> int:
         return sum(n for (verb, *_), n in self.sb.api.audit.requests.items() if verb in WRITES)
 
@@ -186,6 +198,30 @@ def clock() -> Clock:
     return Clock()
 
 
+async def miners_started(sandbox: Sandbox, timeout: float = 10.0) -> None:
+    """Until the miner DaemonSet runs a pod on every ASIC controller (the site starts
+    mining, as a real one would)."""
+
+    async def started() -> bool:
+        objects = cluster_objects(sandbox)
+        asics = {
+            o["metadata"]["name"]
+            for o in objects
+            if o["kind"] == "Node"
+            and (o["metadata"].get("labels") or {}).get("dualcap.io/role") == "asic"
+        }
+        running = {
+            o["spec"].get("nodeName")
+            for o in objects
+            if o["kind"] == "Pod"
+            and (o["metadata"].get("labels") or {}).get("app") == "miner-agent"
+            and (o.get("status") or {}).get("phase") == "Running"
+        }
+        return bool(asics) and asics <= running
+
+    await wait_for(started, timeout=timeout, what="the DaemonSet's miners running")
+
+
 @pytest.fixture
 async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     """The example site in the sandbox, its miners running, and the operator on it."""
@@ -194,7 +230,7 @@ async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     sandbox.load_objects(load_objects(str(CRDS)))
     sandbox.load_objects(load_objects(str(EXAMPLES)))
     monitor = Monitor(sandbox, clock)
-    await asyncio.sleep(0.3)  # the DaemonSet's miners start
+    await miners_started(sandbox)
     sandbox.store.listeners.append(monitor.check)
     running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), clock, monitor)
     await running.start()
@@ -220,7 +256,7 @@ async def wall_site(sandbox: Sandbox) -> AsyncIterator[Running]:
 
     sandbox.load_objects(load_objects(str(CRDS)))
     sandbox.load_objects(wall_clock_examples())
-    await asyncio.sleep(0.3)  # the DaemonSet's miners start
+    await miners_started(sandbox)
     wall = WallClock()
     monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]
     running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]

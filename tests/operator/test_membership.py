@@ -8,7 +8,6 @@ counted 0 of them (their draw unseen), and deleting it released none of its curt
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -116,8 +115,16 @@ async def test_a_site_selected_by_expressions_keeps_its_nodes_across_resyncs(yar
     assert status["controllers"]["total"] == 6
     assert len(yard_marked(yard.sb)) == 3
     # Resyncs every 0.5 s: let several pass; the view and the plan stay the same.
+    reconciler = yard.state.reconciler
+    assert reconciler is not None
     for _ in range(4):
-        await asyncio.sleep(0.6)
+        seen = reconciler.resyncs
+
+        async def resynced(seen: int = seen) -> bool:
+            yard.state.wake(YARD)
+            return reconciler.resyncs > seen
+
+        await wait_for(resynced, timeout=10, interval=0.05, what="a resync")
         status = await yard.settle(site=YARD)
         assert status["controllers"]["total"] == 6, status["controllers"]
         assert status["controllers"]["curtailed"] == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -160,8 +159,7 @@ async def test_a_demand_response_event(site: Running) -> None:
     assert 0 < resumed_first <= 6  # 10,000 kW a minute: 4-5 controllers
     for _ in range(6):
         clock.advance(minutes=1)
-        site.state.wake(SITE)
-        await asyncio.sleep(0.3)
+        await site.reconciled()
     await site.settle()
     assert curtailed(sb) == {"asic-c25"}
 
@@ -261,7 +259,7 @@ async def test_a_node_cordoned_by_a_person_is_left_alone(site: Running) -> None:
 
 async def test_an_idle_site_makes_no_writes(site: Running) -> None:
     await site.settle()
-    await asyncio.sleep(0.5)
+    await site.reconciled()  # the status writes of the settling reconciles are done
     before, reconciles = site.writes(), site.state.reconciles
     await wait_for(
         lambda: _reconciled(site, reconciles + 10), timeout=10, what="10 more reconciles"
@@ -286,7 +284,11 @@ async def test_it_converges_through_api_faults(site: Running) -> None:
     sb.faults.add(method="PATCH", path="/api/v1/nodes/", code=409, times=2)
     sb.faults.add(method="PATCH", path="/api/v1/nodes/", code=500, times=2, ambiguous=True)
     await set_event(sb, 20_000, clock)
-    await asyncio.sleep(0.2)
+
+    async def hit() -> bool:
+        return sb.faults.injected >= 1
+
+    await wait_for(hit, timeout=10, what="the operator's first faulted write")
     sb.store.close_watches()  # and the watches drop
     status = await site.settle(timeout=30)
     assert status["committedKW"] <= 19_500
@@ -313,7 +315,7 @@ async def test_nodes_and_pods_outside_the_site_are_untouched(site: Running) -> N
     }
     for body in (other, unlabelled):
         await http(sb, "POST", "/api/v1/nodes", body, "application/json")
-    await asyncio.sleep(0.3)
+    await site.reconciled()  # the operator has seen them
     before = {n: nodes(sb)[n]["metadata"]["resourceVersion"] for n in ("elsewhere", "plain")}
     pods_before = {
         (p["metadata"]["namespace"], p["metadata"]["name"])
@@ -463,8 +465,7 @@ async def test_stale_telemetry_is_counted_at_full_power(site: Running) -> None:
     await set_event(sb, None, clock)
     for _ in range(8):  # ramp-limited resume, a minute at a time
         clock.advance(minutes=1)
-        site.state.wake(SITE)
-        await asyncio.sleep(0.3)
+        await site.reconciled()
 
     async def counted():
         rt = sb.store.rt("dualcap.io", "sites")

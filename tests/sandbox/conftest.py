@@ -88,6 +88,15 @@ class Client:
         return events
 
 
+async def watching(sandbox: Sandbox, n: int = 1) -> None:
+    """Until ``n`` watches are open on the sandbox."""
+
+    async def opened() -> bool:
+        return sandbox.store.open_watches() >= n
+
+    await wait_for(opened, timeout=5, interval=0.005, what=f"{n} open watches")
+
+
 async def wait_for(
     check: Callable[[], Awaitable[Any]],
     timeout: float = 5.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.sandbox.conftest import wait_for
+from tests.sandbox.conftest import wait_for, watching
 
 NODES = "/api/v1/nodes"
 PODS = "/api/v1/namespaces/default/pods"
@@ -216,7 +216,7 @@ async def test_paging(client) -> None:
     assert "continue" not in page2["metadata"]
 
 
-async def test_watch_from_a_resource_version_and_with_selectors(client) -> None:
+async def test_watch_from_a_resource_version_and_with_selectors(client, sandbox) -> None:
     _, a = await client.post(NODES, node("a", role="gpu"))
     rv = a["metadata"]["resourceVersion"]
     await client.post(NODES, node("b", role="asic"))
@@ -240,13 +240,13 @@ async def test_watch_from_a_resource_version_and_with_selectors(client) -> None:
             1,
         )
     )
-    await asyncio.sleep(0.05)
+    await watching(sandbox)
     await client.patch(f"{NODES}/c", {"metadata": {"labels": {"role": "asic"}}})
     (event,) = await task
     assert event["type"] == "DELETED" and event["object"]["metadata"]["name"] == "c"
 
 
-async def test_watch_field_selector_and_bookmarks(client) -> None:
+async def test_watch_field_selector_and_bookmarks(client, sandbox) -> None:
     _, n = await client.post(NODES, node("n1"))
     task = asyncio.create_task(
         client.watch(
@@ -259,7 +259,7 @@ async def test_watch_field_selector_and_bookmarks(client) -> None:
             2,
         )
     )
-    await asyncio.sleep(0.05)
+    await watching(sandbox)
     await client.post(PODS, pod("elsewhere", spec={"nodeSelector": {"no": "such-node"}}))
     await client.post(PODS, pod("here", spec={"nodeName": "n1"}))
     events = await task

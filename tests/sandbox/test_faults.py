@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.sandbox.conftest import wait_for
+from tests.sandbox.conftest import wait_for, watching
 
 NODES = "/api/v1/nodes"
 
@@ -57,7 +57,7 @@ async def test_latency(client, sandbox) -> None:
 
 async def test_dropped_watches_end_the_stream(client, sandbox) -> None:
     task = asyncio.create_task(client.watch(NODES, {"resourceVersion": "1"}, 10, timeout=5))
-    await asyncio.sleep(0.1)
+    await watching(sandbox)
     assert sandbox.store.close_watches() >= 1
     events = await asyncio.wait_for(task, 2)
     assert events == []

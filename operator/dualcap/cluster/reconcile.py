@@ -171,6 +171,7 @@ class Reconciler:
         self.resync_seconds = resync_seconds
         self.cache = ParseCache()
         self._writes = 0
+        self.resyncs = 0  # the view checked against the API, in all (tests, debugging)
         self.memory: dict[str, SiteMemory] = {}  # per site, dropped with the Site (forget)
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
         self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
@@ -284,6 +285,7 @@ class Reconciler:
         """Lists the site's nodes, its lease pods and the pods on nodes whose curtailment
         waits; entries of the view the API no longer has are buried. True if any was."""
         memory.resynced_at = self.ticker()
+        self.resyncs += 1
         overlay = memory.overlay
         selector = node_selector_of(site)
         if selector is None:

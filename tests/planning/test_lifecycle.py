@@ -15,6 +15,9 @@ from dualcap.planning.lifecycle import (
     INVALID,
     NOT_STARTED,
     REJECTED,
+    WORKLOAD_FINISHED,
+    WORKLOAD_NO_GPUS,
+    WORKLOAD_NOT_RESERVED,
     Context,
     Pods,
     first_stop,
@@ -115,7 +118,16 @@ def test_an_open_lease_passes_every_rule() -> None:
 
 
 def test_the_chain_is_in_order() -> None:
-    assert CHAIN == (INVALID, REJECTED, DELETING, ENDED, NOT_STARTED)
+    assert CHAIN == (
+        WORKLOAD_FINISHED,
+        WORKLOAD_NO_GPUS,
+        WORKLOAD_NOT_RESERVED,
+        INVALID,
+        REJECTED,
+        DELETING,
+        ENDED,
+        NOT_STARTED,
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,13 +155,18 @@ def test_the_first_rule_that_fires_decides(obj, rule) -> None:
 
 
 def test_bad_input_keeps_its_pods_and_a_finished_lease_loses_them() -> None:
-    assert {r.name for r in CHAIN if r.pods is Pods.KEEP} == {"invalid", "rejected"}
+    # a Workload's pods are its Job's: its rules keep them (Kueue stops them)
+    workload = {"finished", "no GPUs", "quota not reserved"}
+    assert {r.name for r in CHAIN if r.pods is Pods.KEEP} == {"invalid", "rejected"} | workload
     assert all(r.pod_reason is not None for r in CHAIN if r.pods is Pods.DELETE)
 
 
 def test_phases_of_the_rules() -> None:
     phases = {r.name: r.phase for r in CHAIN}
     assert phases == {
+        "finished": "Completed",
+        "no GPUs": "Running",
+        "quota not reserved": "Pending",
         "invalid": "Failed",
         "rejected": "Failed",
         "deleting": "Completed",

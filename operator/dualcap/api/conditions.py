@@ -58,6 +58,11 @@ class Reason(StrEnum):
     WAITING_FOR_GPUS = "WaitingForGPUs"
     INSUFFICIENT_GPUS = "InsufficientGPUs"
     INSUFFICIENT_POWER = "InsufficientPower"
+    # Kueue Workloads under dualcap's power check
+    NEVER_FITS = "NeverFits"  # more GPUs than the site has, or a pod larger than any node
+    NO_GPUS = "NoGPUs"  # asks no GPUs: no power to make room for
+    QUOTA_NOT_RESERVED = "QuotaNotReserved"  # Kueue has not reserved quota for it yet
+    FINISHED = "Finished"
     ENVELOPE_TOO_LOW = "EnvelopeTooLow"
     PREEMPTED_BY_PRIORITY = "PreemptedByPriority"
     HOLD = "Hold"

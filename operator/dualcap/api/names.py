@@ -25,6 +25,17 @@ POWER_PER_GPU_KW_ANNOTATION = f"{GROUP}/power-per-gpu-kw"
 IDLE_POWER_KW_ANNOTATION = f"{GROUP}/idle-power-kw"
 PLANNED_NODE_ANNOTATION = f"{GROUP}/node"  # on a lease pod: the GPU node the plan chose
 
+# Kueue: dualcap's power admission check, and the names it gives and reads.
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_VERSION = "v1beta2"
+KUEUE_API_VERSION = f"{KUEUE_GROUP}/{KUEUE_VERSION}"
+POWER_CHECK_CONTROLLER = f"{GROUP}/power"  # an AdmissionCheck's spec.controllerName
+# On the pods of a Workload the check admitted (its podSetUpdates): the Workload's name.
+WORKLOAD_LABEL = f"{GROUP}/workload"
+# On a Workload (copied from its Job by Kueue's labelKeysToCopy): "true" makes it
+# preemptible: the check may set Retry on it when the envelope falls.
+PREEMPTIBLE_LABEL = f"{GROUP}/preemptible"
+
 # The MinerBlock: the node annotation naming a block's miners, and how many one can hold.
 MINERS_ANNOTATION = f"{GROUP}/miners"
 MAX_BLOCK_MINERS = 4096  # a container holds a few hundred; refuse what cannot be one block

@@ -391,6 +391,23 @@ class LeaseCounts(StatusModel):
     failed: int = Field(default=0, description="Cannot run as written.")
 
 
+class WorkloadCounts(StatusModel):
+    """The Kueue Workloads gated by the site's power admission check."""
+
+    admitted: int = Field(default=0, description="Admitted by the check (Ready): they may run.")
+    pending: int = Field(
+        default=0, description="Quota reserved by Kueue, waiting for the check (power, GPUs)."
+    )
+    kw: float = Field(
+        default=0.0, description="Facility kW of the admitted ones in the planned state."
+    )
+    names: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="The admitted ones, namespace/name (the first 50 by priority).",
+    )
+
+
 class SiteStatus(StatusModel):
     """The site as dualcap last saw it."""
 
@@ -486,6 +503,10 @@ class SiteStatus(StatusModel):
     )
     gpus: GpuCounts | None = Field(default=None, description="GPUs by state.")
     leases: LeaseCounts | None = Field(default=None, description="ComputeLeases by phase.")
+    workloads: WorkloadCounts | None = Field(
+        default=None,
+        description="With a Kueue power admission check naming the site: its Workloads.",
+    )
     revenue_usd_per_hour: float | None = Field(
         default=None,
         alias="revenueUSDPerHour",

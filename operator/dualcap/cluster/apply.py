@@ -19,8 +19,10 @@ from dualcap.api.common import LEASE_LABEL
 from dualcap.api.lease import ComputeLease
 from dualcap.api.marks import curtail_patch, is_marked, release_patch, resume_patch
 from dualcap.client import Client, Response
+from dualcap.cluster.kueue import CheckState, entry_of, pod_set_updates, write_check
 from dualcap.cluster.pods import TemplateRejected, lease_pod
 from dualcap.planning.commands import Command, Kind
+from dualcap.planning.entities import Lease
 
 
 @dataclass
@@ -45,10 +47,34 @@ async def apply_commands(
     resource: str,
     gpu_labels: dict[str, str],
     at: datetime,
+    workloads: Mapping[tuple[str, str], tuple[Lease, Mapping[str, Any]]] | None = None,
 ) -> Outcome:
+    """``workloads``: the site's Kueue Workloads, by (namespace, name): the planner's
+    entity and the object (its check's entry now)."""
     outcome = Outcome()
 
     async def one(cmd: Command) -> None:
+        if cmd.kind in (Kind.ADMIT_WORKLOAD, Kind.EVICT_WORKLOAD):
+            assert cmd.namespace is not None
+            found = (workloads or {}).get((cmd.namespace, cmd.name))
+            if found is None:
+                outcome.failures.append((cmd, "Workload not in the operator's view"))
+                return
+            entity, body = found
+            assert entity.workload is not None
+            check = entity.workload.check
+            if cmd.kind is Kind.ADMIT_WORKLOAD:
+                wanted = CheckState(
+                    "Ready", f"{cmd.message}: {cmd.delta_kw:,.1f} kW",
+                    pod_set_updates(entity, site, gpu_labels),
+                )  # fmt: skip
+            else:
+                wanted = CheckState("Retry", f"{cmd.reason}: {cmd.message}")
+            resp = await write_check(
+                client, cmd.namespace, cmd.name, check, wanted, entry_of(body, check), at
+            )
+            _record(outcome, cmd, resp, ("Workload", cmd.namespace, cmd.name))
+            return
         if cmd.kind in (Kind.CURTAIL, Kind.RESUME):
             node = nodes.get(cmd.name)
             if node is None:
@@ -110,7 +136,7 @@ def _record(outcome: Outcome, cmd: Command, resp: Response, key: tuple[str, str,
     outcome.done.append(cmd)
     body = (
         resp.body
-        if isinstance(resp.body, dict) and resp.body.get("kind") in ("Node", "Pod")
+        if isinstance(resp.body, dict) and resp.body.get("kind") in ("Node", "Pod", "Workload")
         else None
     )
     action = {Kind.CREATE_POD: "create", Kind.DELETE_POD: "delete"}.get(cmd.kind, "update")

@@ -79,6 +79,8 @@ def _lease_events(p: Any, outcome: Outcome | None) -> list[Event]:
     acted = {(c.namespace, c.lease) for c in outcome.done} if outcome else set()
     for d in p.leases:
         lease = d.lease
+        if lease.external:
+            continue  # a Workload: its Events follow its check (Reconciler._workload_checks)
         before = lease.previous_phase
         ref = lease_ref(lease.namespace, lease.name, lease.uid)
         if d.admitted_now and (lease.namespace, lease.name) in acted:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dualcap.api.common import LEASE_LABEL, SITE_LABEL, LabelSelector
-from dualcap.api.names import PLANNED_NODE_ANNOTATION
+from dualcap.api.names import PLANNED_NODE_ANNOTATION, WORKLOAD_LABEL
 from dualcap.client import Client, StreamError
 from dualcap.cluster import projections
 
@@ -31,6 +31,11 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # namespace, name
 PAGE = 500
 WATCH_SECONDS = 300  # the server closes a watch after this; it resumes from its last RV
+
+
+def _gated(labels: Mapping[str, str]) -> bool:
+    """A lease's pod, or a pod of a Workload dualcap's power check admitted."""
+    return LEASE_LABEL in labels or WORKLOAD_LABEL in labels
 
 
 class Gone(Exception):
@@ -238,7 +243,7 @@ class ClusterView:
             key = Informer.key(pod)
             node = self._pod_node(pod)
             labels = pod["metadata"].get("labels") or {}
-            lease_site = labels.get(SITE_LABEL) if LEASE_LABEL in labels else None
+            lease_site = labels.get(SITE_LABEL) if _gated(labels) else None
             if node:
                 on_node = self.pods_by_node.setdefault(node, {})
                 if add:
@@ -258,7 +263,7 @@ class ClusterView:
         pod = obj or old
         assert pod is not None
         labels = pod["metadata"].get("labels") or {}
-        if LEASE_LABEL in labels and labels.get(SITE_LABEL):
+        if _gated(labels) and labels.get(SITE_LABEL):
             self.wake_site(labels[SITE_LABEL])
         host = self.nodes.get(self._pod_node(pod) or "")
         if host is not None:

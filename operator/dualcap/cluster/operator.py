@@ -32,11 +32,13 @@ from dualcap.api.conditions import ConditionType, Reason
 from dualcap.api.crd import RESOURCES
 from dualcap.api.feeds import PriceFeeds
 from dualcap.api.measurement import GpuPowerQuery, MeterSpec
+from dualcap.api.names import KUEUE_API_VERSION
 from dualcap.api.site import node_selector_of
 from dualcap.client import Client, ConnectionInfo, connection_info
 from dualcap.cluster import apply, events
 from dualcap.cluster.feeds import PricePoller
 from dualcap.cluster.informer import ClusterView
+from dualcap.cluster.kueue import KueueView, check_conditions
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.pollers import SitePollers
@@ -46,6 +48,7 @@ from dualcap.login import Credentials
 from dualcap.login import load as load_credentials
 from dualcap.planning.entities import GpuPowerState, LivePrices, MeterState
 from dualcap.planning.measured import History, report_from
+from dualcap.planning.workloads import check_site
 from dualcap.signals.freshness import SignalAge
 
 log = logging.getLogger("dualcap")
@@ -179,7 +182,9 @@ class Operator:
     client: Client | None = None
     reconciler: Reconciler | None = None
     view: ClusterView | None = None
+    kueue: KueueView | None = None  # dualcap's power admission check, while Kueue is served
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget writes
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
     # Outside input, one poller per Site that asks for it (made again when its spec changes).
     meters: SitePollers[MeterPoller] = field(init=False)
@@ -246,6 +251,9 @@ class Operator:
             assert self.client is not None
             self.view = ClusterView(self.client, self.wake_labels, self.wake, self.namespaces)
             self.view.start()
+            self.kueue = KueueView(self.client, self.wake)
+            self.kueue.on_check.append(self._check_changed)
+            self.kueue.start()
         await self.view.synced()
         return self.view
 
@@ -254,6 +262,8 @@ class Operator:
             await pollers.stop()
         if self.view is not None:
             await self.view.stop()
+        if self.kueue is not None:
+            await self.kueue.stop()
         if self.client is not None:
             await self.client.close()
 
@@ -283,6 +293,10 @@ class Operator:
     # --- events from kopf -------------------------------------------------------------------
 
     async def on_site(self, name: str, body: Mapping[str, Any] | None) -> None:
+        if self.kueue is not None and (body is None or name not in self.resources.sites):
+            for check in self.kueue.checks.values():  # a Site came or went: their Active
+                if check_site(check) == name:
+                    self._check_changed(check)
         orphans = []
         if body is None:  # what named it names nothing now: each says so
             orphans = self.resources.budgets_of(name) + self.resources.leases_of(name)
@@ -334,7 +348,10 @@ class Operator:
                 if key not in seen:
                     seen.add(key)
                     objects.append(pod)
-        return objects + self.resources.leases_of(name) + self.resources.budgets_of(name)
+        objects += self.resources.leases_of(name) + self.resources.budgets_of(name)
+        if self.kueue is not None:
+            objects += self.kueue.objects_for(name)
+        return objects
 
     async def run_site(self, name: str, stopped: Stopped) -> None:
         """The site's loop, until ``stopped``: reconciles of one site never overlap."""
@@ -456,6 +473,31 @@ class Operator:
             raise TryAgain(failed, delay=5)
         log.info("site %s deleted: released %d curtailed controllers", name, released)
         return released
+
+    # --- dualcap's admission checks: Active while their Site exists ---------------------------
+
+    def _check_changed(self, check: Mapping[str, Any]) -> None:
+        loop = self.loop or asyncio.get_running_loop()
+        task = loop.create_task(self._check_active(dict(check)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _check_active(self, check: Obj) -> None:
+        """Writes the Active condition of one of dualcap's AdmissionChecks when it changed."""
+        if self.client is None:
+            return
+        wanted = check_conditions(check, set(self.resources.sites), self.clock())
+        if (check.get("status") or {}).get("conditions") == wanted:
+            return
+        name = check["metadata"]["name"]
+        resp = await self.client.patch(
+            f"/apis/{KUEUE_API_VERSION}/admissionchecks/{name}/status",
+            {"status": {"conditions": wanted}},
+        )
+        if not resp.ok and resp.code != 404:
+            log.warning(
+                "AdmissionCheck %s: Active not written: %s %s", name, resp.code, resp.message
+            )
 
     # --- a budget or a lease that names no Site ----------------------------------------------
 

@@ -23,12 +23,15 @@ from dualcap.client import Client
 from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.events import reconcile_events
+from dualcap.cluster.kueue import differs, entry_of, wanted_check, workload_ref, write_check
 from dualcap.cluster.status import budget_status, lease_status, site_status
 from dualcap.planning import ParseCache, build_fleet, plan
+from dualcap.planning.commands import Kind
 from dualcap.planning.decisions import Plan
 from dualcap.planning.entities import (
     BlockReport,
     GpuPowerState,
+    Lease,
     LivePrices,
     MeterState,
     SiteInputs,
@@ -244,6 +247,7 @@ class Reconciler:
                 snap.gpu_resource,
                 gpu_labels,
                 now,
+                _workloads(snap.leases, objects),
             )
             overlay.record(outcome.written)
             writes += len(outcome.done) + len(outcome.failures)
@@ -332,6 +336,66 @@ class Reconciler:
 
     # --- status --------------------------------------------------------------------------
 
+    async def _workload_checks(
+        self, p: Plan, objects: list[Obj], outcome: Outcome | None, now: datetime
+    ) -> int:
+        """The power check's entry on each Workload no command of this reconcile wrote:
+        Pending with why it waits, Rejected for what can never fit, Ready for one that
+        asks no GPUs; Events for what the commands did and for a rejection."""
+        done = outcome.done if outcome else []
+        acted = {
+            (c.namespace, c.name): c
+            for c in done
+            if c.kind in (Kind.ADMIT_WORKLOAD, Kind.EVICT_WORKLOAD)
+        }
+        deferred = {
+            (c.namespace, c.name) for c in p.schedule.deferred if c.kind is Kind.ADMIT_WORKLOAD
+        }
+        workloads = _workloads([d.lease for d in p.leases], objects)
+        writes = 0
+        for d in p.leases:
+            lease = d.lease
+            if lease.workload is None:
+                continue
+            key = (lease.namespace, lease.name)
+            cmd = acted.get(key)
+            if cmd is not None:
+                admitted = cmd.kind is Kind.ADMIT_WORKLOAD
+                await events.post(
+                    self.client,
+                    events.Event(
+                        workload_ref(lease),
+                        events.NORMAL if admitted else events.WARNING,
+                        "PowerAdmitted" if admitted else "PowerEvicted",
+                        d.message if admitted else f"{cmd.reason}: {cmd.message}",
+                    ),
+                    now,
+                )
+                writes += 1
+                continue
+            found = workloads.get(key)
+            wanted = wanted_check(d, key in deferred, p.in_flight)
+            if found is None or wanted is None:
+                continue
+            entry = entry_of(found[1], lease.workload.check)
+            if not differs(entry, wanted):
+                continue
+            resp = await write_check(
+                self.client, lease.namespace, lease.name, lease.workload.check, wanted, entry, now
+            )
+            writes += 1
+            if not resp.ok and resp.code != 404:
+                log.warning(
+                    "Workload %s/%s: check not written: %s %s", *key, resp.code, resp.message
+                )
+            elif wanted.state == "Rejected":
+                await events.post(
+                    self.client,
+                    events.Event(workload_ref(lease), events.WARNING, str(d.reason), d.message),
+                    now,
+                )
+        return writes
+
     async def _patch_status(self, path: str, current: Mapping[str, Any] | None, wanted: Obj) -> int:
         if dict(current or {}) == wanted:
             return 0
@@ -367,6 +431,7 @@ class Reconciler:
                 f"/apis/{API_VERSION}/namespaces/{d.lease.namespace}/computeleases/{d.lease.name}"
             )
             writes += await self._patch_status(path, body.get("status"), wanted)
+        writes += await self._workload_checks(p, objects, outcome, now)
         for b in (o for o in objects if o.get("kind") == "PowerBudget"):
             b_name = b["metadata"]["name"]
             wanted = budget_status(p, b_name, b["metadata"].get("generation"), b.get("status"), now)
@@ -381,6 +446,20 @@ class Reconciler:
         )
         self._writes = writes
         return wanted
+
+
+def _workloads(leases: list[Lease], objects: list[Obj]) -> dict[tuple[str, str], tuple[Lease, Obj]]:
+    """The site's Kueue Workloads: the planner's entity and the object, by (namespace, name)."""
+    bodies = {
+        (o["metadata"].get("namespace") or "", o["metadata"]["name"]): o
+        for o in objects
+        if o.get("kind") == "Workload"
+    }
+    return {
+        (lease.namespace, lease.name): (lease, bodies[(lease.namespace, lease.name)])
+        for lease in leases
+        if lease.workload is not None and (lease.namespace, lease.name) in bodies
+    }
 
 
 def _meter_memory_from(site: Obj) -> MeterMemory:

@@ -68,10 +68,19 @@ def site_status(
             "leased": p.gpus_leased,
             "free": max(0, p.gpus_total - p.gpus_leased),
         },
-        leases=lease_counts(p.leases),
+        leases=lease_counts([d for d in p.leases if not d.lease.external]),
         revenueUSDPerHour=round(p.mining_revenue_usd_per_hour + p.lease_revenue_usd_per_hour, 2),
         energyCostUSDPerHour=round(p.energy_cost_usd_per_hour, 2),
     )
+    workloads = [d for d in p.leases if d.lease.external]
+    if workloads:
+        admitted = [d for d in workloads if d.runs]
+        status["workloads"] = {
+            "admitted": len(admitted),
+            "pending": sum(1 for d in workloads if not d.runs and d.phase == LeasePhase.PENDING),
+            "kw": _r(sum(d.kw for d in admitted)),
+            "names": [f"{d.lease.namespace}/{d.lease.name}" for d in admitted][:50],
+        }
     if p.held_nodes:
         status["heldNodes"] = list(p.held_nodes)
     if p.meter is not None:

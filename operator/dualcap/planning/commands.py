@@ -18,9 +18,11 @@ class Kind(Enum):
     RESUME = "Resume"  # remove dualcap's taint, uncordon, unmark
     CREATE_POD = "CreatePod"  # a lease pod, from the lease's template
     DELETE_POD = "DeletePod"  # a lease pod of a preempted, ended or vanished lease
+    ADMIT_WORKLOAD = "AdmitWorkload"  # the power check Ready on a Kueue Workload
+    EVICT_WORKLOAD = "EvictWorkload"  # the power check Retry: Kueue evicts and requeues it
 
 
-DECREASES = (Kind.CURTAIL, Kind.DELETE_POD)
+DECREASES = (Kind.CURTAIL, Kind.DELETE_POD, Kind.EVICT_WORKLOAD)
 
 
 class CommandReason(StrEnum):
@@ -31,7 +33,7 @@ class CommandReason(StrEnum):
     UNPROFITABLE = "Unprofitable"  # curtail: energy costs more than mining earns
     MINING_PAYS = "MiningPays"  # resume: mining earns more than its energy costs
     HYSTERESIS = "Hysteresis"  # resume or keep: held by minMiningSeconds
-    LEASE_ADMITTED = "LeaseAdmitted"  # create a lease pod
+    LEASE_ADMITTED = "LeaseAdmitted"  # create a lease pod, or admit a Workload
     LEASE_GONE = "LeaseGone"  # delete: its ComputeLease is gone or names another site
     LEASE_DELETED = "LeaseDeleted"  # delete: its ComputeLease is being deleted
     LEASE_ENDED = "LeaseEnded"  # delete: past the lease's end
@@ -71,6 +73,8 @@ class Command:
         if self.kind in (Kind.CREATE_POD, Kind.DELETE_POD):
             where = f" on {self.node}" if self.node else ""
             return f"{self.kind.value} {self.namespace}/{self.name}{where} ({self.gpus} GPUs)"
+        if self.kind in (Kind.ADMIT_WORKLOAD, Kind.EVICT_WORKLOAD):
+            return f"{self.kind.value} {self.namespace}/{self.name} ({self.gpus} GPUs)"
         return f"{self.kind.value} {self.name}"
 
 

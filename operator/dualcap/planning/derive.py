@@ -18,6 +18,7 @@ from dualcap.api.common import (
 from dualcap.api.conditions import HoldReason
 from dualcap.api.lease import ComputeLease, LeasePhase
 from dualcap.api.marks import RESUMED_AT_ANNOTATION, is_marked, marks_complete
+from dualcap.api.names import WORKLOAD_LABEL
 from dualcap.api.site import ControllerState, Site
 from dualcap.planning.accounting import mining_revenue_usd_per_hour
 from dualcap.planning.entities import (
@@ -193,7 +194,7 @@ def gpu_node_of(node: Obj, site: Site, pods: list[Obj], problems: list[Problem])
     foreign = sum(
         pod_gpus(pod, gpu.resource_name)
         for pod in pods
-        if not pod_terminal(pod) and LEASE_LABEL not in (meta_of(pod).get("labels") or {})
+        if not pod_terminal(pod) and not _gated(meta_of(pod).get("labels"))
     )
     spec = node.get("spec") or {}
     ready = node_ready(node)
@@ -214,6 +215,11 @@ def gpu_node_of(node: Obj, site: Site, pods: list[Obj], problems: list[Problem])
         foreign_gpus=foreign,
         ref=node_ref_of(node),
     )
+
+
+def _gated(labels: Any) -> bool:
+    """A pod dualcap counts as a lease's or a Workload's (not in its node's baseline)."""
+    return bool(labels) and (LEASE_LABEL in labels or WORKLOAD_LABEL in labels)
 
 
 def lease_pod_of(pod: Obj, resource: str) -> LeasePod:

@@ -231,6 +231,28 @@ class LeasePod:
     terminal: bool  # Succeeded or Failed: holds no GPU, draws nothing
     index: int | None
     ref: Ref | None = None
+    # Made by another controller (a Kueue Workload's Job): counted until gone, never
+    # created or deleted by dualcap.
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadState:
+    """A Kueue Workload as the power check sees it (a Lease with ``workload`` set)."""
+
+    check: str  # the name of dualcap's AdmissionCheck on it
+    check_state: str  # Pending, Ready, Retry or Rejected: the check's entry now
+    check_message: str
+    quota_reserved: bool  # Kueue has reserved quota: it asks the checks to admit it
+    finished: bool
+    uid: str | None = None
+    resource_version: str | None = None
+    # The pod sets (name, count, GPUs a pod): the podSetUpdates name each
+    pod_sets: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.check_state == "Ready"
 
 
 @dataclass(slots=True)
@@ -248,6 +270,9 @@ class Lease:
     # lease's Stalled condition, reason TemplateRejected): not admitted until edited.
     rejected: str | None = None
     ref: Ref | None = None
+    # A Kueue Workload gated by dualcap's power check: the same GPU load as a lease, its
+    # pods made by its Job (``external``), admitted by the check's Ready, evicted by Retry.
+    workload: WorkloadState | None = None
     key: tuple[str, str] = field(init=False)
     start: datetime | None = field(init=False)  # parsed spec.start
     end: datetime | None = field(init=False)  # parsed spec.end
@@ -260,10 +285,16 @@ class Lease:
 
     def __post_init__(self) -> None:
         spec = self.spec
-        self.key = (self.namespace, self.name)
+        # a Workload's key cannot be a ComputeLease's of the same name ("/" is no name's)
+        self.key = (self.namespace, self.name if self.workload is None else f"workload/{self.name}")
         self.start = parse_rfc3339(spec.start) if spec and spec.start else None
         self.end = parse_rfc3339(spec.end) if spec and spec.end else None
-        self.placement = Placement.of(spec) if spec else None
+        if spec is None:
+            self.placement = None
+        elif spec.template is None:  # a Workload: the check's podSetUpdates place its pods
+            self.placement = ANYWHERE
+        else:
+            self.placement = Placement.of(spec)
         pods = self.pods
         existing = tuple(p for p in pods if not p.terminal and not p.terminating)
         if len(existing) == len(pods):
@@ -275,6 +306,16 @@ class Lease:
     @property
     def uid(self) -> str | None:
         return self.ref.uid if self.ref else None
+
+    @property
+    def external(self) -> bool:
+        """Its pods are made by another controller (a Kueue Workload)."""
+        return self.workload is not None
+
+    @property
+    def admitted(self) -> bool:
+        """It runs by dualcap's leave: its pods exist, or its power check is Ready."""
+        return bool(self.existing) or (self.workload is not None and self.workload.ready)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,15 @@ class Gpus:
                 pods += len(bucket) * (f // per_pod)
         return pods
 
+    def could_ever_hold(self, count: int, per_pod: int) -> bool:
+        """Whether ``count`` pods of ``per_pod`` GPUs would fit on the schedulable nodes
+        with nothing else on them (False: waiting will never make room)."""
+        pods = 0
+        for node in self.nodes.values():
+            if node.schedulable and per_pod > 0:
+                pods += node.gpus // per_pod
+        return pods >= count
+
     def capacity(self, per_pod: int, with_below: bool = False) -> int:
         """Pods of ``per_pod`` GPUs the open nodes can still take (``with_below``: taking
         the GPUs of the below pool too)."""

@@ -10,6 +10,7 @@ from dualcap.api.common import (
     SITE_LABEL,
     LabelSelector,
 )
+from dualcap.api.names import WORKLOAD_LABEL
 from dualcap.planning.entities import (
     BlockReport,
 )
@@ -31,6 +32,11 @@ class ObjectIndex:
         # (uid, resourceVersion) of the pods on each node, None for one lacking either.
         self.pod_versions: dict[str, list[tuple[str, str] | None]] = defaultdict(list)
         self.reports: dict[str, BlockReport] = {}  # by node: the MinerBlocks among objects
+        # Kueue: the AdmissionChecks, the Workloads, and the pods of Workloads dualcap's
+        # power check admitted (labelled by its podSetUpdates), by site
+        self.checks: list[Obj] = []
+        self.workloads: list[Obj] = []
+        self.workload_pods_by_site: dict[str, list[Obj]] = defaultdict(list)
         pods_by_node, lease_pods = self.pods_by_node, self.lease_pods_by_site
         pod_versions = self.pod_versions
         for obj in objects:
@@ -43,8 +49,11 @@ class ObjectIndex:
                     uid, rv = meta.get("uid"), meta.get("resourceVersion")
                     pod_versions[node].append((uid, rv) if uid and rv else None)
                 labels = meta.get("labels")
-                if labels and LEASE_LABEL in labels and SITE_LABEL in labels:
-                    lease_pods[labels[SITE_LABEL]].append(obj)
+                if labels and SITE_LABEL in labels:
+                    if LEASE_LABEL in labels:
+                        lease_pods[labels[SITE_LABEL]].append(obj)
+                    elif WORKLOAD_LABEL in labels:
+                        self.workload_pods_by_site[labels[SITE_LABEL]].append(obj)
             elif kind == "Node":
                 self.nodes.append(obj)
                 site = ((obj.get("metadata") or {}).get("labels") or {}).get(SITE_LABEL)
@@ -56,6 +65,10 @@ class ObjectIndex:
                 self.sites.append(obj)
             elif kind == "PowerBudget":
                 self.budgets[str((obj.get("spec") or {}).get("siteRef"))].append(obj)
+            elif kind == "Workload":
+                self.workloads.append(obj)
+            elif kind == "AdmissionCheck":
+                self.checks.append(obj)
             elif kind == "MinerBlock":
                 report = report_from(obj)
                 if report is not None:

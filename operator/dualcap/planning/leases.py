@@ -61,8 +61,8 @@ class Leases:
     ) -> None:
         snap, decreases = self.snap, self.orders.decreases
         for pod in pods:
-            if pod.terminating:
-                continue  # already going; counts until gone
+            if pod.terminating or pod.external:
+                continue  # already going, or not dualcap's (a Job's); counts until gone
             delta = 0.0 if pod.terminal else -pod_kw(snap, pod.node, pod.gpus)
             decreases.append(
                 Command(
@@ -123,7 +123,7 @@ class Leases:
     ) -> float:
         # Running pods hold their GPUs; a higher-priority lease may take those of a running
         # preemptible lease below it only when it cannot fit otherwise.
-        running = {lease.key for lease in active if lease.existing}
+        running = {lease.key for lease in active if lease.admitted}
         for lease in active:
             if lease.key in running:
                 for pod in lease.existing:
@@ -201,6 +201,9 @@ class Leases:
                 continue
             per_pod, count = spec.gpus_per_pod, spec.pod_count
             placement = _placement(lease)
+            if lease.external and not gpus.could_ever_hold(count, per_pod):
+                decided[key] = self._never(lease, count, per_pod)
+                continue
             if not placement.constrained and gpus.capacity(per_pod, with_below=True) < count:
                 # Cannot fit even with the GPUs of every lease below it: no search.
                 decided[key] = self._wait(lease, Reason.INSUFFICIENT_GPUS, _no_gpus(count, per_pod))
@@ -258,6 +261,8 @@ class Leases:
         gpus.release_soft(lease.key)
         for pod in existing:
             gpus.charge(pod.node, pod.gpus)
+        if lease.external:
+            return self._keep_workload(lease, gpus, decided)
         present = {p.index for p in existing}
         missing = [i for i in range(spec.pod_count) if i not in present]
         extra = [p for p in existing if p.index is None or p.index >= spec.pod_count]
@@ -290,6 +295,45 @@ class Leases:
         )
         return kw
 
+    def _keep_workload(
+        self, lease: Lease, gpus: Gpus, decided: dict[LeaseKey, LeaseDecision]
+    ) -> float:
+        """A Workload the check admitted keeps running: its pods are its Job's to make; the
+        ones not there yet count at the site's highest kW per GPU, their GPUs held."""
+        spec = _spec(lease)
+        existing = lease.existing
+        kw = sum(pod_kw(self.snap, p.node, p.gpus) for p in existing)
+        missing = max(0, spec.pod_count - len(existing))
+        if missing:
+            nodes = gpus.pack(missing, spec.gpus_per_pod, _placement(lease))
+            for node in nodes or []:
+                gpus.charge(node, spec.gpus_per_pod)
+            kw += missing * pod_kw(self.snap, None, spec.gpus_per_pod)
+            phase, message = LeasePhase.ADMITTED, f"admitted: {len(existing)} of {spec.pod_count} pods exist"  # fmt: skip
+        else:
+            phase, message = LeasePhase.RUNNING, f"all {spec.pod_count} pods exist"
+        decided[lease.key] = LeaseDecision(
+            lease, phase, True, Reason.RUNNING, message, gpus=spec.gpus, kw=kw,
+            pods=sorted(p.name for p in existing),
+        )  # fmt: skip
+        return kw
+
+    def _never(self, lease: Lease, count: int, per_pod: int) -> LeaseDecision:
+        return LeaseDecision(
+            lease,
+            LeasePhase.FAILED,
+            False,
+            Reason.NEVER_FITS,
+            f"{count} pods of {per_pod} GPUs can never fit: the site has"
+            f" {self.snap_gpus()} GPUs on schedulable nodes, at most {self.largest_node()} on one",
+        )
+
+    def snap_gpus(self) -> int:
+        return sum(n.gpus for n in self.snap.gpu_nodes.values() if n.schedulable)
+
+    def largest_node(self) -> int:
+        return max((n.gpus for n in self.snap.gpu_nodes.values() if n.schedulable), default=0)
+
     def _create(self, lease: Lease, index: int, node: str, gpus: Gpus) -> float:
         spec = _spec(lease)
         kw = pod_kw(self.snap, node, spec.gpus_per_pod)
@@ -312,6 +356,31 @@ class Leases:
 
     def _admit(self, lease: Lease, nodes: list[str], gpus: Gpus, kw: float) -> LeaseDecision:
         spec = _spec(lease)
+        if lease.external:  # a Workload: the check turns Ready; its Job makes the pods
+            for node in nodes:
+                gpus.charge(node, spec.gpus_per_pod)
+            self.orders.creates.append(
+                Command(
+                    Kind.ADMIT_WORKLOAD,
+                    lease.name,
+                    kw,
+                    CommandReason.LEASE_ADMITTED,
+                    f"Workload {lease.namespace}/{lease.name} (priority {spec.priority})",
+                    namespace=lease.namespace,
+                    lease=lease.name,
+                    gpus=spec.gpus,
+                )
+            )
+            return LeaseDecision(
+                lease,
+                LeasePhase.ADMITTED,
+                True,
+                Reason.ADMITTED,
+                f"admitted: {spec.pod_count} pods of {spec.gpus_per_pod} GPUs, {kw:,.1f} kW",
+                gpus=spec.gpus,
+                kw=kw,
+                admitted_now=True,
+            )
         for index, node in enumerate(nodes):
             self._create(lease, index, node, gpus)
         return LeaseDecision(
@@ -327,6 +396,21 @@ class Leases:
         )
 
     def _preempt(self, lease: Lease, reason: Reason, message: str) -> LeaseDecision:
+        if lease.external:  # a Workload: the check's Retry; Kueue evicts and requeues it
+            spec = _spec(lease)
+            existing_kw = sum(pod_kw(self.snap, p.node, p.gpus) for p in lease.existing)
+            self.orders.decreases.append(
+                Command(
+                    Kind.EVICT_WORKLOAD,
+                    lease.name,
+                    -existing_kw,
+                    reason,
+                    message,
+                    namespace=lease.namespace,
+                    lease=lease.name,
+                    gpus=spec.gpus,
+                )
+            )
         self.delete_pods(lease.existing, reason, message)
         return LeaseDecision(
             lease, LeasePhase.PREEMPTED, False, reason, message, preempted_now=True

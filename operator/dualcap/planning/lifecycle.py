@@ -40,6 +40,25 @@ class Rule:
     pod_reason: CommandReason | None = None  # the reason of its pods' deletion
 
 
+def _workload_finished(lease: Lease, _: Context) -> Verdict | None:
+    if lease.workload is not None and lease.workload.finished:
+        return Reason.FINISHED, "the Workload has finished"
+    return None
+
+
+def _workload_no_gpus(lease: Lease, _: Context) -> Verdict | None:
+    if lease.workload is not None and lease.spec is None and lease.error == "asks no GPUs":
+        return Reason.NO_GPUS, "it asks no GPUs: dualcap has no power to make room for"
+    return None
+
+
+def _workload_not_reserved(lease: Lease, _: Context) -> Verdict | None:
+    w = lease.workload
+    if w is not None and not w.quota_reserved and not lease.admitted:
+        return Reason.QUOTA_NOT_RESERVED, "waiting for Kueue to reserve quota for it"
+    return None
+
+
 def _invalid(lease: Lease, _: Context) -> Verdict | None:
     if lease.spec is None:
         return Reason.INVALID_SPEC, lease.error or "invalid"
@@ -70,15 +89,28 @@ def _not_started(lease: Lease, ctx: Context) -> Verdict | None:
     return None
 
 
+# A Workload's pods are its Job's: these rules keep them (Kueue stops them)
+WORKLOAD_FINISHED = Rule("finished", _workload_finished, LeasePhase.COMPLETED, Pods.KEEP)
+WORKLOAD_NO_GPUS = Rule("no GPUs", _workload_no_gpus, LeasePhase.RUNNING, Pods.KEEP)
+WORKLOAD_NOT_RESERVED = Rule("quota not reserved", _workload_not_reserved, LeasePhase.PENDING, Pods.KEEP)  # fmt: skip
 INVALID = Rule("invalid", _invalid, LeasePhase.FAILED, Pods.KEEP)
 REJECTED = Rule("rejected", _rejected, LeasePhase.FAILED, Pods.KEEP)
 DELETING = Rule("deleting", _deleting, LeasePhase.COMPLETED, Pods.DELETE, CommandReason.LEASE_DELETED)  # fmt: skip
 ENDED = Rule("ended", _ended, LeasePhase.COMPLETED, Pods.DELETE, CommandReason.LEASE_ENDED)
 NOT_STARTED = Rule("not started", _not_started, LeasePhase.PENDING, Pods.DELETE, CommandReason.LEASE_NOT_STARTED)  # fmt: skip
 
-# In order: invalid as written, template refused at this generation, being deleted, past
-# its end, before its start.
-CHAIN: tuple[Rule, ...] = (INVALID, REJECTED, DELETING, ENDED, NOT_STARTED)
+# In order: a Workload finished, asking no GPUs, without quota; invalid as written,
+# template refused at this generation, being deleted, past its end, before its start.
+CHAIN: tuple[Rule, ...] = (
+    WORKLOAD_FINISHED,
+    WORKLOAD_NO_GPUS,
+    WORKLOAD_NOT_RESERVED,
+    INVALID,
+    REJECTED,
+    DELETING,
+    ENDED,
+    NOT_STARTED,
+)
 
 
 @dataclass(frozen=True, slots=True)

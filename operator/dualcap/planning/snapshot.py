@@ -45,6 +45,7 @@ from dualcap.planning.entities import (
     Fleet,
     GpuNode,
     GpuPowerState,
+    Lease,
     LeasePod,
     Problem,
     SiteInputs,
@@ -54,6 +55,7 @@ from dualcap.planning.fields import Obj, meta_of, ref_of
 from dualcap.planning.index import ObjectIndex
 from dualcap.planning.measured import measured_draw, measured_state
 from dualcap.planning.parse import NodeEntry, ParseCache
+from dualcap.planning.workloads import check_entry, checks_by_site, workload_lease, workload_pod
 
 
 def build_fleet(
@@ -203,6 +205,11 @@ def build_site(
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
         leases.append(reuse_lease(obj, tuple(pods_by_lease.pop(key, ())), cache, last, table))
     orphan_pods = [p for lease_pods in pods_by_lease.values() for p in lease_pods]
+    site_checks = checks_by_site(index.checks).get(name, [])
+    if site_checks or index.workload_pods_by_site.get(name):
+        workload_leases, workload_orphans = _workloads(index, name, site_checks, resource)
+        leases.extend(workload_leases)
+        orphan_pods.extend(workload_orphans)
     leases.sort(key=_by_order)
 
     # What was measured (cheap, and depends on ``now``: never cached).
@@ -231,6 +238,26 @@ def build_site(
         max_per_gpu_kw=max_per_gpu_kw,
         **identity,
     )
+
+
+def _workloads(
+    index: ObjectIndex, site: str, checks: list[str], resource: str
+) -> tuple[list[Lease], list[LeasePod]]:
+    """The site's Kueue Workloads (those listing one of its power checks) as leases, and
+    the pods of Workloads that are gone or elsewhere (counted until gone, never deleted)."""
+    pods: dict[tuple[str, str], list[LeasePod]] = defaultdict(list)
+    for pod in index.workload_pods_by_site.get(site, []):
+        wp = workload_pod(pod, resource)
+        pods[(wp.namespace, wp.lease)].append(wp)
+    leases = []
+    for obj in index.workloads:
+        entry = check_entry(obj, checks)
+        if entry is None:
+            continue
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        leases.append(workload_lease(obj, entry, tuple(pods.pop(key, ())), resource))
+    return leases, [p for group in pods.values() for p in group]
 
 
 def _measured_controllers(

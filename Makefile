@@ -71,7 +71,7 @@ kube-bins: ## build the real control plane, kwok, Helm 4 and Kueue from their Go
 # E2E_KUBECONFIG=path runs the tier against that cluster (kind, say) instead of a local one.
 .PHONY: e2e
 e2e: $(STAMP) ## the real-cluster tier: a local control plane built by kube-bins (or E2E_KUBECONFIG's cluster)
-	@if [ -n "$$E2E_KUBECONFIG" ]; then tools/kube/build.sh helm; else tools/kube/build.sh kubernetes etcd kwok helm; fi
+	@if [ -n "$$E2E_KUBECONFIG" ]; then tools/kube/build.sh helm; else tools/kube/build.sh kubernetes etcd kwok helm kueue; fi
 	DUALCAP_E2E=1 DUALCAP_E2E_KUBECONFIG="$$E2E_KUBECONFIG" $(BIN)/python -m pytest -q -p no:xdist -m e2e tests/e2e
 
 .PHONY: kube-up

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from tests.realcluster.launcher import ControlPlane, LaunchError, which_kubectl
+from tests.realcluster.launcher import (
+    ControlPlane,
+    LaunchError,
+    default_bin_dir,
+    missing_binaries,
+    which_kubectl,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +118,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             )
         yield c
         return
-    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"))
+    # Kueue beside it when `make kube-bins` built it (make e2e does): the power check's tier
+    kueue = not missing_binaries(default_bin_dir(), ("kueue",))
+    cp = ControlPlane(tmp_path_factory.mktemp("control-plane"), kueue=kueue)
     try:
         cp.start()
     except LaunchError as e:

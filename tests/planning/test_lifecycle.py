@@ -15,9 +15,11 @@ from dualcap.planning.lifecycle import (
     INVALID,
     NOT_STARTED,
     REJECTED,
+    WORKLOAD_EVICTING,
     WORKLOAD_FINISHED,
     WORKLOAD_NO_GPUS,
     WORKLOAD_NOT_RESERVED,
+    WORKLOAD_REJECTED,
     Context,
     Pods,
     first_stop,
@@ -120,6 +122,8 @@ def test_an_open_lease_passes_every_rule() -> None:
 def test_the_chain_is_in_order() -> None:
     assert CHAIN == (
         WORKLOAD_FINISHED,
+        WORKLOAD_EVICTING,
+        WORKLOAD_REJECTED,
         WORKLOAD_NO_GPUS,
         WORKLOAD_NOT_RESERVED,
         INVALID,
@@ -156,7 +160,7 @@ def test_the_first_rule_that_fires_decides(obj, rule) -> None:
 
 def test_bad_input_keeps_its_pods_and_a_finished_lease_loses_them() -> None:
     # a Workload's pods are its Job's: its rules keep them (Kueue stops them)
-    workload = {"finished", "no GPUs", "quota not reserved"}
+    workload = {"finished", "evicting", "rejected by the check", "no GPUs", "quota not reserved"}
     assert {r.name for r in CHAIN if r.pods is Pods.KEEP} == {"invalid", "rejected"} | workload
     assert all(r.pod_reason is not None for r in CHAIN if r.pods is Pods.DELETE)
 
@@ -165,6 +169,8 @@ def test_phases_of_the_rules() -> None:
     phases = {r.name: r.phase for r in CHAIN}
     assert phases == {
         "finished": "Completed",
+        "evicting": "Preempted",
+        "rejected by the check": "Failed",
         "no GPUs": "Running",
         "quota not reserved": "Pending",
         "invalid": "Failed",

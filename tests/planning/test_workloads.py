@@ -214,3 +214,34 @@ def test_a_check_of_another_controller_or_site_is_not_ours() -> None:
     other = check("other", controller="example.com/other")
     snap = snapshot(site(), budget(limit_kw=100), other, *gpu_nodes(1), *workload("x"))
     assert [d.lease.name for d in plan(snap, T0).leases] == []
+
+
+def test_one_evicted_is_left_to_kueue_its_pods_counted_until_gone() -> None:
+    # The check said Retry: Kueue suspends its Job; no second Retry, no admission meanwhile
+    # even with room, its running pod still counted
+    parts = [*gpu_nodes(1), *workload("going", state="Retry", on=["g00"], preemptible=True)]
+    p = planned(*parts, limit_kw=100_000)
+    assert not p.schedule.now and p.committed.gpu_kw == pytest.approx(8.0)
+    d = decision(p, "going")
+    assert not d.runs and wanted_check(d, False, p.in_flight) is None
+    # rejected once: left so (Kueue deactivates it), nothing written again
+    p = planned(*gpu_nodes(1), *workload("big", 2, 8, state="Rejected"), limit_kw=100_000)
+    d = decision(p, "big")
+    assert d.reason == Reason.NEVER_FITS and not p.schedule.now
+
+
+def test_an_evicted_workload_is_not_evicted_again_while_its_job_stops() -> None:
+    # Kueue evicted it and reset the check to Pending; its pod still runs while the Job is
+    # suspended: no second Retry (which would hold it out), the pod counted until gone
+    parts = [
+        *gpu_nodes(1),
+        *workload("low", state="Pending", reserved=False, on=["g00"], preemptible=True),
+    ]
+    parts[1]["status"]["conditions"].append({"type": "Evicted", "status": "True"})
+    p = planned(*parts, limit_kw=5)
+    assert not p.schedule.now and p.committed.gpu_kw == pytest.approx(8.0)
+    # a Retry that landed after Kueue's reset is taken back
+    parts[1]["status"]["admissionChecks"][0]["state"] = "Retry"
+    d = decision(planned(*parts, limit_kw=5), "low")
+    wanted = wanted_check(d, False, 0)
+    assert wanted is not None and wanted.state == "Pending"

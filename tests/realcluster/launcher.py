@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from tests.realcluster.kueue import KueuePorts, kueue_dir, metrics_certs, webhook_configurations
+from tests.realcluster.kueue import config as kueue_config
 from tests.realcluster.pki import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +166,7 @@ class ControlPlane:
         ports: Ports | None = None,
         apiserver_flags: tuple[str, ...] = (),
         start_timeout: float = 90.0,
+        kueue: bool = False,
     ) -> None:
         self.workdir = workdir
         self.bin_dir = bin_dir or default_bin_dir()
@@ -172,6 +175,9 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.components: dict[str, Component] = {}
         self.pki: Pki | None = None
+        # Kueue beside it (tests/realcluster/kueue.py): its CRDs, webhooks and controller
+        self.kueue = kueue
+        self.kueue_ports: KueuePorts | None = KueuePorts() if kueue else None
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -200,7 +206,7 @@ class ControlPlane:
         self.stop()
 
     def start(self) -> None:
-        missing = missing_binaries(self.bin_dir, CONTROL_PLANE)
+        missing = missing_binaries(self.bin_dir, CONTROL_PLANE + (("kueue",) if self.kueue else ()))
         if missing:
             raise LaunchError(
                 f"missing binaries in {self.bin_dir}: {', '.join(missing)} "
@@ -222,6 +228,9 @@ class ControlPlane:
             self._start("kube-scheduler", self._component_healthy("scheduler"))
             self._start("kwok", self._component_healthy("kwok", scheme="http"))
             self._wait("kube-controller-manager", self._default_service_account)
+            if self.kueue:
+                self._install_kueue()
+                self._start("kueue", self._kueue_ready)
         except BaseException:
             self.stop()
             self.kubeconfig.unlink(missing_ok=True)
@@ -242,6 +251,7 @@ class ControlPlane:
             "kube-controller-manager": self._component_healthy("controller_manager"),
             "kube-scheduler": self._component_healthy("scheduler"),
             "kwok": self._component_healthy("kwok", scheme="http"),
+            "kueue": self._kueue_ready,
         }
         self._start(name, checks[name])
 
@@ -307,6 +317,8 @@ class ControlPlane:
             ("kwok", self._kwok_argv()),
         ):
             self.components[name] = Component(name, [str(b / name), *argv], self.log(name))
+        if self.kueue:
+            self.components["kueue"] = Component("kueue", [str(b / "kueue"), *self._kueue_argv()], self.log("kueue"))  # fmt: skip
 
     def _etcd_argv(self) -> list[str]:
         p = self.ports
@@ -372,14 +384,80 @@ class ControlPlane:
         ]
 
     def _kwok_argv(self) -> list[str]:
-        stages = self.bin_dir.parent / "kwok" / "stages.yaml"
+        stages = self._kwok_stages()
         return [
             f"--kubeconfig={self.kubeconfig}",
             f"--config={stages}",
             "--manage-all-nodes=true",
+            # kwok renews a Lease for each node, as a kubelet does: without one,
+            # kube-controller-manager judges a node by its status heartbeat, which kwok's
+            # stages write only every minute or so, past the 50 s grace: nodes flapped to
+            # Unknown (counted at full power by the operator) about a minute after creation
+            "--node-lease-duration-seconds=40",
             "--node-ip=127.0.0.1",
             f"--server-address=127.0.0.1:{self.ports.kwok}",
         ]
+
+    def _kueue_argv(self) -> list[str]:
+        assert self.pki is not None and self.kueue_ports is not None
+        p = self.kueue_ports
+        certs = self.workdir / "kueue-certs"  # the apiserver's serving pair: 127.0.0.1, our CA
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.pki.serving_cert, certs / "tls.crt")
+        shutil.copy(self.pki.serving_key, certs / "tls.key")
+        metrics_certs(self.pki.serving_cert, self.pki.serving_key)
+        conf = self.workdir / "kueue-config.yaml"
+        conf.write_text(yaml.safe_dump(kueue_config(p.health, p.metrics, p.webhook, certs)))
+        return [
+            f"--config={conf}",
+            f"--kubeconfig={self.kubeconfig}",
+            "--feature-gates=VisibilityOnDemand=false",
+            "--zap-log-level=info",
+        ]
+
+    def _install_kueue(self) -> None:
+        """Kueue's CRDs (established before anything uses them), its namespace, and its
+        webhooks by URL on 127.0.0.1."""
+        assert self.pki is not None and self.kueue_ports is not None
+        home = kueue_dir(self.bin_dir)
+        kubectl = [which_kubectl(), f"--kubeconfig={self.kubeconfig}"]
+        run = lambda *a: subprocess.run([*kubectl, *a], check=True, capture_output=True, text=True)  # noqa: E731
+        try:
+            run("apply", "--server-side", "--field-manager=launcher", "-f", str(home / "crds"))
+            run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(home / "crds"))
+            run("create", "namespace", "kueue-system")
+            hooks = webhook_configurations(
+                home / "webhooks.yaml", self.kueue_ports.webhook, self.pki.ca_cert.read_bytes()
+            )
+            path = self.workdir / "kueue-webhooks.yaml"
+            path.write_text(yaml.safe_dump_all(hooks))
+            run("apply", "--server-side", "--field-manager=launcher", "-f", str(path))
+        except subprocess.CalledProcessError as err:
+            raise LaunchError(f"installing Kueue: {' '.join(err.cmd[2:])}: {err.stderr}") from None
+
+    def _kueue_ready(self) -> bool:
+        assert self.kueue_ports is not None
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.kueue_ports.health}/readyz", timeout=2
+            ) as r:
+                return r.status == 200
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+    def _kwok_stages(self) -> Path:
+        """kwok's own "fast" stages, but a Job's pod labelled ``keeprunning`` runs until it
+        is deleted (kwok completes every Job pod at once otherwise): the long training
+        runs the Kueue tests need."""
+        docs = list(yaml.safe_load_all((self.bin_dir.parent / "kwok" / "stages.yaml").read_text()))
+        for doc in docs:
+            if doc and doc.get("metadata", {}).get("name") == "pod-complete":
+                doc["spec"]["selector"]["matchExpressions"].append(
+                    {"key": ".metadata.labels.keeprunning", "operator": "DoesNotExist"}
+                )
+        path = self.workdir / "kwok-stages.yaml"
+        path.write_text(yaml.safe_dump_all([d for d in docs if d]))
+        return path
 
     # -- readiness ----------------------------------------------------------------------------
 

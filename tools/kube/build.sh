@@ -65,9 +65,10 @@ for c in $components; do
   helm) build helm helm.sh/helm/v4/cmd/helm helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
   kueue)
     build kueue sigs.k8s.io/kueue/cmd/kueue kueue "-X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION"
-    # Kueue's CRDs, from the module's own config/.
-    src=$(cd "$here/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)/config/components/crd/bases
-    rm -rf "$bin/../kueue/crds" && mkdir -p "$bin/../kueue/crds" && cp "$src"/*.yaml "$bin/../kueue/crds/" ;;
+    # Kueue's CRDs and webhook configurations, from the module's own config/.
+    src=$(cd "$here/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)/config/components
+    rm -rf "$bin/../kueue/crds" && mkdir -p "$bin/../kueue/crds" && cp "$src"/crd/bases/*.yaml "$bin/../kueue/crds/"
+    cp "$src/webhook/manifests.yaml" "$bin/../kueue/webhooks.yaml" ;;
   *) echo "kube-bins: unknown component $c (kubernetes etcd kwok helm kueue)" >&2; exit 2 ;;
   esac
 done

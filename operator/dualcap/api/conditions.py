@@ -63,6 +63,7 @@ class Reason(StrEnum):
     NO_GPUS = "NoGPUs"  # asks no GPUs: no power to make room for
     QUOTA_NOT_RESERVED = "QuotaNotReserved"  # Kueue has not reserved quota for it yet
     FINISHED = "Finished"
+    EVICTED = "Evicted"  # the check said Retry, or Kueue evicted it: its Job stops
     ENVELOPE_TOO_LOW = "EnvelopeTooLow"
     PREEMPTED_BY_PRIORITY = "PreemptedByPriority"
     HOLD = "Hold"

@@ -45,6 +45,7 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "dualcap-power-check"
 BASE = f"/apis/{KUEUE_API_VERSION}"
 DISCOVERY_SECONDS = 30.0  # how often the API is asked whether it serves Kueue
+REQUEUE_SECONDS = 15  # a Workload the check evicted (Retry) is queued again after this
 
 
 def _slim(obj: Mapping[str, Any]) -> Obj:
@@ -261,6 +262,8 @@ async def write_check(
     }
     if wanted.pod_set_updates:
         entry["podSetUpdates"] = list(wanted.pod_set_updates)
+    if wanted.state == "Retry":  # back in the queue soon: the envelope may rise again
+        entry["requeueAfterSeconds"] = REQUEUE_SECONDS
     body = {
         "apiVersion": KUEUE_API_VERSION,
         "kind": "Workload",
@@ -311,8 +314,11 @@ def wanted_check(d: LeaseDecision, deferred: bool, in_flight: int) -> CheckState
     w = lease.workload
     assert w is not None
     reason = str(d.reason)
-    if reason in (Reason.FINISHED, Reason.QUOTA_NOT_RESERVED):
-        return None  # Kueue's own business
+    if w.check_state == "Retry" and w.evicted:
+        # Kueue evicted it; a Retry that came after its reset would hold it out for good
+        return CheckState("Pending", "evicted for the envelope: waiting to be queued again")
+    if reason in (Reason.FINISHED, Reason.QUOTA_NOT_RESERVED, Reason.EVICTED):
+        return None  # Kueue's own business (a Retry: Kueue evicts it and resets the check)
     if reason == Reason.NO_GPUS:
         return CheckState("Ready", d.message)
     if reason == Reason.NEVER_FITS:

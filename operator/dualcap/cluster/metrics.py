@@ -30,6 +30,8 @@ COMMAND_KINDS = {
     Kind.RESUME: "resume",
     Kind.CREATE_POD: "create_pod",
     Kind.DELETE_POD: "delete_pod",
+    Kind.ADMIT_WORKLOAD: "admit_workload",
+    Kind.EVICT_WORKLOAD: "evict_workload",
 }
 # Time to compliance spans sub-second (no change needed) to minutes (slow miners).
 COMPLIANCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, float("inf"))

@@ -262,11 +262,15 @@ class Reconciler:
             hook(p, outcome)
         if log.isEnabledFor(logging.DEBUG):  # what the plan does, and why (-v)
             log.debug(
-                "site %s: now %s, deferred %s, in flight: %s",
+                "site %s: now %s, deferred %s, in flight: %s; limit %s kW, committed %s,"
+                " controllers %s",
                 name,
                 [f"{c.describe()} ({c.reason}: {c.message})" for c in p.schedule.now],
                 [c.describe() for c in p.schedule.deferred],
                 bool(p.in_flight),
+                p.limit_kw,
+                p.committed,
+                p.controllers,
             )
         wake = now + min(self.safety_period, timedelta(seconds=self.resync_seconds))
         if p.next_wakeup is not None:

@@ -245,6 +245,7 @@ class WorkloadState:
     check_message: str
     quota_reserved: bool  # Kueue has reserved quota: it asks the checks to admit it
     finished: bool
+    evicted: bool = False  # Kueue evicted it (Evicted=True): its Job is being stopped
     uid: str | None = None
     resource_version: str | None = None
     # The pod sets (name, count, GPUs a pod): the podSetUpdates name each

@@ -136,7 +136,7 @@ class Leases:
         ]
         pinned_kw = {lease.key: self._full_kw(lease) for lease in pinned}
         shed: set[LeaseKey] = set()
-        total = sum(pinned_kw.values())
+        total = pinned_total = sum(pinned_kw.values())
         # Shed order among them: the lowest priority first, then the newest.
         for lease in sorted(pinned, key=lambda x: (_spec(x).priority, -x.created.timestamp())):
             if total <= budget_kw + EPS or holding:
@@ -171,7 +171,9 @@ class Leases:
                 decided[key] = self._preempt(
                     lease,
                     Reason.ENVELOPE_TOO_LOW,
-                    "the envelope cannot hold this non-preemptible lease even with all mining and preemptible leases stopped",
+                    "the envelope cannot hold this non-preemptible lease even with all mining and"
+                    f" preemptible leases stopped (the non-preemptible ones need {pinned_total:,.0f}"
+                    f" kW, {max(0.0, budget_kw):,.0f} kW are left for them)",
                 )
                 continue
             if key in running:

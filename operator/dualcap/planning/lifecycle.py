@@ -46,6 +46,20 @@ def _workload_finished(lease: Lease, _: Context) -> Verdict | None:
     return None
 
 
+def _workload_evicting(lease: Lease, _: Context) -> Verdict | None:
+    w = lease.workload
+    if w is not None and (w.check_state == "Retry" or (w.evicted and not w.quota_reserved)):
+        return Reason.EVICTED, "evicted: its Job is stopping; Kueue queues it again"
+    return None
+
+
+def _workload_rejected(lease: Lease, _: Context) -> Verdict | None:
+    w = lease.workload
+    if w is not None and w.check_state == "Rejected":
+        return Reason.NEVER_FITS, w.check_message
+    return None
+
+
 def _workload_no_gpus(lease: Lease, _: Context) -> Verdict | None:
     if lease.workload is not None and lease.spec is None and lease.error == "asks no GPUs":
         return Reason.NO_GPUS, "it asks no GPUs: dualcap has no power to make room for"
@@ -91,6 +105,9 @@ def _not_started(lease: Lease, ctx: Context) -> Verdict | None:
 
 # A Workload's pods are its Job's: these rules keep them (Kueue stops them)
 WORKLOAD_FINISHED = Rule("finished", _workload_finished, LeasePhase.COMPLETED, Pods.KEEP)
+# the check said Retry: Kueue stops it and queues it again (its pods count until gone)
+WORKLOAD_EVICTING = Rule("evicting", _workload_evicting, LeasePhase.PREEMPTED, Pods.KEEP)
+WORKLOAD_REJECTED = Rule("rejected by the check", _workload_rejected, LeasePhase.FAILED, Pods.KEEP)  # fmt: skip
 WORKLOAD_NO_GPUS = Rule("no GPUs", _workload_no_gpus, LeasePhase.RUNNING, Pods.KEEP)
 WORKLOAD_NOT_RESERVED = Rule("quota not reserved", _workload_not_reserved, LeasePhase.PENDING, Pods.KEEP)  # fmt: skip
 INVALID = Rule("invalid", _invalid, LeasePhase.FAILED, Pods.KEEP)
@@ -99,10 +116,13 @@ DELETING = Rule("deleting", _deleting, LeasePhase.COMPLETED, Pods.DELETE, Comman
 ENDED = Rule("ended", _ended, LeasePhase.COMPLETED, Pods.DELETE, CommandReason.LEASE_ENDED)
 NOT_STARTED = Rule("not started", _not_started, LeasePhase.PENDING, Pods.DELETE, CommandReason.LEASE_NOT_STARTED)  # fmt: skip
 
-# In order: a Workload finished, asking no GPUs, without quota; invalid as written,
+# In order: a Workload finished, being evicted, rejected, asking no GPUs, without quota;
+# invalid as written,
 # template refused at this generation, being deleted, past its end, before its start.
 CHAIN: tuple[Rule, ...] = (
     WORKLOAD_FINISHED,
+    WORKLOAD_EVICTING,
+    WORKLOAD_REJECTED,
     WORKLOAD_NO_GPUS,
     WORKLOAD_NOT_RESERVED,
     INVALID,

@@ -142,6 +142,7 @@ def workload_lease(
         check_message=str(check.get("message") or ""),
         quota_reserved=_condition(workload, "QuotaReserved"),
         finished=_condition(workload, "Finished"),
+        evicted=_condition(workload, "Evicted"),
         uid=meta.get("uid"),
         resource_version=meta.get("resourceVersion"),
         pod_sets=tuple(sets),

@@ -27,6 +27,7 @@ ALL_ON: dict[str, Any] = {
     "operator": {"watchNamespaces": ["research", "acme"], "logLevel": "debug", "extraArgs": ["-v"]},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "peering": {"enabled": True},
+    "kueue": {"enabled": True},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
     "imagePullSecrets": [{"name": "registry"}],
     "priorityClassName": "system-cluster-critical",
@@ -179,6 +180,14 @@ USED = {
     ("dualcap.io", "computeleases/status", "patch"),
 }  # fmt: skip
 PEERING = {("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")}
+# The Kueue power check (cluster/kueue.py): informers of Workloads and AdmissionChecks, the
+# check's entry applied on a Workload's status, the check's Active condition patched.
+KUEUE = {
+    ("kueue.x-k8s.io", "workloads", "list"), ("kueue.x-k8s.io", "workloads", "watch"),
+    ("kueue.x-k8s.io", "admissionchecks", "list"), ("kueue.x-k8s.io", "admissionchecks", "watch"),
+    ("kueue.x-k8s.io", "workloads/status", "patch"),
+    ("kueue.x-k8s.io", "admissionchecks/status", "patch"),
+}  # fmt: skip
 
 
 def test_rbac_has_no_wildcard_and_no_unused_grant() -> None:
@@ -189,7 +198,8 @@ def test_rbac_has_no_wildcard_and_no_unused_grant() -> None:
             r'"verbs": \[[^\]]*"(escalate|bind|impersonate|deletecollection)"', text
         )
     assert rules({}) == USED
-    assert rules(ALL_ON) == USED | PEERING
+    assert rules(ALL_ON) == USED | PEERING | KUEUE
+    assert rules({"kueue": {"enabled": True}}) == USED | KUEUE
 
 
 def test_bad_values_are_refused_by_the_schema() -> None:
@@ -202,6 +212,7 @@ def test_bad_values_are_refused_by_the_schema() -> None:
         ({"replicaCount": "two"}, "/replicaCount"),
         ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
         ({"peering": {"enabled": "yes"}}, "/peering/enabled"),
+        ({"kueue": {"enabled": "yes"}}, "/kueue/enabled"),
         ({"unknownKey": 1}, "unknownKey"),
     ):
         with pytest.raises(helm.HelmValuesError, match=re.escape(where)):

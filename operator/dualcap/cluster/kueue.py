@@ -82,6 +82,7 @@ class KueueView:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.Task[None] | None = None
         self.on_check: list[Callable[[Obj], None]] = []  # the check's Active condition
+        self._forbidden_said = False
 
     # --- life ------------------------------------------------------------------------------
 
@@ -98,11 +99,28 @@ class KueueView:
         await self._stop_informers()
 
     async def serves_kueue(self) -> bool:
+        """The API serves Kueue's Workloads and AdmissionChecks, and dualcap may read them
+        (a Kueue installed without the chart's ``kueue.enabled`` is said once, not retried
+        every few seconds by the informers)."""
         resp = await self.client.request("GET", BASE)
         if not resp.ok:
             return False
         names = {r.get("name") for r in (resp.body or {}).get("resources") or []}
-        return {"workloads", "workloads/status", "admissionchecks"} <= names
+        if not {"workloads", "workloads/status", "admissionchecks"} <= names:
+            return False
+        for plural in ("admissionchecks", "workloads"):
+            probe = await self.client.request("GET", f"{BASE}/{plural}", params={"limit": "1"})
+            if probe.code in (401, 403):
+                if not self._forbidden_said:
+                    self._forbidden_said = True
+                    log.warning(
+                        "the API serves Kueue but dualcap may not list its %s (%s): the power"
+                        " admission check is off (grant it with the chart's kueue.enabled)",
+                        plural,
+                        probe.code,
+                    )
+                return False
+        return True
 
     async def _discover(self) -> None:
         while True:

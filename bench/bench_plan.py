@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -80,6 +81,68 @@ def main() -> None:
     print("Fleet: 40 sites, 5,000 nodes, 2,000 leases")
     print(f"  plan every site:                    {fmt(plan_only)}")
     print(f"  snapshot (warm) + plan every site:  {fmt(total)}")
+    kueue_cut()
+
+
+def workloads(site: str, n: int, gpu_nodes: list[str]) -> list[dict[str, Any]]:
+    """dualcap's power check for ``site`` and ``n`` admitted Kueue Workloads of 8 GPUs, a
+    running pod each (every other one preemptible, priorities spread)."""
+    out: list[dict[str, Any]] = [{
+        "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "AdmissionCheck",
+        "metadata": {"name": "power", "uid": "check-power", "resourceVersion": "1"},
+        "spec": {"controllerName": "dualcap.io/power",
+                 "parameters": {"apiGroup": "dualcap.io", "kind": "Site", "name": site}},
+    }]  # fmt: skip
+    container = {"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "8"}}}
+    for i in range(n):
+        name = f"wl-{i:04d}"
+        out.append({
+            "apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+            "metadata": {"name": name, "namespace": "ai", "uid": f"uid-{name}", "resourceVersion": "1",
+                         "creationTimestamp": "2026-07-14T10:00:00Z",
+                         "labels": {"dualcap.io/preemptible": "true"} if i % 2 else {}},
+            "spec": {"priority": i % 7, "podSets": [{"name": "main", "count": 1,
+                     "template": {"spec": {"containers": [container]}}}]},
+            "status": {"conditions": [{"type": "QuotaReserved", "status": "True"}],
+                       "admissionChecks": [{"name": "power", "state": "Ready", "message": ""}]},
+        })  # fmt: skip
+        out.append({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{name}-0", "namespace": "ai", "uid": f"uid-{name}-0",
+                         "resourceVersion": "1",
+                         "labels": {"dualcap.io/workload": name, "dualcap.io/site": site}},
+            "spec": {"nodeName": gpu_nodes[i % len(gpu_nodes)], "containers": [container]},
+            "status": {"phase": "Running"},
+        })  # fmt: skip
+    return out
+
+
+def kueue_cut() -> None:
+    """The power check's decision core: a cut on a site running 200 admitted Workloads
+    and 1,000 controllers (the plan that curtails every miner it can and evicts the
+    preemptible Workloads, lowest priority first)."""
+    objects = site_objects("s", 1000, 200, 0)
+    gpu = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "Node" and "gpu" in o["metadata"]["name"]
+    ]
+    objects += workloads("s", 200, gpu)
+    budget = next(o for o in objects if o["kind"] == "PowerBudget")
+    budget["spec"]["limitKW"] = 1_000.0  # below the Workloads' own draw: miners are not enough
+    cache = ParseCache()
+    build_fleet(objects, NOW, cache)
+    snap = build_fleet(objects, NOW, cache).sites["s"]
+    p = plan(snap, NOW)
+    evict = sum(1 for c in p.schedule.now if c.kind.value == "EvictWorkload")
+    curtail = sum(1 for c in p.schedule.now if c.kind.value == "Curtail")
+    planned = timed(lambda: plan(snap, NOW), 20)
+    total = timed(lambda: plan(build_fleet(objects, NOW, cache).sites["s"], NOW), 20)
+    print()
+    print("Kueue: a cut to 1,000 kW on a site of 1,000 controllers and 200 admitted Workloads")
+    print(f"  commands: {curtail} curtails, {evict} Workloads evicted (Retry)")
+    print(f"  plan:                    {fmt(planned)}")
+    print(f"  snapshot (warm) + plan:  {fmt(total)}")
 
 
 if __name__ == "__main__":

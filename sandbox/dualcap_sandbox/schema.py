@@ -47,9 +47,20 @@ def compile_rule(rule: str) -> Any:
         raise CelCompileError(f"compilation failed: {rule!r}: {err}") from err
 
 
+_INLINE_FLAGS = re.compile(r"\(\?([imsU]+)\)")
+
+
 @lru_cache(maxsize=4096)
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    """A CRD's pattern (RE2, as the apiserver reads it) in Python's re. RE2 takes inline
+    flags anywhere (``^(?i)[a-z]...``, as Kueue's CRDs write); Python only at the start, so
+    flags that open the pattern after its anchor are moved before it."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        flags = "".join(_INLINE_FLAGS.findall(pattern))
+        stripped = _INLINE_FLAGS.sub("", pattern)
+        return re.compile(f"(?{flags}){stripped}" if flags else stripped)
 
 
 def iter_rules(schema: dict[str, Any]) -> Iterator[str]:

@@ -120,6 +120,7 @@ class Running:
             clock=self.clock,
             safety_period=self.state.safety_period,
             resync_seconds=self.state.resync_seconds,
+            kueue_discovery_seconds=self.state.kueue_discovery_seconds,
         )
         self.thread = OperatorThread(self.state)
         await asyncio.to_thread(self.thread.start)

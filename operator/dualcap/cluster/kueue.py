@@ -72,9 +72,15 @@ def _check(obj: Mapping[str, Any]) -> Obj:
 class KueueView:
     """dualcap's AdmissionChecks and the Workloads that list them, while Kueue is served."""
 
-    def __init__(self, client: Client, wake_site: Callable[[str], None]):
+    def __init__(
+        self,
+        client: Client,
+        wake_site: Callable[[str], None],
+        discovery_seconds: float = DISCOVERY_SECONDS,
+    ):
         self.client = client
         self.wake_site = wake_site
+        self.discovery_seconds = discovery_seconds
         self.served = False
         self.checks: dict[str, Obj] = {}  # name -> AdmissionCheck (dualcap's only)
         self.workloads: dict[tuple[str, str], Obj] = {}
@@ -140,7 +146,7 @@ class KueueView:
                 self.checks.clear()
                 self.workloads.clear()
             self.served = served
-            await asyncio.sleep(DISCOVERY_SECONDS)
+            await asyncio.sleep(self.discovery_seconds)
 
     def _start_informers(self) -> None:
         self._informers = [

@@ -183,6 +183,7 @@ class Operator:
     reconciler: Reconciler | None = None
     view: ClusterView | None = None
     kueue: KueueView | None = None  # dualcap's power admission check, while Kueue is served
+    kueue_discovery_seconds: float = 30.0  # how often the API is asked whether it serves Kueue
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget writes
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
@@ -251,7 +252,7 @@ class Operator:
             assert self.client is not None
             self.view = ClusterView(self.client, self.wake_labels, self.wake, self.namespaces)
             self.view.start()
-            self.kueue = KueueView(self.client, self.wake)
+            self.kueue = KueueView(self.client, self.wake, self.kueue_discovery_seconds)
             self.kueue.on_check.append(self._check_changed)
             self.kueue.start()
         await self.view.synced()

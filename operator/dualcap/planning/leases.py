@@ -362,29 +362,19 @@ class Leases:
             for node in nodes:
                 gpus.charge(node, spec.gpus_per_pod)
             self.orders.creates.append(
-                Command(
+                _workload_command(
                     Kind.ADMIT_WORKLOAD,
-                    lease.name,
+                    lease,
                     kw,
                     CommandReason.LEASE_ADMITTED,
                     f"Workload {lease.namespace}/{lease.name} (priority {spec.priority})",
-                    namespace=lease.namespace,
-                    lease=lease.name,
-                    gpus=spec.gpus,
                 )
             )
-            return LeaseDecision(
-                lease,
-                LeasePhase.ADMITTED,
-                True,
-                Reason.ADMITTED,
-                f"admitted: {spec.pod_count} pods of {spec.gpus_per_pod} GPUs, {kw:,.1f} kW",
-                gpus=spec.gpus,
-                kw=kw,
-                admitted_now=True,
-            )
-        for index, node in enumerate(nodes):
-            self._create(lease, index, node, gpus)
+            pods = []
+        else:
+            for index, node in enumerate(nodes):
+                self._create(lease, index, node, gpus)
+            pods = [f"{lease.name}-{i}" for i in range(len(nodes))]
         return LeaseDecision(
             lease,
             LeasePhase.ADMITTED,
@@ -393,25 +383,15 @@ class Leases:
             f"admitted: {spec.pod_count} pods of {spec.gpus_per_pod} GPUs, {kw:,.1f} kW",
             gpus=spec.gpus,
             kw=kw,
-            pods=[f"{lease.name}-{i}" for i in range(len(nodes))],
+            pods=pods,
             admitted_now=True,
         )
 
     def _preempt(self, lease: Lease, reason: Reason, message: str) -> LeaseDecision:
         if lease.external:  # a Workload: the check's Retry; Kueue evicts and requeues it
-            spec = _spec(lease)
             existing_kw = sum(pod_kw(self.snap, p.node, p.gpus) for p in lease.existing)
             self.orders.decreases.append(
-                Command(
-                    Kind.EVICT_WORKLOAD,
-                    lease.name,
-                    -existing_kw,
-                    reason,
-                    message,
-                    namespace=lease.namespace,
-                    lease=lease.name,
-                    gpus=spec.gpus,
-                )
+                _workload_command(Kind.EVICT_WORKLOAD, lease, -existing_kw, reason, message)
             )
         self.delete_pods(lease.existing, reason, message)
         return LeaseDecision(
@@ -421,3 +401,20 @@ class Leases:
     def _wait(self, lease: Lease, reason: Reason, message: str) -> LeaseDecision:
         phase = LeasePhase.PREEMPTED if lease.previous_phase in WAS_RUNNING else LeasePhase.PENDING
         return LeaseDecision(lease, phase, False, reason, message)
+
+
+def _workload_command(
+    kind: Kind, lease: Lease, kw: float, reason: CommandReason | Reason, message: str
+) -> Command:
+    """The power check's Ready (``ADMIT_WORKLOAD``) or Retry (``EVICT_WORKLOAD``) on a
+    Workload, as a command of the plan (make-before-break orders it like any other)."""
+    return Command(
+        kind,
+        lease.name,
+        kw,
+        reason,
+        message,
+        namespace=lease.namespace,
+        lease=lease.name,
+        gpus=_spec(lease).gpus,
+    )

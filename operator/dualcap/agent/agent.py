@@ -4,7 +4,7 @@ Level-based: at start, on every change of its Node (a watch) and every interval,
 takes the desired state from the Node's curtailment marks (marked: every miner sleeps;
 unmarked: every miner mines), measures every miner, re-sends the command to those that
 have not complied, and writes the block's MinerBlock status. While commands are taking
-effect it looks again every second, so the report follows the firmware, not the interval.
+effect it looks again every half second, so the report follows the firmware, not the interval.
 
 A change of the marks is acted on at once: a look in progress is cut short, and every
 miner last measured out of the new desired state is commanded before anything is measured
@@ -52,7 +52,7 @@ from dualcap.api.objects import event as event_body
 log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
 MERGE = "application/merge-patch+json"
-FAST = 1.0  # seconds between looks while commands are taking effect
+FAST = 0.5  # seconds between looks while commands are taking effect
 TRANSITION_SECONDS = 60.0
 PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
 # the API server may answer a list with metadata only: a Node's status is most of it

@@ -137,6 +137,11 @@ bench-real: $(STAMP) ## the operator's limit drop on the real control plane (kub
 	tools/kube/build.sh kubernetes etcd kwok
 	$(BIN)/python bench/bench_operator.py --server both
 
+.PHONY: bench-kueue
+bench-kueue: $(STAMP) ## the Kueue power check at scale on the real control plane: 1,000 controllers, 200 Workloads (about 4 minutes)
+	tools/kube/build.sh kubernetes etcd kwok kueue
+	$(BIN)/python bench/bench_kueue.py
+
 .PHONY: bench-loops
 bench-loops: $(STAMP) ## the closed loops end to end: unmodelled load on the meter, a live price, a DR event (about 2.5 minutes)
 	$(BIN)/python bench/bench_unmodelled.py

@@ -263,7 +263,7 @@ class Reconciler:
         if log.isEnabledFor(logging.DEBUG):  # what the plan does, and why (-v)
             log.debug(
                 "site %s: now %s, deferred %s, in flight: %s; limit %s kW, committed %s,"
-                " controllers %s",
+                " controllers %s, not running: %s",
                 name,
                 [f"{c.describe()} ({c.reason}: {c.message})" for c in p.schedule.now],
                 [c.describe() for c in p.schedule.deferred],
@@ -271,6 +271,7 @@ class Reconciler:
                 p.limit_kw,
                 p.committed,
                 p.controllers,
+                [f"{d.lease.name}: {d.reason}: {d.message}" for d in p.leases if not d.runs][:5],
             )
         wake = now + min(self.safety_period, timedelta(seconds=self.resync_seconds))
         if p.next_wakeup is not None:

@@ -126,21 +126,7 @@ def objects(asic_node: str, gpu_node: str) -> list[tuple[str, dict[str, Any]]]:
     """(collection path, body) in the order they are created."""
     return [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-        (f"/apis/apps/v1/namespaces/{NS}/daemonsets", {
-            "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": {"name": "miner-agent", "namespace": NS},
-            "spec": {
-                "selector": {"matchLabels": {"app": "e2e-miner"}},
-                "template": {
-                    "metadata": {"labels": {"app": "e2e-miner"}},
-                    "spec": {
-                        "nodeSelector": {"dualcap.io/site": SITE, "dualcap.io/role": "asic"},
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "agent", "image": PAUSE}],
-                    },
-                },
-            },
-        }),
+        (f"/apis/apps/v1/namespaces/{NS}/daemonsets", miners_daemonset(NS, "miner-agent", "e2e-miner", SITE, PAUSE)),
         (f"{API}/sites", {
             "apiVersion": "dualcap.io/v1alpha1", "kind": "Site", "metadata": {"name": SITE},
             "spec": {
@@ -173,6 +159,25 @@ def objects(asic_node: str, gpu_node: str) -> list[tuple[str, dict[str, Any]]]:
             },
         }),
     ]  # fmt: skip
+
+
+def miners_daemonset(namespace: str, name: str, app: str, site: str, image: str) -> dict[str, Any]:
+    """The site's miners: a DaemonSet on its ASIC controllers (what a curtailment evicts)."""
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {
+                    "nodeSelector": {"dualcap.io/site": site, "dualcap.io/role": "asic"},
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "miner", "image": image}],
+                },
+            },
+        },
+    }  # fmt: skip
 
 
 async def label(t: Target, node: str, role: str | None, gpus: int | None) -> None:

@@ -30,7 +30,7 @@ import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.scenario import connect as connect_client
-from tests.e2e.scenario import ok, operator, until
+from tests.e2e.scenario import miners_daemonset, ok, operator, until
 
 pytestmark = pytest.mark.e2e
 
@@ -62,21 +62,7 @@ def node(name: str, role: str, gpus: int = 0) -> dict[str, Any]:
 def site_objects() -> list[tuple[str, dict[str, Any]]]:
     return [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-        (f"/apis/apps/v1/namespaces/{NS}/daemonsets", {
-            "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": {"name": "miners", "namespace": NS},
-            "spec": {
-                "selector": {"matchLabels": {"app": "kq-miner"}},
-                "template": {
-                    "metadata": {"labels": {"app": "kq-miner"}},
-                    "spec": {
-                        "nodeSelector": {"dualcap.io/site": SITE, "dualcap.io/role": "asic"},
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "miner", "image": "miner"}],
-                    },
-                },
-            },
-        }),
+        (f"/apis/apps/v1/namespaces/{NS}/daemonsets", miners_daemonset(NS, "miners", "kq-miner", SITE, "miner")),
         (f"{API}/sites", {
             "apiVersion": "dualcap.io/v1alpha1", "kind": "Site", "metadata": {"name": SITE},
             "spec": {

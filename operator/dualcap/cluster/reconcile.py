@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dualcap.api.common import API_VERSION, LEASE_LABEL, SITE_LABEL, parse_rfc3339
+from dualcap.api.common import LEASE_LABEL, SITE_LABEL, parse_rfc3339
 from dualcap.api.lease import ComputeLease
 from dualcap.api.objects import object_key
 from dualcap.api.site import ControllerState, node_selector_of
@@ -24,7 +24,7 @@ from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.kueue import differs, entry_of, wanted_check, workload_ref, write_check
-from dualcap.cluster.status import budget_status, lease_status, site_status
+from dualcap.cluster.status import budget_status, lease_status, site_status, status_path
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.commands import Kind
 from dualcap.planning.decisions import Plan
@@ -401,12 +401,14 @@ class Reconciler:
                 )
         return writes
 
-    async def _patch_status(self, path: str, current: Mapping[str, Any] | None, wanted: Obj) -> int:
+    async def _patch_status(self, obj: Obj, wanted: Obj) -> int:
+        """Writes ``wanted`` as the status of ``obj`` (a Site, budget or lease) when it
+        differs; 1 if it wrote."""
+        current = obj.get("status")
         if dict(current or {}) == wanted:
             return 0
-        resp = await self.client.patch(
-            path + "/status", {"status": _replace_nulls(current, wanted)}
-        )
+        path = status_path(obj)
+        resp = await self.client.patch(path, {"status": _replace_nulls(current, wanted)})
         if not resp.ok and resp.code != 404:
             log.warning("status write %s failed: %s %s", path, resp.code, resp.message)
         return 1
@@ -432,23 +434,16 @@ class Reconciler:
             if body is None or d.lease.deleting:
                 continue
             wanted = lease_status(d, name, body.get("status"), now, rejected.get(d.lease.key))
-            path = (
-                f"/apis/{API_VERSION}/namespaces/{d.lease.namespace}/computeleases/{d.lease.name}"
-            )
-            writes += await self._patch_status(path, body.get("status"), wanted)
+            writes += await self._patch_status(body, wanted)
         writes += await self._workload_checks(p, objects, outcome, now)
         for b in (o for o in objects if o.get("kind") == "PowerBudget"):
             b_name = b["metadata"]["name"]
             wanted = budget_status(p, b_name, b["metadata"].get("generation"), b.get("status"), now)
-            writes += await self._patch_status(
-                f"/apis/{API_VERSION}/powerbudgets/{b_name}", b.get("status"), wanted
-            )
+            writes += await self._patch_status(b, wanted)
         wanted = site_status(
             p, site["metadata"].get("generation"), site.get("status"), failures, now
         )
-        writes += await self._patch_status(
-            f"/apis/{API_VERSION}/sites/{name}", site.get("status"), wanted
-        )
+        writes += await self._patch_status(site, wanted)
         self._writes = writes
         return wanted
 

@@ -102,12 +102,18 @@ crds: $(STAMP) ## regenerate the CRDs (crds/ and charts/dualcap/crds/) from the 
 manifests: $(STAMP) ## regenerate deploy/dualcap.yaml (the chart rendered with defaults, for kubectl apply)
 	$(BIN)/python tools/render_manifests.py
 
+.PHONY: dashboard
+dashboard: $(STAMP) ## regenerate the Grafana dashboard (charts/dualcap/dashboards/) from tools/dashboard.py
+	$(BIN)/python tools/dashboard.py
+
+GENERATED := crds charts/dualcap/crds charts/dualcap/dashboards deploy
+
 .PHONY: verify
-verify: crds manifests ## regenerate generated files and fail if anything differs from git
-	@git diff --exit-code -- crds charts/dualcap/crds deploy || \
-	  (echo "generated files are stale: run 'make crds manifests' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- crds charts/dualcap/crds deploy)" || \
-	  (echo "untracked generated files: run 'make crds manifests' and commit" >&2; git status --short -- crds charts/dualcap/crds deploy; exit 1)
+verify: crds dashboard manifests ## regenerate generated files and fail if anything differs from git
+	@git diff --exit-code -- $(GENERATED) || \
+	  (echo "generated files are stale: run 'make crds dashboard manifests' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || \
+	  (echo "untracked generated files: run 'make crds dashboard manifests' and commit" >&2; git status --short -- $(GENERATED); exit 1)
 
 .PHONY: plan
 plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)

@@ -19,13 +19,17 @@ CHART = ROOT / "charts" / "dualcap"
 K8S_VERSION = "1.30"
 NAMESPACE = "dualcap-system"
 # Kinds whose schemas are not in the official set: checked by the tests below instead.
-NOT_CORE = {"ServiceMonitor", "ClusterKopfPeering"}
+NOT_CORE = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ClusterKopfPeering"}
 
 ALL_ON: dict[str, Any] = {
     "replicaCount": 2,
     "strategy": {"type": "RollingUpdate"},
     "operator": {"watchNamespaces": ["research", "acme"], "logLevel": "debug", "extraArgs": ["-v"]},
-    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "alerts": {"enabled": True, "labels": {"release": "prometheus"}},
+        "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Power"}},
+    },
     "peering": {"enabled": True},
     "kueue": {"enabled": True},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}},
@@ -141,6 +145,14 @@ def test_all_on_peering_service_monitor_and_namespaces() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     (role,) = by_kind(docs, "ClusterRole")
     assert any("kopf.dev" in r["apiGroups"] for r in role["rules"])
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    (dashboard,) = by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Power"}
+    assert json.loads(dashboard["data"]["dualcap.json"]) == json.loads(
+        (CHART / "dashboards" / "dualcap.json").read_text()
+    )
 
 
 def test_off_renders_no_rbac_and_no_metrics() -> None:

@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from dualcap.api.conditions import Reason as R
+from dualcap.api.lease import LeasePhase
 from dualcap.cluster.apply import Outcome
 from dualcap.cluster.status import lease_counts
 from dualcap.planning.commands import Kind
-from dualcap.planning.decisions import MeterOutcome, Plan
+from dualcap.planning.decisions import LeaseDecision, MeterOutcome, Plan
 
 KW = 1000.0  # watts in a kilowatt
 DRAW_KINDS = ("mining", "gpu", "overhead")
 CONTROLLER_STATES = ("mining", "curtailing", "curtailed", "held", "unready")
 PHASES = ("pending", "admitted", "running", "preempted", "completed", "failed")
+MINER_STATES = ("mining", "sleeping", "unreachable")
+BLOCK_STATES = ("reporting", "stale")
+INPUTS = ("meter", "gpu_power", "prices")  # the outside inputs a Site may name
+WAIT_KINDS = ("lease", "workload")
+# Why a lease or Workload is waiting for power (not for its start, nor for GPUs)
+POWER_WAITS = frozenset({R.INSUFFICIENT_POWER, R.ENVELOPE_TOO_LOW, R.WAITING_FOR_CONFIRMATION})
 COMMAND_KINDS = {
     Kind.CURTAIL: "curtail",
     Kind.RESUME: "resume",
@@ -45,6 +53,8 @@ class _SiteTrack:
     over: bool
     limit_kw: float | None
     change_at: datetime | None = None  # an envelope change not yet complied with
+    # since when each lease or Workload (by key) has waited for power without a break
+    waiting: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
 
 class _ApiErrors(Collector):
@@ -99,6 +109,47 @@ class Metrics:
         self.controllers = gauge("dualcap_site_controllers", "ASIC controllers by state.", "state")
         self.gpus = gauge("dualcap_site_gpus", "GPUs on the site's GPU nodes by state.", "state")
         self.leases = gauge("dualcap_site_leases", "ComputeLeases of the site by phase.", "phase")
+        self.workloads = gauge(
+            "dualcap_site_workloads",
+            "Kueue Workloads under the site's power check by phase (as leases: pending,"
+            " admitted, running, preempted, completed, failed).",
+            "phase",
+        )
+        self.waiting = gauge(
+            "dualcap_site_power_wait_seconds",
+            "How long the longest waiting lease or Workload of each kind has waited for"
+            " power without a break (0: none waits; counted since the operator started).",
+            "kind",
+        )
+        self.next_limit = gauge(
+            "dualcap_site_next_limit_watts",
+            "The site's limit after its next change (absent: no change ahead).",
+        )
+        self.next_change = gauge(
+            "dualcap_site_next_limit_change_timestamp_seconds",
+            "When the site's limit next changes, in Unix seconds (absent: no change ahead).",
+        )
+        self.inputs = gauge(
+            "dualcap_site_input_fresh",
+            "Whether each outside input the Site names is fresh and answering (1) or stale,"
+            " silent or failing (0): input is meter, gpu_power or prices.",
+            "input",
+        )
+        self.blocks = gauge(
+            "dualcap_site_blocks",
+            "MinerAgent blocks by state: reporting (a fresh MinerBlock report) or stale"
+            " (none: the agent down, unreachable or not yet reporting).",
+            "state",
+        )
+        self.miners = gauge(
+            "dualcap_site_miners",
+            "Miners of the reporting blocks by state: mining, sleeping, unreachable.",
+            "state",
+        )
+        self.worst_block = gauge(
+            "dualcap_site_block_unreachable_ratio",
+            "The largest share (0 to 1) of one reporting block's miners that do not answer.",
+        )
         self.revenue = gauge(
             "dualcap_site_revenue_usd_per_hour",
             "Estimated revenue per hour at the current plan, by kind: mining, gpu.",
@@ -145,7 +196,8 @@ class Metrics:
         )
         self.commands = Counter(
             "dualcap_commands",
-            "Commands issued to the cluster by kind: curtail, resume, create_pod, delete_pod.",
+            "Commands issued to the cluster by kind: curtail, resume, create_pod, delete_pod,"
+            " admit_workload, evict_workload.",
             ["site", "kind"],
             registry=r,
         )
@@ -202,6 +254,8 @@ class Metrics:
             self.stale.labels(site)
             for kind in DRAW_KINDS:
                 self.energy.labels(site, kind)
+            for kind in COMMAND_KINDS.values():
+                self.commands.labels(site, kind)
             self.compliance.labels(site)
         if change_at is not None and not over:
             self.compliance.labels(site).observe(max(0.0, (now - change_at).total_seconds()))
@@ -225,9 +279,17 @@ class Metrics:
             self.controllers.labels(site, state).set(p.controllers.get(state, 0))
         self.gpus.labels(site, "leased").set(p.gpus_leased)
         self.gpus.labels(site, "free").set(max(0, p.gpus_total - p.gpus_leased))
-        counts = lease_counts(p.leases)
-        for phase in PHASES:
-            self.leases.labels(site, phase).set(counts.get(phase, 0))
+        leases = [d for d in p.leases if d.lease.workload is None]
+        workloads = [d for d in p.leases if d.lease.workload is not None]
+        for gauge_, decisions in ((self.leases, leases), (self.workloads, workloads)):
+            counts = lease_counts(decisions)
+            for phase in PHASES:
+                gauge_.labels(site, phase).set(counts.get(phase, 0))
+        self._tracks[site].waiting = self._record_waits(
+            site, now, track.waiting if track is not None else {},
+            {"lease": leases, "workload": workloads},
+        )  # fmt: skip
+        self._record_inputs(p)
         self.revenue.labels(site, "mining").set(p.mining_revenue_usd_per_hour)
         self.revenue.labels(site, "gpu").set(p.lease_revenue_usd_per_hour)
         self.cost.labels(site).set(p.energy_cost_usd_per_hour)
@@ -235,12 +297,70 @@ class Metrics:
             for cmd in [*outcome.done, *(c for c, _ in outcome.failures)]:
                 self.commands.labels(site, COMMAND_KINDS[cmd.kind]).inc()
 
+    def _record_waits(
+        self,
+        site: str,
+        now: datetime,
+        before: Mapping[tuple[str, str], datetime],
+        by_kind: Mapping[str, list[LeaseDecision]],
+    ) -> dict[tuple[str, str], datetime]:
+        """The longest wait for power of each kind; since when each one waits."""
+        waiting: dict[tuple[str, str], datetime] = {}
+        for kind, decisions in by_kind.items():
+            longest = 0.0
+            for d in decisions:
+                if (
+                    d.phase in (LeasePhase.PENDING, LeasePhase.PREEMPTED)
+                    and not d.runs
+                    and (d.reason in POWER_WAITS)
+                ):
+                    since = waiting[d.lease.key] = before.get(d.lease.key, now)
+                    longest = max(longest, (now - since).total_seconds())
+            self.waiting.labels(site, kind).set(longest)
+        return waiting
+
+    def _record_inputs(self, p: Plan) -> None:
+        site = p.site
+        env = p.envelope
+        if env is not None and env.next_change is not None:
+            self.next_limit.labels(site).set(env.next_change.limit_kw * KW)
+            self.next_change.labels(site).set(env.next_change.at.timestamp())
+        else:
+            _remove(self.next_limit, (site,))
+            _remove(self.next_change, (site,))
+        fresh = {
+            "meter": None if p.meter is None else p.meter.fresh,
+            "gpu_power": None
+            if p.gpu_power is None
+            else p.gpu_power.error_reason is None and not p.gpu_power.unreported,
+            "prices": None if p.prices is None else p.prices.fresh,
+        }
+        for name, value in fresh.items():
+            if value is None:
+                _remove(self.inputs, (site, name))
+            else:
+                self.inputs.labels(site, name).set(1 if value else 0)
+        m = p.miners
+        if m is None:
+            for state in BLOCK_STATES:
+                _remove(self.blocks, (site, state))
+            for state in MINER_STATES:
+                _remove(self.miners, (site, state))
+            _remove(self.worst_block, (site,))
+            return
+        self.blocks.labels(site, "reporting").set(m.reporting)
+        self.blocks.labels(site, "stale").set(m.blocks - m.reporting)
+        self.miners.labels(site, "mining").set(m.mining)
+        self.miners.labels(site, "sleeping").set(m.sleeping)
+        self.miners.labels(site, "unreachable").set(m.unreachable)
+        self.worst_block.labels(site).set(m.worst_unreachable_share)
+
     def forget(self, site: str) -> None:
         """A deleted Site: its series go (counters too: a new Site of that name starts anew)."""
         self._tracks.pop(site, None)
         for metric in (
             self.limit, self.committed, self.planned, self.headroom, self.cost, self.over,
-            self.metered, self.unmodelled,
+            self.metered, self.unmodelled, self.next_limit, self.next_change, self.worst_block,
             self.compliance, self.duration, self.stale,
         ):  # fmt: skip
             _remove(metric, (site,))
@@ -250,6 +370,11 @@ class Metrics:
             (self.controllers, CONTROLLER_STATES),
             (self.gpus, ("leased", "free")),
             (self.leases, PHASES),
+            (self.workloads, PHASES),
+            (self.waiting, WAIT_KINDS),
+            (self.inputs, INPUTS),
+            (self.blocks, BLOCK_STATES),
+            (self.miners, MINER_STATES),
             (self.revenue, ("mining", "gpu")),
             (self.reconciles, ("success", "error")),
             (self.commands, tuple(COMMAND_KINDS.values())),

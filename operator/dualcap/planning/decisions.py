@@ -74,6 +74,13 @@ class MinerSummary:
     measured_kw: float  # facility kW of the reporting blocks, as counted (measured)
     modelled_kw: float  # facility kW of the same blocks by nameplate
     unreported: list[str]
+    # The miners of the reporting blocks by state (their fresh reports summed)
+    miners: int = 0
+    mining: int = 0
+    sleeping: int = 0
+    unreachable: int = 0
+    # The largest share of a reporting block's miners that do not answer (0 to 1)
+    worst_unreachable_share: float = 0.0
 
 
 @dataclass(slots=True)

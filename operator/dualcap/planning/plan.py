@@ -262,12 +262,20 @@ def _miner_summary(snap: SiteSnapshot) -> MinerSummary | None:
         0.0 if c.state is ControllerState.CURTAILED else (c.nameplate_it_kw or c.power_kw)
         for c in measured
     )
+    reports = [c.report for c in measured if c.report is not None]
     return MinerSummary(
         blocks=len(blocks),
         reporting=len(measured),
         measured_kw=snap.pue * sum(c.committed_it_kw for c in measured),
         modelled_kw=snap.pue * modelled_it,
         unreported=sorted(snap.unreported),
+        miners=sum(r.miners for r in reports),
+        mining=sum(r.mining for r in reports),
+        sleeping=sum(r.sleeping for r in reports),
+        unreachable=sum(r.unreachable for r in reports),
+        worst_unreachable_share=max(
+            (r.unreachable / r.miners for r in reports if r.miners > 0), default=0.0
+        ),
     )
 
 

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    ValidationError,
-)
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
 
 from dualcap.signals.freshness import Signal, SignalAge
 from dualcap.signals.openadr.budget import (
@@ -40,6 +39,11 @@ from dualcap.signals.openadr.mapping import (
 from dualcap.signals.openadr.names import BUDGETS, SITES, SOURCE
 
 log = logging.getLogger("dualcap.openadr")
+# The adapter's problems, the reasons of dualcap_openadr_problems_total (anything else: Other)
+PROBLEMS = (
+    "Unreachable", "RefusedAnswer", "BadResponse", "NotRegistered", "UnknownTarget",
+    "BudgetWriteFailed", "InvalidBudget", "Other",
+)  # fmt: skip
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -71,6 +75,43 @@ class Adapter:
     _ven: Any = None
     _answers: int = 0  # messages received from the VTN, valid or not
     _contacts: int = 0  # polls answered with a valid message
+    # dualcap_openadr_events{site,opt} and dualcap_openadr_problems_total{reason}, beside
+    # dualcap_signal_age_seconds in the registry of ``metrics``
+    _held: Gauge = field(init=False)
+    _problems: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        registry = self.metrics.registry
+        self._held = Gauge(
+            "dualcap_openadr_events",
+            "OpenADR events the adapter holds for each site (not yet ended), by the answer it"
+            " gave the VTN: optIn or optOut.",
+            ["site", "opt"],
+            registry=registry,
+        )
+        self._problems = Counter(
+            "dualcap_openadr_problems",
+            "Problems of the adapter by reason: Unreachable, RefusedAnswer, BadResponse,"
+            " NotRegistered, UnknownTarget, BudgetWriteFailed, InvalidBudget, Other.",
+            ["reason"],
+            registry=registry,
+        )
+        for site in self.config.sites:
+            for opt in ("optIn", "optOut"):
+                self._held.labels(site.name, opt)
+        for reason in PROBLEMS:
+            self._problems.labels(reason)
+
+    def count_held(self) -> None:
+        """The held events by answer, for ``dualcap_openadr_events``."""
+        now = self.clock()
+        for site in self.config.sites:
+            held = [
+                d for d in self.decisions.get(site.name, {}).values()
+                if d.end is None or d.end > now
+            ]  # fmt: skip
+            for opt in ("optIn", "optOut"):
+                self._held.labels(site.name, opt).set(sum(1 for d in held if d.opt == opt))
 
     # -- the VEN side
 
@@ -156,6 +197,7 @@ class Adapter:
         return True
 
     def _problem(self, reason: str, message: str) -> None:
+        self._problems.labels(reason if reason in PROBLEMS else "Other").inc()
         repeated = bool(self.problems) and self.problems[-1].startswith(f"{reason}:")
         self.problems = [*self.problems[-19:], f"{reason}: {message}"]
         if not repeated:  # a VTN down for an hour is one line, not one per poll
@@ -309,6 +351,7 @@ class Adapter:
         self._renew_open_ended()
         await self.flush()
         self.observe_age()
+        self.count_held()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.restore()

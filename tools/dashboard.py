@@ -177,12 +177,10 @@ def site_row(d: db.Dashboard) -> db.Dashboard:
     ))  # fmt: skip
     d = d.with_panel(series(
         "Leases and Workloads by phase",
-        "ComputeLeases and Kueue Workloads under the power check by phase (phases with"
-        " none left out), and all of them.",
+        "ComputeLeases and Kueue Workloads under the power check, by phase.",
         "none",
-        [(f"dualcap_site_leases{{{SITE}}} > 0", "leases {{phase}}"),
-         (f"dualcap_site_workloads{{{SITE}}} > 0", "workloads {{phase}}"),
-         (f"sum by (site) (dualcap_site_leases{{{SITE}}}) + on (site) sum by (site) (dualcap_site_workloads{{{SITE}}})", "all")],
+        [(f"dualcap_site_leases{{{SITE}}}", "leases {{phase}}"),
+         (f"dualcap_site_workloads{{{SITE}}}", "workloads {{phase}}")],
         width=12,
     ))  # fmt: skip
     d = d.with_panel(series(

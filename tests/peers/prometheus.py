@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -169,8 +170,11 @@ class PrometheusUnavailable(RuntimeError):
 class Prometheus:
     """Debian's Prometheus on 127.0.0.1, scraping the given targets every second."""
 
-    def __init__(self, targets: list[str], *, scrape_seconds: float = 1.0) -> None:
+    def __init__(
+        self, targets: list[str], *, scrape_seconds: float = 1.0, job: str = "dcgm"
+    ) -> None:
         self.targets = targets
+        self.job = job
         self.scrape_seconds = scrape_seconds
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -194,7 +198,7 @@ class Prometheus:
             f"  scrape_timeout: {interval}\n"
             f"  evaluation_interval: {interval}\n"
             "scrape_configs:\n"
-            "  - job_name: dcgm\n"
+            f"  - job_name: {self.job}\n"
             "    static_configs:\n"
             f"      - targets: {json.dumps(self.targets)}\n"
         )
@@ -250,11 +254,20 @@ class Prometheus:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The instant vector, through the HTTP API (the tests' own view, not the client's)."""
-        data = urllib.parse.urlencode({"query": promql}).encode()
-        with urllib.request.urlopen(f"{self.url}/api/v1/query", data=data, timeout=5) as answer:
-            body = json.loads(answer.read())
-        result: list[dict[str, Any]] = body["data"]["result"]
+        result: list[dict[str, Any]] = self.api("query", query=promql)["result"]
         return result
+
+    def api(self, endpoint: str, **params: str) -> Any:
+        """GET ``/api/v1/<endpoint>`` with ``params``: its ``data``; an error says why."""
+        query = urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(
+                f"{self.url}/api/v1/{endpoint}?{query}", timeout=5
+            ) as answer:
+                body = json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            raise AssertionError(f"{endpoint} {params}: {err.code} {err.read()[:500]!r}") from None
+        return body["data"]
 
     def wait_for(
         self,

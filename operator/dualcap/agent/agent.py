@@ -25,14 +25,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dualcap.agent.addresses import Parsed, parse_miners
 from dualcap.agent.kube import Kube, WatchGone
 from dualcap.agent.miners import CONTESTED, Desired, Driver, Reading
+from dualcap.agent.settings import AgentSettings
 from dualcap.api.marks import is_marked
 from dualcap.api.names import (
     API_VERSION,
@@ -52,11 +52,9 @@ from dualcap.api.objects import event as event_body
 log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
 MERGE = "application/merge-patch+json"
-FAST = 0.5  # seconds between looks while commands are taking effect
-TRANSITION_SECONDS = 60.0
 PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
 # the API server may answer a list with metadata only: a Node's status is most of it
-METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"  # how long after a command a miner may take to settle
+METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 def _list(items: list[str], limit: int = 10) -> str:
@@ -87,31 +85,12 @@ class Summary:
 
 class Agent:
     def __init__(
-        self,
-        kube: Kube,
-        node_name: str,
-        driver: Driver,
-        *,
-        interval: float = 10.0,
-        overlap_seconds: float = 60.0,
-        transition_seconds: float = TRANSITION_SECONDS,
-        events_namespace: str = "default",
-        fast: float = FAST,
-        clock: Callable[[], datetime] | None = None,
+        self, kube: Kube, node_name: str, driver: Driver, settings: AgentSettings | None = None
     ):
-        """``clock`` stamps what the agent writes (the reports' observedAt, conditions,
-        Events): the operator judges a report's age on its own clock, which is the wall
-        clock unless it runs on another (a simulated site). ``interval`` and ``fast`` are
-        wall-clock seconds."""
+        self.settings = settings or AgentSettings()
         self.kube = kube
         self.node_name = node_name
         self.driver = driver
-        self.interval = interval
-        self.overlap_seconds = overlap_seconds
-        self.transition_seconds = transition_seconds
-        self.events_namespace = events_namespace
-        self.fast = fast
-        self.clock = clock or (lambda: datetime.now(UTC))
         self.node: dict[str, Any] | None = None
         self.node_visible = False  # the last look at the Node succeeded
         self._node_looked = -1e9
@@ -262,7 +241,7 @@ class Agent:
     def _condition(self, type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
         generation = ((self.block or {}).get("metadata") or {}).get("generation")
         wanted = (type_, status, reason, message)
-        cond = condition(wanted, self._conditions.get(type_), generation, self.clock())
+        cond = condition(wanted, self._conditions.get(type_), generation, self.settings.clock())
         self._conditions[type_] = cond
         return cond
 
@@ -394,14 +373,14 @@ class Agent:
                 "Warning",
                 reason,
                 message,
-                self.clock(),
+                self.settings.clock(),
                 component="dualcap-agent",
                 instance=self.node_name,
-                namespace=self.events_namespace,
+                namespace=self.settings.events_namespace,
                 host=self.node_name,
             )
             reply = await self.kube.request(
-                "POST", f"/api/v1/namespaces/{self.events_namespace}/events", event
+                "POST", f"/api/v1/namespaces/{self.settings.events_namespace}/events", event
             )
             if reply.ok:
                 self._events[reason] = message
@@ -414,12 +393,15 @@ class Agent:
         """One convergence step; True while commands are still taking effect."""
         self.cycles += 1
         now = time.monotonic()
-        if self.node is None or now - self._node_looked >= self.interval:
+        if self.node is None or now - self._node_looked >= self.settings.interval:
             await self.look_at_node()
         if self.node is None:
             return False  # never seen: nothing to drive, and nothing to decide on
         self._read_node()
-        if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
+        if (
+            self.node_visible
+            and time.monotonic() - self._overlap_looked >= self.settings.overlap_seconds
+        ):
             await self.look_for_overlaps()
         if self.desired is not None and self.desired != self._acted:
             # a change of mind: command the miners now, from what they last measured,
@@ -436,7 +418,7 @@ class Agent:
             if commanded:
                 self._commanded_at = time.monotonic()
                 return True
-        at = self.clock()
+        at = self.settings.clock()
         started = time.monotonic()
         sent, sent_all = self.driver.commands_new, self.driver.commands_sent
         readings = await self.driver.step(
@@ -444,9 +426,9 @@ class Agent:
             self.desired,
             allow_resume=self.node_visible,
             contested=set(self.contested),
-            resend_after=self.interval,
+            resend_after=self.settings.interval,
             reuse_since=self._acted_at,
-            reuse_for=self.interval * 0.8,
+            reuse_for=self.settings.interval * 0.8,
         )
         if self.driver.commands_new != sent:  # re-sends do not prolong the quick looks
             self._commanded_at = time.monotonic()
@@ -471,8 +453,8 @@ class Agent:
         # A report is due an interval after the last, on the wall clock or on the agent's
         # clock (the operator judges its age on the latter: one that jumps ahead makes it due)
         last = self._written_observed
-        due = time.monotonic() - self._written_at >= self.interval * 0.9 or (
-            last is not None and (at - last).total_seconds() >= self.interval * 0.9
+        due = time.monotonic() - self._written_at >= self.settings.interval * 0.9 or (
+            last is not None and (at - last).total_seconds() >= self.settings.interval * 0.9
         )
         if (key != self._written or due) and await self.write_status(summary, conditions, at):
             self._written, self._written_at = key, time.monotonic()
@@ -493,7 +475,7 @@ class Agent:
         # again soon - for a while after a command, so that a miner that refuses or never
         # hashes is looked at every interval, not every second forever
         ramping = any(r.state == "mining" and r.ths == 0.0 for r in readings)
-        recent = time.monotonic() - self._commanded_at < self.transition_seconds
+        recent = time.monotonic() - self._commanded_at < self.settings.transition_seconds
         return (bool(reachable_off) or ramping) and recent
 
     async def _one_cycle(self) -> bool:
@@ -528,7 +510,7 @@ class Agent:
                 waits = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
                 _, rest = await asyncio.wait(
                     waits,
-                    timeout=self.fast if pending else self.interval,
+                    timeout=self.settings.fast if pending else self.settings.interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in rest:

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dualcap.agent.addresses import Parsed, parse_miners
-from dualcap.agent.kube import Kube, WatchGone
+from dualcap.agent.kube import Kube
 from dualcap.agent.miners import CONTESTED, Desired, Driver, Reading
+from dualcap.agent.node import NodeView
 from dualcap.agent.settings import AgentSettings
-from dualcap.api.marks import is_marked
 from dualcap.api.names import (
     API_VERSION,
     COMMAND_FAILED,
@@ -52,9 +51,6 @@ from dualcap.api.objects import event as event_body
 log = logging.getLogger("dualcap.agent")
 BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
 MERGE = "application/merge-patch+json"
-PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
-# the API server may answer a list with metadata only: a Node's status is most of it
-METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 def _list(items: list[str], limit: int = 10) -> str:
@@ -91,16 +87,9 @@ class Agent:
         self.kube = kube
         self.node_name = node_name
         self.driver = driver
-        self.node: dict[str, Any] | None = None
-        self.node_visible = False  # the last look at the Node succeeded
-        self._node_looked = -1e9
-        self.parsed = Parsed()
-        self._annotation: str | None = None
-        self._parsed_once = False
-        self.addresses: list[str] = []  # the last valid set
-        self.desired: Desired | None = None
-        self.contested: dict[str, str] = {}  # address -> another node naming it
-        self._overlap_looked = -1e9
+        self.wake = asyncio.Event()
+        self.changed = asyncio.Event()  # the Node's marks now say otherwise than `desired`
+        self.node = NodeView(kube, node_name, self.settings, self.wake, self.changed)
         self.block: dict[str, Any] | None = None
         self._conditions: dict[str, dict[str, Any]] = {}
         self._written: tuple[Any, ...] | None = None
@@ -112,104 +101,6 @@ class Agent:
         self._commanded_at = -1e9
         self._acted: Desired | None = None  # the desired state the miners were last driven to
         self._acted_at = -1e9  # since when (monotonic)
-        self.wake = asyncio.Event()
-        self.changed = asyncio.Event()  # the Node's marks now say otherwise than `desired`
-
-    # --- the Node -----------------------------------------------------------------------------
-    @property
-    def node_path(self) -> str:
-        return f"/api/v1/nodes/{self.node_name}"
-
-    async def look_at_node(self) -> None:
-        self._node_looked = time.monotonic()
-        reply = await self.kube.request("GET", self.node_path)
-        if reply.ok and isinstance(reply.body, dict):
-            self.node, self.node_visible = reply.body, True
-        else:
-            self.node_visible = False
-            log.warning("cannot see node %s: %s %s", self.node_name, reply.code, reply.message)
-
-    async def watch_node(self) -> None:
-        """Wake the loop on every change of the Node; the loop's own GETs stay the truth."""
-        backoff = 1.0
-        for _ in iter(int, 1):  # until cancelled; every pass is one bounded watch request
-            rv = ((self.node or {}).get("metadata") or {}).get("resourceVersion")
-            params = {"fieldSelector": f"metadata.name={self.node_name}", "timeoutSeconds": "300"}
-            if rv:
-                params["resourceVersion"] = rv
-            started = time.monotonic()
-            try:
-                async for event in self.kube.watch("/api/v1/nodes", params, timeout=330):
-                    obj = event.get("object") or {}
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        self.node, self.node_visible = obj, True
-                        now = "sleep" if is_marked(obj) else "mine"
-                        if self.desired is not None and now != self.desired:
-                            log.debug("node %s: marks changed", self.node_name)
-                            self.changed.set()
-                        self.wake.set()
-                    elif event.get("type") == "DELETED":
-                        self.node_visible = False
-                        self.wake.set()
-                    elif event.get("type") == "BOOKMARK" and self.node is not None:
-                        new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                        if new_rv:
-                            self.node.setdefault("metadata", {})["resourceVersion"] = new_rv
-            except WatchGone:
-                await self.look_at_node()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.info("node watch ended: %s", type(err).__name__)
-            if time.monotonic() - started > 30:
-                backoff = 1.0  # a watch that lasted: start the next one at once
-                continue
-            await asyncio.sleep(backoff)  # one that ended at once (errors, 410s): back off
-            backoff = min(backoff * 2, 30.0)
-
-    def _read_node(self) -> None:
-        node = self.node or {}
-        value = ((node.get("metadata") or {}).get("annotations") or {}).get(MINERS_ANNOTATION)
-        if value != self._annotation or not self._parsed_once:
-            self._annotation, self._parsed_once = value, True
-            self.parsed = parse_miners(value)
-            if not self.parsed.too_many:
-                self.addresses = self.parsed.addresses
-                self.driver.forget(set(self.addresses))
-                self._overlap_looked = -1e9  # the block changed: look for overlaps now
-        if self.node_visible:
-            self.desired = "sleep" if is_marked(node) else "mine"
-
-    async def look_for_overlaps(self) -> None:
-        """Addresses another node also names: neither agent drives them (they would fight).
-
-        Counted as done only once done: a look cut short (a cycle cancelled when the marks
-        change) is made again before any miner is driven."""
-        started = time.monotonic()
-        mine = set(self.addresses)
-        if not mine:
-            self.contested, self._overlap_looked = {}, started
-            return
-        contested: dict[str, str] = {}
-        params = {"limit": str(PAGE)}
-        for _ in range(MAX_PAGES):  # pages of metadata only: bounded memory on any cluster
-            reply = await self.kube.request("GET", "/api/v1/nodes", params=params, accept=METADATA)
-            if not reply.ok or not isinstance(reply.body, dict):
-                self._overlap_looked = started
-                return  # keep what was known
-            for node in reply.body.get("items") or []:
-                meta = node.get("metadata") or {}
-                value = (meta.get("annotations") or {}).get(MINERS_ANNOTATION)
-                if not value or meta.get("name") == self.node_name:
-                    continue
-                for ip in parse_miners(value).addresses:
-                    if ip in mine:
-                        contested.setdefault(ip, str(meta.get("name")))
-            token = (reply.body.get("metadata") or {}).get("continue")
-            if not token:
-                break
-            params = {"limit": str(PAGE), "continue": token}
-        self.contested, self._overlap_looked = contested, started
 
     # --- the MinerBlock ---------------------------------------------------------------------------
     async def ensure_block(self) -> bool:
@@ -248,16 +139,16 @@ class Agent:
     def problems(self, readings: list[Reading]) -> dict[str, str]:
         """Reason -> message for what is wrong with the block now."""
         out: dict[str, str] = {}
-        if self._annotation is None or not self._annotation.strip():
+        if self.node.annotation is None or not self.node.annotation.strip():
             out[NO_MINERS] = f"node {self.node_name} has no {MINERS_ANNOTATION} annotation"
-        elif self.parsed.errors:
-            kept = f"; driving the last valid {len(self.addresses)} miners"
-            out[INVALID_MINERS] = f"{MINERS_ANNOTATION}: " + "; ".join(self.parsed.errors)
-            if self.parsed.too_many:
+        elif self.node.parsed.errors:
+            kept = f"; driving the last valid {len(self.node.addresses)} miners"
+            out[INVALID_MINERS] = f"{MINERS_ANNOTATION}: " + "; ".join(self.node.parsed.errors)
+            if self.node.parsed.too_many:
                 out[INVALID_MINERS] += kept
-        contested = sorted(ip for ip in self.contested if ip in set(self.addresses))
+        contested = sorted(ip for ip in self.node.contested if ip in set(self.node.addresses))
         if contested:
-            pairs = [f"{ip} (also {self.contested[ip]})" for ip in contested]
+            pairs = [f"{ip} (also {self.node.contested[ip]})" for ip in contested]
             out[CONTESTED_MINERS] = (
                 f"{len(contested)} miners are named by another node too, and left alone: "
                 + _list(pairs)
@@ -272,10 +163,10 @@ class Agent:
             out[COMMAND_FAILED] = f"{len(refused)} miners did not take a command: " + _list(
                 [f"{r.ip} ({r.problem})" for r in refused]
             )
-        if not self.node_visible:
+        if not self.node.visible:
             out[NODE_UNAVAILABLE] = (
                 f"cannot see node {self.node_name}: keeping the last desired state "
-                f"({self.desired or 'none'}), waking no miner"
+                f"({self.node.desired or 'none'}), waking no miner"
             )
         return out
 
@@ -283,10 +174,10 @@ class Agent:
         off_target = [
             r
             for r in readings
-            if r.state != "unreachable" and (r.sleeping != (self.desired == "sleep"))
+            if r.state != "unreachable" and (r.sleeping != (self.node.desired == "sleep"))
         ]
         stalled = next((r for r in (NO_MINERS, INVALID_MINERS) if r in problems), None)
-        converging = bool(off_target) and self.desired is not None
+        converging = bool(off_target) and self.node.desired is not None
         ready_reason = next(
             (
                 r
@@ -303,7 +194,7 @@ class Agent:
             ready_reason = (
                 MINERS_UNREACHABLE if MINERS_UNREACHABLE in problems else CONTESTED_MINERS
             )
-        want = {"sleep": "asleep", "mine": "mining", None: "unknown"}[self.desired]
+        want = {"sleep": "asleep", "mine": "mining", None: "unknown"}[self.node.desired]
         if ready_reason is None:
             ready = self._condition("Ready", True, CONVERGED, f"all {len(readings)} miners {want}")
         elif ready_reason == CONVERGING:
@@ -392,29 +283,26 @@ class Agent:
     async def cycle(self) -> bool:
         """One convergence step; True while commands are still taking effect."""
         self.cycles += 1
-        now = time.monotonic()
-        if self.node is None or now - self._node_looked >= self.settings.interval:
-            await self.look_at_node()
-        if self.node is None:
+        node = self.node
+        await node.look_if_due()
+        if node.body is None:
             return False  # never seen: nothing to drive, and nothing to decide on
-        self._read_node()
-        if (
-            self.node_visible
-            and time.monotonic() - self._overlap_looked >= self.settings.overlap_seconds
-        ):
-            await self.look_for_overlaps()
-        if self.desired is not None and self.desired != self._acted:
+        if node.read():
+            self.driver.forget(set(node.addresses))
+        if node.overlaps_due():
+            await node.look_for_overlaps()
+        if node.desired is not None and node.desired != self._acted:
             # a change of mind: command the miners now, from what they last measured,
             # and look at them once they have had a moment to act on it
-            desired, self._acted_at = self.desired, time.monotonic()
+            desired, self._acted_at = node.desired, time.monotonic()
             commanded = await self.driver.act(
-                self.addresses,
+                node.addresses,
                 desired,
-                allow_resume=self.node_visible,
-                contested=set(self.contested),
+                allow_resume=node.visible,
+                contested=set(node.contested),
             )
             self._acted = desired  # not before: cut short, the next cycle acts on the rest
-            log.debug("desired %s: %d miners commanded at once", self.desired, commanded)
+            log.debug("desired %s: %d miners commanded at once", node.desired, commanded)
             if commanded:
                 self._commanded_at = time.monotonic()
                 return True
@@ -422,10 +310,10 @@ class Agent:
         started = time.monotonic()
         sent, sent_all = self.driver.commands_new, self.driver.commands_sent
         readings = await self.driver.step(
-            self.addresses,
-            self.desired,
-            allow_resume=self.node_visible,
-            contested=set(self.contested),
+            node.addresses,
+            node.desired,
+            allow_resume=node.visible,
+            contested=set(node.contested),
             resend_after=self.settings.interval,
             reuse_since=self._acted_at,
             reuse_for=self.settings.interval * 0.8,
@@ -436,7 +324,7 @@ class Agent:
         log.debug(
             "cycle %d (%s): %d miners in %.2fs, %d commands (%d new): %s",
             self.cycles,
-            self.desired,
+            node.desired,
             len(readings),
             time.monotonic() - started,
             self.driver.commands_sent - sent_all,
@@ -467,9 +355,9 @@ class Agent:
             r
             for r in readings
             if r.state != "unreachable"
-            and self.desired is not None
-            and r.sleeping != (self.desired == "sleep")
-            and (self.desired == "sleep" or self.node_visible)
+            and node.desired is not None
+            and r.sleeping != (node.desired == "sleep")
+            and (node.desired == "sleep" or node.visible)
         ]
         # off target, or drawing but not hashing yet (waking, still falling asleep): look
         # again soon - for a while after a command, so that a miner that refuses or never
@@ -492,7 +380,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await cycle
         if cycle.cancelled():
-            log.debug("node %s: marks changed during a cycle: starting again", self.node_name)
+            log.debug("node %s: marks changed during a cycle: starting again", self.node.name)
             return True
         try:
             return cycle.result()
@@ -501,7 +389,7 @@ class Agent:
             return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = asyncio.create_task(self.watch_node())
+        watcher = asyncio.create_task(self.node.watch())
         try:
             while not stop.is_set():
                 self.wake.clear()  # a Node change during the cycle wakes the next one

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from dualcap.cluster.reconcile import RESYNC_SECONDS
+from dualcap.cluster.reconcile import RESYNC_SECONDS, SAFETY_PERIOD
 
 
 def wall_clock() -> datetime:
@@ -24,7 +24,7 @@ class OperatorSettings:
     # The time every decision is made at: the wall clock, unless a site runs on another
     # (the demo's accelerated day, a test's clock).
     clock: Callable[[], datetime] = wall_clock
-    safety_period: timedelta = timedelta(seconds=60)  # every site reconciled at least this often
+    safety_period: timedelta = SAFETY_PERIOD  # every site reconciled at least this often
     resync_seconds: float = RESYNC_SECONDS  # the view checked against the API this often
     namespaces: tuple[str, ...] = ()  # ComputeLeases and pods watched only there (if any)
     # How to log in: a kubeconfig (None: $KUBECONFIG, the service account, ~/.kube/config)

@@ -14,7 +14,7 @@ from typing import Any
 
 from dualcap.agent.kube import Kube
 from dualcap.agent.settings import AgentSettings
-from dualcap.agent.status import Summary, status
+from dualcap.agent.status import Summary, block_status
 from dualcap.api.names import API_VERSION
 from dualcap.api.objects import Wanted, event, set_conditions
 
@@ -104,7 +104,7 @@ class Reporter:
     ) -> bool:
         if not await self.ensure_block():
             return False
-        body = status(summary, conditions, at, self._generation())
+        body = block_status(summary, conditions, at, self._generation())
         reply = await self.kube.request(
             "PATCH", f"{BLOCKS}/{self.node_name}/status", {"status": body}, MERGE
         )

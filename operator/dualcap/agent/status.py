@@ -123,7 +123,7 @@ def conditions(
     ]
 
 
-def status(
+def block_status(
     summary: Summary, conditions: list[dict[str, Any]], at: datetime, generation: int | None
 ) -> dict[str, Any]:
     """The MinerBlock's status, observed ``at``, of its spec at ``generation``."""

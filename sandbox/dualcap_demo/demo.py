@@ -497,6 +497,7 @@ async def play(
     max_phase_seconds: float = 20.0,
 ) -> Ledger:
     from dualcap.cluster.operator import Operator
+    from dualcap.cluster.settings import OperatorSettings
     from dualcap.handlers.run import OperatorThread
     from dualcap.planning.measured import History
     from dualcap_demo.hardware import Hardware
@@ -516,7 +517,7 @@ async def play(
     crds = examples.parent / "crds"
     sb.load_files([str(crds)])
     hardware = Hardware(SITE, clock, speed)
-    state = Operator(clock=clock, safety_period=timedelta(seconds=30))
+    state = Operator(OperatorSettings(clock=clock, safety_period=timedelta(seconds=30)))
     op = OperatorThread(state)
     view = View(out, live)
     ledger = Ledger()

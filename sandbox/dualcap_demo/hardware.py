@@ -139,6 +139,7 @@ class Agents:
         from dualcap.agent.credentials import Credentials
         from dualcap.agent.kube import Kube, load_connection
         from dualcap.agent.miners import Driver
+        from dualcap.agent.settings import AgentSettings
 
         stop = self._stop = asyncio.Event()
         conn = load_connection(str(self.kubeconfig))
@@ -148,10 +149,7 @@ class Agents:
                 kube,
                 name,
                 Driver(Credentials(None), timeout=MINER_TIMEOUT, concurrency=16),
-                interval=INTERVAL,
-                fast=FAST,
-                overlap_seconds=60.0,
-                clock=self.clock,
+                AgentSettings(interval=INTERVAL, fast=FAST, overlap_seconds=60.0, clock=self.clock),
             )
             for kube, name in zip(kubes, self.nodes, strict=True)
         ]

@@ -16,6 +16,7 @@ from dualcap.agent.agent import Agent
 from dualcap.agent.credentials import Credentials
 from dualcap.agent.kube import Kube, load_connection
 from dualcap.agent.miners import Driver
+from dualcap.agent.settings import AgentSettings
 from dualcap.api.marks import curtail_patch, resume_patch
 from dualcap.api.minerblock import MINERS_ANNOTATION
 from dualcap_sandbox.app import Sandbox
@@ -68,15 +69,13 @@ class World:
         **options: Any,
     ) -> Agent:
         driver = Driver(Credentials(credentials), timeout=2.0, concurrency=concurrency)
-        agent = Agent(
-            self.kube,
-            name,
-            driver,
+        settings = AgentSettings(
             interval=interval,
             overlap_seconds=interval,
             transition_seconds=transition_seconds,
             **options,
         )
+        agent = Agent(self.kube, name, driver, settings)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
         self.agents[name] = (agent, task, stop)

@@ -316,7 +316,7 @@ async def test_api_down_at_start_and_node_created_late(world: World) -> None:
     w.sb.faults.add(path=r"^/api", code=503, times=-1)
     agent = w.start_agent("asic-001")
     await until(lambda: agent.cycles >= 3, timeout=10)
-    assert not w.agents["asic-001"][1].done() and agent.node is None
+    assert not w.agents["asic-001"][1].done() and agent.node.body is None
     w.sb.faults.clear()
     await until(lambda: agent.cycles >= 6, timeout=10)
     assert await w.block("asic-001") == {}  # no node yet: nothing to report on

@@ -26,6 +26,7 @@ from dualcap.agent.agent import Agent
 from dualcap.agent.credentials import Credentials
 from dualcap.agent.kube import Kube, load_connection
 from dualcap.agent.miners import Driver
+from dualcap.agent.settings import AgentSettings
 from dualcap.api.marks import is_marked
 from dualcap.api.minerblock import MINERS_ANNOTATION
 from dualcap.planning import build_fleet
@@ -285,7 +286,7 @@ class MinerRun(Run):
     def start_agent(self, name: str) -> None:
         kube = Kube(load_connection(str(self.kubeconfig)))
         driver = Driver(Credentials(None), timeout=MINER_TIMEOUT, concurrency=16)
-        agent = Agent(kube, name, driver, interval=INTERVAL, overlap_seconds=30.0)
+        agent = Agent(kube, name, driver, AgentSettings(interval=INTERVAL, overlap_seconds=30.0))
         self.agents[name] = AgentTask(agent, asyncio.create_task(agent.run(asyncio.Event())), kube)
         now = time.monotonic()
         self.agent_down_since.pop(name, None)

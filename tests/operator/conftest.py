@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 
 from dualcap.api.site import ControllerState
 from dualcap.cluster.operator import Operator
+from dualcap.cluster.settings import OperatorSettings
 from dualcap.handlers.run import OperatorThread
 from dualcap.planning import build_fleet
 from dualcap.planning.plan import site_envelope
@@ -110,18 +111,20 @@ class Running:
     with the test's clock and the sandbox it runs against."""
 
     sb: Sandbox
-    state: Operator
+    settings: OperatorSettings  # its clock is the test's
     clock: Clock
     monitor: Monitor
     thread: OperatorThread | None = None
+    state: Operator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = self._operator()
+
+    def _operator(self) -> Operator:
+        return Operator(replace(self.settings, clock=self.clock))
 
     async def start(self) -> None:
-        self.state = Operator(
-            clock=self.clock,
-            safety_period=self.state.safety_period,
-            resync_seconds=self.state.resync_seconds,
-            kueue_discovery_seconds=self.state.kueue_discovery_seconds,
-        )
+        self.state = self._operator()  # a new one each time, as a new process would be
         self.thread = OperatorThread(self.state)
         await asyncio.to_thread(self.thread.start)
 
@@ -233,7 +236,9 @@ async def site(sandbox: Sandbox, clock: Clock) -> AsyncIterator[Running]:
     monitor = Monitor(sandbox, clock)
     await miners_started(sandbox)
     sandbox.store.listeners.append(monitor.check)
-    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), clock, monitor)
+    running = Running(
+        sandbox, OperatorSettings(safety_period=timedelta(seconds=0.3)), clock, monitor
+    )
     await running.start()
     try:
         yield running
@@ -260,7 +265,8 @@ async def wall_site(sandbox: Sandbox) -> AsyncIterator[Running]:
     await miners_started(sandbox)
     wall = WallClock()
     monitor = Monitor(sandbox, wall)  # type: ignore[arg-type]
-    running = Running(sandbox, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]
+    settings = OperatorSettings(safety_period=timedelta(seconds=0.3))
+    running = Running(sandbox, settings, wall, monitor)  # type: ignore[arg-type]
     await running.start()
     try:
         yield running

@@ -8,6 +8,7 @@ server-side apply, run against real Kueue in tests/e2e/test_kueue.py.)"""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ async def test_kueue_installed_and_removed_while_the_operator_runs(site: Running
         pytest.skip("Kueue's CRDs are copied from its Go module by `make kube-bins`")
     sb = site.sb
     await site.shutdown()
-    site.state.kueue_discovery_seconds = 0.2
+    site.settings = replace(site.settings, kueue_discovery_seconds=0.2)
     await site.start()
     await site.settle()
 

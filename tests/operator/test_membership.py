@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dualcap.api.marks import is_marked
-from dualcap.cluster.operator import Operator
+from dualcap.cluster.settings import OperatorSettings
 from tests.operator.conftest import Clock, Monitor, Running
 from tests.operator.test_operator import API, http, nodes
 from tests.sandbox.conftest import wait_for
@@ -93,7 +93,7 @@ async def yard(sandbox, clock: Clock) -> AsyncIterator[Running]:
     sandbox.store.listeners.append(monitor.check)
     running = Running(
         sandbox,
-        Operator(safety_period=timedelta(seconds=0.3), resync_seconds=0.5),
+        OperatorSettings(safety_period=timedelta(seconds=0.3), resync_seconds=0.5),
         clock,
         monitor,
     )

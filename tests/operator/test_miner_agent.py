@@ -18,7 +18,7 @@ import pytest
 
 from dualcap.api.marks import is_marked
 from dualcap.api.minerblock import MINERS_ANNOTATION
-from dualcap.cluster.operator import Operator
+from dualcap.cluster.settings import OperatorSettings
 from dualcap_sandbox.luxos import FakeFleet
 from tests.agent import conftest as agent_conftest
 from tests.agent.conftest import World, until
@@ -95,7 +95,8 @@ async def closed(world: World, monkeypatch, tmp_path) -> AsyncIterator[Running]:
     # The operator runs on the wall clock here: the agents' reports carry wall-clock times.
     wall = WallClock()
     monitor = Monitor(sb, wall)  # type: ignore[arg-type]
-    running = Running(sb, Operator(safety_period=timedelta(seconds=0.3)), wall, monitor)  # type: ignore[arg-type]
+    settings = OperatorSettings(safety_period=timedelta(seconds=0.3))
+    running = Running(sb, settings, wall, monitor)  # type: ignore[arg-type]
     await running.start()
     try:
         yield running

@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from dualcap.agent.credentials import Credentials
     from dualcap.agent.kube import ConfigError, Kube, load_connection
     from dualcap.agent.miners import Driver
+    from dualcap.agent.settings import AgentSettings
 
     node = args.node or os.environ.get("NODE_NAME")
     if not node:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.miner_timeout,
             concurrency=args.concurrency,
         )
-        agent = Agent(kube, node, driver, interval=args.interval)
+        agent = Agent(kube, node, driver, AgentSettings(interval=args.interval))
         logging.getLogger("dualcap.agent").info(
             "agent for node %s on %s, every %ss", node, conn.server, args.interval
         )

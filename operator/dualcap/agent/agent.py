@@ -17,6 +17,10 @@ gone) it keeps the last desired state and sends sleep only. Bad input - a malfor
 oversized `dualcap.io/miners`, a miner named by two nodes, a device asic-rs does not know,
 refused commands, a miner that never answers - is reported on the MinerBlock's conditions
 and in an Event; the rest of the block keeps working and the loop never dies of it.
+
+The pieces: `settings.AgentSettings` (how it runs), `node.NodeView` (what it knows of its
+Node), `miners.Driver` (the miners), `status` (what its report says), `reporter.Reporter`
+(what it writes); the `Agent` paces the commands and runs the loop.
 """
 
 from __future__ import annotations
@@ -25,436 +29,78 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
-from dualcap.agent.addresses import Parsed, parse_miners
-from dualcap.agent.kube import Kube, WatchGone
-from dualcap.agent.miners import CONTESTED, Desired, Driver, Reading
-from dualcap.api.marks import is_marked
-from dualcap.api.names import (
-    API_VERSION,
-    COMMAND_FAILED,
-    CONTESTED_MINERS,
-    CONVERGED,
-    CONVERGING,
-    INVALID_MINERS,
-    MINERS_ANNOTATION,
-    MINERS_UNREACHABLE,
-    NO_MINERS,
-    NODE_UNAVAILABLE,
-)
-from dualcap.api.objects import condition, rfc3339
-from dualcap.api.objects import event as event_body
+from dualcap.agent import status
+from dualcap.agent.kube import Kube
+from dualcap.agent.miners import Desired, Driver
+from dualcap.agent.node import NodeView
+from dualcap.agent.reporter import Reporter
+from dualcap.agent.settings import AgentSettings
 
 log = logging.getLogger("dualcap.agent")
-BLOCKS = "/apis/dualcap.io/v1alpha1/minerblocks"
-MERGE = "application/merge-patch+json"
-FAST = 0.5  # seconds between looks while commands are taking effect
-TRANSITION_SECONDS = 60.0
-PAGE, MAX_PAGES = 100, 1000  # node list pages when looking for miners named twice
-# the API server may answer a list with metadata only: a Node's status is most of it
-METADATA = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"  # how long after a command a miner may take to settle
-
-
-def _list(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-@dataclass
-class Summary:
-    miners: int
-    mining: int
-    sleeping: int
-    unreachable: int
-    power_kw: float
-    hashrate_ths: float
-
-    @classmethod
-    def of(cls, readings: list[Reading]) -> Summary:
-        return cls(
-            miners=len(readings),
-            mining=sum(r.state == "mining" for r in readings),
-            sleeping=sum(r.state == "sleeping" for r in readings),
-            unreachable=sum(r.state == "unreachable" for r in readings),
-            power_kw=round(sum(r.watts or 0.0 for r in readings) / 1000.0, 3),
-            hashrate_ths=round(sum(r.ths or 0.0 for r in readings), 1),
-        )
 
 
 class Agent:
     def __init__(
-        self,
-        kube: Kube,
-        node_name: str,
-        driver: Driver,
-        *,
-        interval: float = 10.0,
-        overlap_seconds: float = 60.0,
-        transition_seconds: float = TRANSITION_SECONDS,
-        events_namespace: str = "default",
-        fast: float = FAST,
-        clock: Callable[[], datetime] | None = None,
+        self, kube: Kube, node_name: str, driver: Driver, settings: AgentSettings | None = None
     ):
-        """``clock`` stamps what the agent writes (the reports' observedAt, conditions,
-        Events): the operator judges a report's age on its own clock, which is the wall
-        clock unless it runs on another (a simulated site). ``interval`` and ``fast`` are
-        wall-clock seconds."""
-        self.kube = kube
-        self.node_name = node_name
+        self.settings = settings or AgentSettings()
         self.driver = driver
-        self.interval = interval
-        self.overlap_seconds = overlap_seconds
-        self.transition_seconds = transition_seconds
-        self.events_namespace = events_namespace
-        self.fast = fast
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.node: dict[str, Any] | None = None
-        self.node_visible = False  # the last look at the Node succeeded
-        self._node_looked = -1e9
-        self.parsed = Parsed()
-        self._annotation: str | None = None
-        self._parsed_once = False
-        self.addresses: list[str] = []  # the last valid set
-        self.desired: Desired | None = None
-        self.contested: dict[str, str] = {}  # address -> another node naming it
-        self._overlap_looked = -1e9
-        self.block: dict[str, Any] | None = None
-        self._conditions: dict[str, dict[str, Any]] = {}
-        self._written: tuple[Any, ...] | None = None
-        self._written_at = -1e9
-        self._written_observed: datetime | None = None  # the observedAt last written
-        self._events: dict[str, str] = {}  # reason -> last message posted
-        self.last_summary: Summary | None = None
-        self.cycles = 0
-        self._commanded_at = -1e9
-        self._acted: Desired | None = None  # the desired state the miners were last driven to
-        self._acted_at = -1e9  # since when (monotonic)
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # the Node's marks now say otherwise than `desired`
+        self.node = NodeView(kube, node_name, self.settings, self.wake, self.changed)
+        self.reporter = Reporter(kube, node_name, self.settings)
+        self.cycles = 0
+        self.last_summary: status.Summary | None = None
+        self._commanded_at = -1e9  # the last new command sent (monotonic)
+        self._acted: Desired | None = None  # the desired state the miners were last driven to
+        self._acted_at = -1e9  # since when (monotonic)
 
-    # --- the Node -----------------------------------------------------------------------------
-    @property
-    def node_path(self) -> str:
-        return f"/api/v1/nodes/{self.node_name}"
-
-    async def look_at_node(self) -> None:
-        self._node_looked = time.monotonic()
-        reply = await self.kube.request("GET", self.node_path)
-        if reply.ok and isinstance(reply.body, dict):
-            self.node, self.node_visible = reply.body, True
-        else:
-            self.node_visible = False
-            log.warning("cannot see node %s: %s %s", self.node_name, reply.code, reply.message)
-
-    async def watch_node(self) -> None:
-        """Wake the loop on every change of the Node; the loop's own GETs stay the truth."""
-        backoff = 1.0
-        for _ in iter(int, 1):  # until cancelled; every pass is one bounded watch request
-            rv = ((self.node or {}).get("metadata") or {}).get("resourceVersion")
-            params = {"fieldSelector": f"metadata.name={self.node_name}", "timeoutSeconds": "300"}
-            if rv:
-                params["resourceVersion"] = rv
-            started = time.monotonic()
-            try:
-                async for event in self.kube.watch("/api/v1/nodes", params, timeout=330):
-                    obj = event.get("object") or {}
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        self.node, self.node_visible = obj, True
-                        now = "sleep" if is_marked(obj) else "mine"
-                        if self.desired is not None and now != self.desired:
-                            log.debug("node %s: marks changed", self.node_name)
-                            self.changed.set()
-                        self.wake.set()
-                    elif event.get("type") == "DELETED":
-                        self.node_visible = False
-                        self.wake.set()
-                    elif event.get("type") == "BOOKMARK" and self.node is not None:
-                        new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                        if new_rv:
-                            self.node.setdefault("metadata", {})["resourceVersion"] = new_rv
-            except WatchGone:
-                await self.look_at_node()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.info("node watch ended: %s", type(err).__name__)
-            if time.monotonic() - started > 30:
-                backoff = 1.0  # a watch that lasted: start the next one at once
-                continue
-            await asyncio.sleep(backoff)  # one that ended at once (errors, 410s): back off
-            backoff = min(backoff * 2, 30.0)
-
-    def _read_node(self) -> None:
-        node = self.node or {}
-        value = ((node.get("metadata") or {}).get("annotations") or {}).get(MINERS_ANNOTATION)
-        if value != self._annotation or not self._parsed_once:
-            self._annotation, self._parsed_once = value, True
-            self.parsed = parse_miners(value)
-            if not self.parsed.too_many:
-                self.addresses = self.parsed.addresses
-                self.driver.forget(set(self.addresses))
-                self._overlap_looked = -1e9  # the block changed: look for overlaps now
-        if self.node_visible:
-            self.desired = "sleep" if is_marked(node) else "mine"
-
-    async def look_for_overlaps(self) -> None:
-        """Addresses another node also names: neither agent drives them (they would fight).
-
-        Counted as done only once done: a look cut short (a cycle cancelled when the marks
-        change) is made again before any miner is driven."""
-        started = time.monotonic()
-        mine = set(self.addresses)
-        if not mine:
-            self.contested, self._overlap_looked = {}, started
-            return
-        contested: dict[str, str] = {}
-        params = {"limit": str(PAGE)}
-        for _ in range(MAX_PAGES):  # pages of metadata only: bounded memory on any cluster
-            reply = await self.kube.request("GET", "/api/v1/nodes", params=params, accept=METADATA)
-            if not reply.ok or not isinstance(reply.body, dict):
-                self._overlap_looked = started
-                return  # keep what was known
-            for node in reply.body.get("items") or []:
-                meta = node.get("metadata") or {}
-                value = (meta.get("annotations") or {}).get(MINERS_ANNOTATION)
-                if not value or meta.get("name") == self.node_name:
-                    continue
-                for ip in parse_miners(value).addresses:
-                    if ip in mine:
-                        contested.setdefault(ip, str(meta.get("name")))
-            token = (reply.body.get("metadata") or {}).get("continue")
-            if not token:
-                break
-            params = {"limit": str(PAGE), "continue": token}
-        self.contested, self._overlap_looked = contested, started
-
-    # --- the MinerBlock ---------------------------------------------------------------------------
-    async def ensure_block(self) -> bool:
-        if self.block is not None:
-            return True
-        path = f"{BLOCKS}/{self.node_name}"
-        reply = await self.kube.request("GET", path)
-        if reply.code == 404:
-            body = {
-                "apiVersion": API_VERSION,
-                "kind": "MinerBlock",
-                "metadata": {
-                    "name": self.node_name,
-                    "labels": {"app.kubernetes.io/managed-by": "dualcap-agent"},
-                },
-                "spec": {"nodeName": self.node_name},
-            }
-            reply = await self.kube.request("POST", BLOCKS, body)
-            if reply.code == 409:
-                reply = await self.kube.request("GET", path)
-        if reply.ok and isinstance(reply.body, dict):
-            self.block = reply.body
-            for cond in (reply.body.get("status") or {}).get("conditions") or []:
-                self._conditions[cond.get("type")] = cond
-            return True
-        log.warning("cannot create MinerBlock %s: %s %s", self.node_name, reply.code, reply.message)
-        return False
-
-    def _condition(self, type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
-        generation = ((self.block or {}).get("metadata") or {}).get("generation")
-        wanted = (type_, status, reason, message)
-        cond = condition(wanted, self._conditions.get(type_), generation, self.clock())
-        self._conditions[type_] = cond
-        return cond
-
-    def problems(self, readings: list[Reading]) -> dict[str, str]:
-        """Reason -> message for what is wrong with the block now."""
-        out: dict[str, str] = {}
-        if self._annotation is None or not self._annotation.strip():
-            out[NO_MINERS] = f"node {self.node_name} has no {MINERS_ANNOTATION} annotation"
-        elif self.parsed.errors:
-            kept = f"; driving the last valid {len(self.addresses)} miners"
-            out[INVALID_MINERS] = f"{MINERS_ANNOTATION}: " + "; ".join(self.parsed.errors)
-            if self.parsed.too_many:
-                out[INVALID_MINERS] += kept
-        contested = sorted(ip for ip in self.contested if ip in set(self.addresses))
-        if contested:
-            pairs = [f"{ip} (also {self.contested[ip]})" for ip in contested]
-            out[CONTESTED_MINERS] = (
-                f"{len(contested)} miners are named by another node too, and left alone: "
-                + _list(pairs)
-            )
-        down = [r for r in readings if r.state == "unreachable" and r.problem != CONTESTED]
-        if down:
-            out[MINERS_UNREACHABLE] = f"{len(down)} miners unreachable: " + _list(
-                [f"{r.ip} ({r.problem})" for r in down]
-            )
-        refused = [r for r in readings if r.state != "unreachable" and r.problem]
-        if refused:
-            out[COMMAND_FAILED] = f"{len(refused)} miners did not take a command: " + _list(
-                [f"{r.ip} ({r.problem})" for r in refused]
-            )
-        if not self.node_visible:
-            out[NODE_UNAVAILABLE] = (
-                f"cannot see node {self.node_name}: keeping the last desired state "
-                f"({self.desired or 'none'}), waking no miner"
-            )
-        return out
-
-    def conditions(self, readings: list[Reading], problems: dict[str, str]) -> list[dict[str, Any]]:
-        off_target = [
-            r
-            for r in readings
-            if r.state != "unreachable" and (r.sleeping != (self.desired == "sleep"))
-        ]
-        stalled = next((r for r in (NO_MINERS, INVALID_MINERS) if r in problems), None)
-        converging = bool(off_target) and self.desired is not None
-        ready_reason = next(
-            (
-                r
-                for r in (NODE_UNAVAILABLE, INVALID_MINERS, NO_MINERS, COMMAND_FAILED)
-                if r in problems
-            ),
-            None,
-        )
-        if ready_reason is None and converging:
-            ready_reason = CONVERGING
-        if ready_reason is None and (
-            MINERS_UNREACHABLE in problems or CONTESTED_MINERS in problems
-        ):
-            ready_reason = (
-                MINERS_UNREACHABLE if MINERS_UNREACHABLE in problems else CONTESTED_MINERS
-            )
-        want = {"sleep": "asleep", "mine": "mining", None: "unknown"}[self.desired]
-        if ready_reason is None:
-            ready = self._condition("Ready", True, CONVERGED, f"all {len(readings)} miners {want}")
-        elif ready_reason == CONVERGING:
-            ready = self._condition(
-                "Ready", False, CONVERGING, f"{len(off_target)} miners not yet {want}"
-            )
-        else:
-            ready = self._condition("Ready", False, ready_reason, problems[ready_reason])
-        return [
-            ready,
-            self._condition(
-                "Reconciling",
-                converging,
-                CONVERGING if converging else CONVERGED,
-                f"{len(off_target)} miners not yet {want}" if converging else "",
-            ),
-            self._condition(
-                "Stalled",
-                stalled is not None,
-                stalled or CONVERGED,
-                problems.get(stalled or "", ""),
-            ),
-        ]
-
-    async def write_status(
-        self, summary: Summary, conditions: list[dict[str, Any]], at: datetime
-    ) -> bool:
-        if not await self.ensure_block():
-            return False
-        assert self.block is not None
-        status = {
-            "miners": summary.miners,
-            "mining": summary.mining,
-            "sleeping": summary.sleeping,
-            "unreachable": summary.unreachable,
-            "powerKW": summary.power_kw,
-            "hashrateTHs": summary.hashrate_ths,
-            "observedAt": rfc3339(at, micro=True),
-            "observedGeneration": (self.block.get("metadata") or {}).get("generation"),
-            "conditions": conditions,
-        }
-        if status["observedGeneration"] is None:
-            del status["observedGeneration"]
-        reply = await self.kube.request(
-            "PATCH", f"{BLOCKS}/{self.node_name}/status", {"status": status}, MERGE
-        )
-        if reply.code == 404:
-            self.block = None  # deleted under us: create it again next time
-            return False
-        if not reply.ok:
-            log.warning("MinerBlock status not written: %s %s", reply.code, reply.message)
-            return False
-        if isinstance(reply.body, dict):
-            self.block = reply.body
-        return True
-
-    async def post_events(self, problems: dict[str, str]) -> None:
-        for reason, message in problems.items():
-            if self._events.get(reason) == message:
-                continue
-            if self.block is None and not await self.ensure_block():
-                return
-            assert self.block is not None
-            meta = self.block.get("metadata") or {}
-            event = event_body(
-                {"apiVersion": API_VERSION, "kind": "MinerBlock", "metadata": meta},
-                "Warning",
-                reason,
-                message,
-                self.clock(),
-                component="dualcap-agent",
-                instance=self.node_name,
-                namespace=self.events_namespace,
-                host=self.node_name,
-            )
-            reply = await self.kube.request(
-                "POST", f"/api/v1/namespaces/{self.events_namespace}/events", event
-            )
-            if reply.ok:
-                self._events[reason] = message
-            log.warning("%s: %s", reason, message)
-        for reason in [r for r in self._events if r not in problems]:
-            del self._events[reason]  # resolved: report it again if it comes back
-
-    # --- the loop -----------------------------------------------------------------------------------
     async def cycle(self) -> bool:
         """One convergence step; True while commands are still taking effect."""
         self.cycles += 1
-        now = time.monotonic()
-        if self.node is None or now - self._node_looked >= self.interval:
-            await self.look_at_node()
-        if self.node is None:
+        node, interval = self.node, self.settings.interval
+        await node.look_if_due()
+        if node.body is None:
             return False  # never seen: nothing to drive, and nothing to decide on
-        self._read_node()
-        if self.node_visible and time.monotonic() - self._overlap_looked >= self.overlap_seconds:
-            await self.look_for_overlaps()
-        if self.desired is not None and self.desired != self._acted:
+        if node.read():
+            self.driver.forget(set(node.addresses))
+        if node.overlaps_due():
+            await node.look_for_overlaps()
+        if node.desired is not None and node.desired != self._acted:
             # a change of mind: command the miners now, from what they last measured,
             # and look at them once they have had a moment to act on it
-            desired, self._acted_at = self.desired, time.monotonic()
+            desired, self._acted_at = node.desired, time.monotonic()
             commanded = await self.driver.act(
-                self.addresses,
+                node.addresses,
                 desired,
-                allow_resume=self.node_visible,
-                contested=set(self.contested),
+                allow_resume=node.visible,
+                contested=set(node.contested),
             )
             self._acted = desired  # not before: cut short, the next cycle acts on the rest
-            log.debug("desired %s: %d miners commanded at once", self.desired, commanded)
+            log.debug("desired %s: %d miners commanded at once", node.desired, commanded)
             if commanded:
                 self._commanded_at = time.monotonic()
                 return True
-        at = self.clock()
+        at = self.settings.clock()
         started = time.monotonic()
         sent, sent_all = self.driver.commands_new, self.driver.commands_sent
         readings = await self.driver.step(
-            self.addresses,
-            self.desired,
-            allow_resume=self.node_visible,
-            contested=set(self.contested),
-            resend_after=self.interval,
+            node.addresses,
+            node.desired,
+            allow_resume=node.visible,
+            contested=set(node.contested),
+            resend_after=interval,
             reuse_since=self._acted_at,
-            reuse_for=self.interval * 0.8,
+            reuse_for=interval * 0.8,
         )
         if self.driver.commands_new != sent:  # re-sends do not prolong the quick looks
             self._commanded_at = time.monotonic()
-        summary = Summary.of(readings)
+        summary = status.Summary.of(readings)
         log.debug(
             "cycle %d (%s): %d miners in %.2fs, %d commands (%d new): %s",
             self.cycles,
-            self.desired,
+            node.desired,
             len(readings),
             time.monotonic() - started,
             self.driver.commands_sent - sent_all,
@@ -462,38 +108,22 @@ class Agent:
             summary,
         )
         self.last_summary = summary
-        problems = self.problems(readings)
-        conditions = self.conditions(readings, problems)
-        key = (
-            summary,
-            tuple((c["type"], c["status"], c["reason"], c["message"]) for c in conditions),
-        )
-        # A report is due an interval after the last, on the wall clock or on the agent's
-        # clock (the operator judges its age on the latter: one that jumps ahead makes it due)
-        last = self._written_observed
-        due = time.monotonic() - self._written_at >= self.interval * 0.9 or (
-            last is not None and (at - last).total_seconds() >= self.interval * 0.9
-        )
-        if (key != self._written or due) and await self.write_status(summary, conditions, at):
-            self._written, self._written_at = key, time.monotonic()
-            self._written_observed = at
-            log.debug(
-                "MinerBlock written: %d mining, %d sleeping", summary.mining, summary.sleeping
-            )
-        await self.post_events(problems)
+        problems = status.problems(node, readings)
+        wanted = status.conditions(readings, problems, node.desired)
+        await self.reporter.report(summary, wanted, problems, at)
         reachable_off = [
             r
             for r in readings
             if r.state != "unreachable"
-            and self.desired is not None
-            and r.sleeping != (self.desired == "sleep")
-            and (self.desired == "sleep" or self.node_visible)
+            and node.desired is not None
+            and r.sleeping != (node.desired == "sleep")
+            and (node.desired == "sleep" or node.visible)
         ]
         # off target, or drawing but not hashing yet (waking, still falling asleep): look
         # again soon - for a while after a command, so that a miner that refuses or never
         # hashes is looked at every interval, not every second forever
         ramping = any(r.state == "mining" and r.ths == 0.0 for r in readings)
-        recent = time.monotonic() - self._commanded_at < self.transition_seconds
+        recent = time.monotonic() - self._commanded_at < self.settings.transition_seconds
         return (bool(reachable_off) or ramping) and recent
 
     async def _one_cycle(self) -> bool:
@@ -510,7 +140,7 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await cycle
         if cycle.cancelled():
-            log.debug("node %s: marks changed during a cycle: starting again", self.node_name)
+            log.debug("node %s: marks changed during a cycle: starting again", self.node.name)
             return True
         try:
             return cycle.result()
@@ -519,7 +149,7 @@ class Agent:
             return False
 
     async def run(self, stop: asyncio.Event) -> None:
-        watcher = asyncio.create_task(self.watch_node())
+        watcher = asyncio.create_task(self.node.watch())
         try:
             while not stop.is_set():
                 self.wake.clear()  # a Node change during the cycle wakes the next one
@@ -528,7 +158,7 @@ class Agent:
                 waits = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stop.wait())]
                 _, rest = await asyncio.wait(
                     waits,
-                    timeout=self.fast if pending else self.interval,
+                    timeout=self.settings.fast if pending else self.settings.interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in rest:

@@ -20,11 +20,9 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from dualcap.api.common import API_VERSION, GROUP, SITE_LABEL, VERSION, LabelSelector
@@ -42,7 +40,8 @@ from dualcap.cluster.kueue import KueueView, check_conditions
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.pollers import SitePollers
-from dualcap.cluster.reconcile import RESYNC_SECONDS, Reconciler
+from dualcap.cluster.reconcile import Reconciler
+from dualcap.cluster.settings import OperatorSettings
 from dualcap.cluster.status import site_not_found_status, status_path
 from dualcap.login import Credentials
 from dualcap.login import load as load_credentials
@@ -154,19 +153,15 @@ def _move(
 
 @dataclass
 class Operator:
-    """What the handlers share (kopf's memo holds one)."""
+    """What the handlers share (kopf's memo holds one): the ``settings`` it runs on, and
+    what it keeps while it runs."""
 
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    safety_period: timedelta = timedelta(seconds=60)
-    resync_seconds: float = RESYNC_SECONDS  # the view checked against the API this often
-    namespaces: list[str] = field(default_factory=list)  # pods watched only there (if any)
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
     metrics: Metrics | None = None
-    connection: ConnectionInfo | None = None
-    # How to log in: a kubeconfig (None: $KUBECONFIG, the service account, ~/.kube/config)
-    # and its context; the credentials loaded from them (the client renews them itself).
-    kubeconfig: str | None = None
-    context: str | None = None
+    # Logged in: the credentials loaded from the settings' kubeconfig (the client renews
+    # them itself) and the connection kopf is given.
     credentials: Credentials | None = None
+    connection: ConnectionInfo | None = None
     # With peering, no site acts before this monotonic time: operators started together
     # must first see each other, or both would act until kopf pauses the lower priority.
     act_after: float = 0.0
@@ -174,16 +169,11 @@ class Operator:
     history: History = field(default_factory=History)  # MinerBlock reports, by node
     gpu_nodes: dict[str, list[str]] = field(default_factory=dict)  # site -> its GPU nodes
     signal_ages: SignalAge | None = None  # dualcap_signal_age_seconds, in the metrics
-    # Where Secrets named without a namespace are read (the operator's own namespace).
-    secret_namespace: str = field(
-        default_factory=lambda: os.environ.get("POD_NAMESPACE", "default")
-    )
     reconciles: int = 0
     client: Client | None = None
     reconciler: Reconciler | None = None
     view: ClusterView | None = None
     kueue: KueueView | None = None  # dualcap's power admission check, while Kueue is served
-    kueue_discovery_seconds: float = 30.0  # how often the API is asked whether it serves Kueue
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget writes
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
@@ -201,7 +191,7 @@ class Operator:
 
     def login(self) -> ConnectionInfo:
         """Credentials loaded again (kopf calls this at start, at expiry and after a 401)."""
-        self.credentials = load_credentials(self.kubeconfig, self.context)
+        self.credentials = load_credentials(self.settings.kubeconfig, self.settings.context)
         self.connection = connection_info(self.credentials)
         return self.connection
 
@@ -210,8 +200,9 @@ class Operator:
             if self.connection is None:
                 raise TryAgain("not logged in yet", delay=1)
             self.client = client = Client(self.connection, credentials=self.credentials)
+            settings = self.settings
             self.reconciler = Reconciler(
-                client, self.clock, self.safety_period, self.resync_seconds
+                client, settings.clock, settings.safety_period, settings.resync_seconds
             )
             if self.metrics is not None:
                 self.reconciler.on_plan.append(self.metrics.plan_applied)
@@ -250,9 +241,10 @@ class Operator:
         self.ensure_client()
         if self.view is None:
             assert self.client is not None
-            self.view = ClusterView(self.client, self.wake_labels, self.wake, self.namespaces)
+            namespaces = list(self.settings.namespaces)
+            self.view = ClusterView(self.client, self.wake_labels, self.wake, namespaces)
             self.view.start()
-            self.kueue = KueueView(self.client, self.wake, self.kueue_discovery_seconds)
+            self.kueue = KueueView(self.client, self.wake, self.settings.kueue_discovery_seconds)
             self.kueue.on_check.append(self._check_changed)
             self.kueue.start()
         await self.view.synced()
@@ -411,7 +403,12 @@ class Operator:
         spec = MeterSpec.model_validate(raw)
         assert self.client is not None
         return MeterPoller(
-            name, spec, self.client, self.secret_namespace, lambda: self.wake(name), self.clock
+            name,
+            spec,
+            self.client,
+            self.settings.secret_namespace,
+            lambda: self.wake(name),
+            self.settings.clock,
         )
 
     async def _prices_now(self, name: str, site: Mapping[str, Any]) -> LivePrices | None:
@@ -423,7 +420,9 @@ class Operator:
         spec = PriceFeeds.model_validate(raw)
         if self.signal_ages is None and self.metrics is not None:
             self.signal_ages = SignalAge(self.metrics.registry)
-        return PricePoller(name, spec, self.clock, lambda: self.wake(name), self.signal_ages)
+        return PricePoller(
+            name, spec, self.settings.clock, lambda: self.wake(name), self.signal_ages
+        )
 
     async def _gpu_state(self, name: str, site: Mapping[str, Any]) -> GpuPowerState | None:
         """The GPU nodes' last readings; starts (or restarts) the site's query poller."""
@@ -438,7 +437,7 @@ class Operator:
             name,
             spec,
             self.client,
-            self.secret_namespace,
+            self.settings.secret_namespace,
             lambda: self.gpu_nodes.get(name, []),
             lambda: self.wake(name),
         )
@@ -487,7 +486,7 @@ class Operator:
         """Writes the Active condition of one of dualcap's AdmissionChecks when it changed."""
         if self.client is None:
             return
-        wanted = check_conditions(check, set(self.resources.sites), self.clock())
+        wanted = check_conditions(check, set(self.resources.sites), self.settings.clock())
         if (check.get("status") or {}).get("conditions") == wanted:
             return
         name = check["metadata"]["name"]
@@ -522,7 +521,7 @@ class Operator:
         found = await reconciler.client.request("GET", f"/apis/{API_VERSION}/sites/{site}")
         if found.code != 404:
             return  # it exists (its loop will take the object), or we cannot tell now
-        now = self.clock()
+        now = self.settings.clock()
         wanted, message = site_not_found_status(body, now)
         resp = await reconciler.client.patch(status_path(body), {"status": wanted})
         if not resp.ok and resp.code != 404:

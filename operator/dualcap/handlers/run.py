@@ -14,6 +14,7 @@ import kopf
 
 from dualcap.cluster.metrics import Metrics
 from dualcap.cluster.operator import Operator
+from dualcap.cluster.settings import OperatorSettings
 from dualcap.handlers.registry import build_registry, settings
 
 # kopf announces an operator in the peering object as it starts; this is how long a new
@@ -22,26 +23,22 @@ PEERING_GRACE_SECONDS = 5.0
 
 
 async def operate(
-    namespaces: Sequence[str] = (),
+    state: Operator | None = None,
     liveness: str | None = None,
     peering: str | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
-    state: Operator | None = None,
     metrics_port: int | None = None,
     priority: int = 0,
-    kubeconfig: str | None = None,
-    context: str | None = None,
 ) -> None:
-    """Run until ``stop_flag`` (or cancellation). ``namespaces`` limits the ComputeLeases
-    and pods watched; cluster-scoped resources are always watched."""
+    """Run ``state`` (an operator on the default settings when None) until ``stop_flag``
+    (or cancellation). Its ``settings.namespaces`` limit the ComputeLeases and pods
+    watched; cluster-scoped resources are always watched."""
     memo = kopf.Memo()
     memo.dualcap = state = state or Operator()
-    state.namespaces = list(namespaces)
-    if kubeconfig or context:
-        state.kubeconfig, state.context = kubeconfig, context
+    namespaces = list(state.settings.namespaces)
     if state.metrics is None:
-        state.metrics = Metrics(state.clock)
+        state.metrics = Metrics(state.settings.clock)
     if metrics_port:
         state.metrics.serve(metrics_port)
     if peering:
@@ -50,7 +47,7 @@ async def operate(
         registry=build_registry(),
         settings=settings(peering=peering, priority=priority),
         clusterwide=not namespaces,
-        namespaces=list(namespaces),
+        namespaces=namespaces,
         liveness_endpoint=liveness,
         peering_name=peering,
         standalone=peering is None,
@@ -83,17 +80,10 @@ def run(
     # burst of watch events: a 0.5 ms switch interval (default 5 ms) halves the time of a
     # 500-node curtail batch (bench/bench_operator.py).
     sys.setswitchinterval(0.0005)
-    asyncio.run(
-        operate(
-            namespaces,
-            liveness,
-            peering,
-            metrics_port=metrics_port,
-            priority=priority,
-            kubeconfig=kubeconfig,
-            context=context,
-        )
+    state = Operator(
+        OperatorSettings(namespaces=tuple(namespaces), kubeconfig=kubeconfig, context=context)
     )
+    asyncio.run(operate(state, liveness, peering, metrics_port=metrics_port, priority=priority))
 
 
 class OperatorThread:
@@ -101,9 +91,8 @@ class OperatorThread:
     (`dualcap demo`, embedding). ``start`` and ``stop`` block: call them from a thread
     (``asyncio.to_thread``) when an event loop is running."""
 
-    def __init__(self, state: Operator, namespaces: Sequence[str] = ()):
+    def __init__(self, state: Operator):
         self.state = state
-        self.namespaces = namespaces
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -113,13 +102,7 @@ class OperatorThread:
         def target() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 asyncio.run(
-                    operate(
-                        self.namespaces,
-                        liveness=None,
-                        stop_flag=self._stop,
-                        ready_flag=ready,
-                        state=self.state,
-                    )
+                    operate(self.state, liveness=None, stop_flag=self._stop, ready_flag=ready)
                 )
 
         self._thread = threading.Thread(target=target, name="dualcap-operator", daemon=True)

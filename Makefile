@@ -120,7 +120,7 @@ plan: $(STAMP) ## the planner on the example site, now (`dualcap plan`)
 	$(BIN)/dualcap plan --snapshot examples/ -o table
 
 .PHONY: demo
-demo: $(STAMP) ## the real operator on a local sandbox through an accelerated summer day (about a minute)
+demo: $(STAMP) ## the real operator on a local sandbox through an accelerated summer day (about a minute); the day drawn in build/demo-day.png
 	$(BIN)/dualcap-demo
 
 .PHONY: simulate

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the sandbox's kubeconfig here (default: a temporary file, printed with --keep-running)",
     )
+    parser.add_argument(
+        "--chart",
+        metavar="PNG",
+        default="build/demo-day.png",
+        help="write the day as a PNG chart here (default: %(default)s; '' for none; needs matplotlib)",
+    )
     return parser
 
 
@@ -62,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             speed=args.speed,
             keep_running=args.keep_running,
             kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+            chart=Path(args.chart) if args.chart else None,
         )
     except BrokenPipeError:
         return 0

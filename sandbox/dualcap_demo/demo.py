@@ -495,6 +495,7 @@ async def play(
     kubeconfig: Path | None = None,
     live: bool | None = None,
     max_phase_seconds: float = 20.0,
+    chart: Path | None = None,
 ) -> Ledger:
     from dualcap.cluster.operator import Operator
     from dualcap.cluster.settings import OperatorSettings
@@ -522,10 +523,13 @@ async def play(
     view = View(out, live)
     ledger = Ledger()
     history = History()
+    looks: list[list[Sample]] = [[] for _ in script]  # by moment, for the chart
+    current = 0
 
     def look(at: datetime | None = None) -> Sample:
         s = observe(sb, at or clock(), hardware, history)
         hardware.declared_kw = s.draw["gpu"] + s.draw["overhead"]  # the meter reads them too
+        looks[current].append(s)
         return s
 
     try:
@@ -543,6 +547,7 @@ async def play(
                 clock.jump(m.at - LEAD)
                 hardware.report_clock.ahead = None
             view.moment(m)
+            current = i
             deadline = time.monotonic() + max_phase_seconds
             acted = m.action is None
             while True:
@@ -561,6 +566,19 @@ async def play(
                 await asyncio.sleep(TICK)
         ledger.meter_reads = hardware.meter.reads if hardware.meter is not None else 0
         summary(ledger, out, time.monotonic() - started)
+        if chart is not None:
+            from dualcap_demo.chart import draw
+
+            over = ledger.over_metered_seconds
+            footer = (
+                f"time over the envelope: {ledger.over_seconds:,.0f} s on the model,"
+                f" {over:,.0f} s on the meter; the site clock runs only around each moment"
+            )
+            try:
+                draw(script, looks, chart, LOCAL, f"dualcap-demo: {SITE}, a summer day", footer)
+                print(f"the day as a chart: {chart}", file=out, flush=True)
+            except ImportError:
+                print("no chart: it needs matplotlib (pip install 'dualcap[chart]')", file=out)
         if keep_running:
             clock.set_speed(1.0)
             print(
@@ -589,11 +607,12 @@ def run(
     keep_running: bool = False,
     kubeconfig: Path | None = None,
     out: TextIO | None = None,
+    chart: Path | None = None,
 ) -> int:
     logging.getLogger("kopf").setLevel(logging.ERROR)  # the view tells the story
     logging.getLogger("dualcap").setLevel(logging.ERROR)  # the agents' too
     logging.getLogger("asic_rs").setLevel(logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.ERROR)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(play(examples, out, speed, keep_running, kubeconfig))
+        asyncio.run(play(examples, out, speed, keep_running, kubeconfig, chart=chart))
     return 0

@@ -16,11 +16,15 @@ from dualcap_demo.demo import play
 from tests.conftest import EXAMPLES
 
 
-async def test_the_demo_day(monkeypatch) -> None:
+async def test_the_demo_day(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     out = io.StringIO()
-    ledger = await play(EXAMPLES, out=out, speed=120, live=False)
+    chart = tmp_path / "day.png"
+    ledger = await play(EXAMPLES, out=out, speed=120, live=False, chart=chart)
     text = out.getvalue()
+    # The day drawn: a PNG, one panel per moment
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 50_000
+    assert f"the day as a chart: {chart}" in text
     # Every moment told, in order, and the operator's events shown as they come.
     stories = [line for line in text.splitlines() if line.startswith("== ")]
     assert [s[3:8] for s in stories] == [

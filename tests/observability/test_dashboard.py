@@ -40,7 +40,7 @@ DASHBOARD = ROOT / "charts" / "dualcap" / "dashboards" / "dualcap.json"
 GRAFANA = {"$__rate_interval": "2m", "$__interval": "15s", "$__range": "5m"}
 # Labels a dualcap series may carry, and the values each may take (site: any Site's name)
 ALLOWED = {
-    "kind": {*m.DRAW_KINDS, *m.COMMAND_KINDS.values(), "gpu", *m.WAIT_KINDS},
+    "kind": {*m.DRAW_KINDS, *m.COMMAND_KINDS.values(), "gpu", *m.WAIT_KINDS, *m.OFFER_KINDS},
     "state": {*m.CONTROLLER_STATES, *m.MINER_STATES, *m.BLOCK_STATES, "leased", "free"},
     "phase": set(m.PHASES),
     "result": {"success", "error"},

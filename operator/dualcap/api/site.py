@@ -225,6 +225,22 @@ class Behavior(Model):
     )
 
 
+class OfferSpec(Model):
+    """Publishing the site's offer for a fleet (`dualcap fleet` on a MultiKueue manager)."""
+
+    refresh_seconds: int = Field(
+        default=60,
+        alias="refreshSeconds",
+        ge=10,
+        le=3600,
+        description=(
+            "The offer in status.offer is rewritten when it changes, and at least this often"
+            " (its observedAt moves), so that a fleet can tell a live site from a silent one:"
+            " it holds an offer older than three times this stale."
+        ),
+    )
+
+
 class SiteSpec(Model):
     """What a site is made of and how dualcap runs it."""
 
@@ -279,6 +295,14 @@ class SiteSpec(Model):
         description=(
             "Stop changing the site: no curtailment, resume, admission or preemption. Status"
             " is still reported. For maintenance windows."
+        ),
+    )
+    offer: OfferSpec | None = Field(
+        default=None,
+        description=(
+            "Publish what the site offers a new GPU load in status.offer (GPUs free, room"
+            " under the envelope and at what lost mining margin, the envelope and the price"
+            " ahead), for a fleet that places work across sites. Absent: nothing published."
         ),
     )
 
@@ -408,6 +432,60 @@ class WorkloadCounts(StatusModel):
     )
 
 
+class OfferRoom(StatusModel):
+    """Room for new load, at the mining margin the site would lose by using it."""
+
+    kw: float = Field(description="Facility kW.")
+    lost_usd_per_mwh: float = Field(
+        alias="lostUSDPerMWh",
+        description=(
+            "The mining margin lost per MWh used (0: headroom, or miners that do not pay)."
+        ),
+    )
+
+
+class OfferStep(StatusModel):
+    """A change of the envelope or of the energy price ahead."""
+
+    at: str = Field(description="From when (RFC 3339).")
+    limit_kw: float = Field(alias="limitKW", description="The limit from then on, in kW.")
+    energy_usd_per_mwh: float = Field(
+        alias="energyUSDPerMWh", description="The energy price from then on, USD/MWh."
+    )
+
+
+class SiteOffer(StatusModel):
+    """What the site offers a new GPU load (spec.offer): advice for a fleet, never a
+    promise; the site's own power check decides admission."""
+
+    observed_at: str = Field(alias="observedAt", description="When (RFC 3339).")
+    valid_until: str = Field(
+        alias="validUntil",
+        description="Stale from then on unless rewritten (three times spec.offer.refreshSeconds).",
+    )
+    gpus_free: int = Field(alias="gpusFree", description="GPUs not used by a lease or Workload.")
+    per_gpu_kw: float = Field(
+        alias="perGPUKW", description="Facility kW of one busy GPU (the site's highest)."
+    )
+    limit_kw: float = Field(alias="limitKW", description="The limit now, in kW.")
+    free_kw: float = Field(alias="freeKW", description="Headroom under the limit now, in kW.")
+    available_kw: float = Field(
+        alias="availableKW",
+        description="All the room: the headroom and every mining controller curtailed, in kW.",
+    )
+    room: list[OfferRoom] = Field(
+        default_factory=list, max_length=8, description="The room, cheapest first."
+    )
+    energy_usd_per_mwh: float = Field(
+        alias="energyUSDPerMWh", description="The energy price now, USD/MWh."
+    )
+    ahead: list[OfferStep] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Changes of the limit or the price over the next 12 hours.",
+    )
+
+
 class SiteStatus(StatusModel):
     """The site as dualcap last saw it."""
 
@@ -506,6 +584,9 @@ class SiteStatus(StatusModel):
     workloads: WorkloadCounts | None = Field(
         default=None,
         description="With a Kueue power admission check naming the site: its Workloads.",
+    )
+    offer: SiteOffer | None = Field(
+        default=None, description="With spec.offer: what the site offers a new GPU load."
     )
     revenue_usd_per_hour: float | None = Field(
         default=None,

@@ -22,6 +22,7 @@ from dualcap.cluster.apply import Outcome
 from dualcap.cluster.status import lease_counts
 from dualcap.planning.commands import Kind
 from dualcap.planning.decisions import LeaseDecision, MeterOutcome, Plan
+from dualcap.planning.offer import Offer
 
 KW = 1000.0  # watts in a kilowatt
 DRAW_KINDS = ("mining", "gpu", "overhead")
@@ -31,6 +32,7 @@ MINER_STATES = ("mining", "sleeping", "unreachable")
 BLOCK_STATES = ("reporting", "stale")
 INPUTS = ("meter", "gpu_power", "prices")  # the outside inputs a Site may name
 WAIT_KINDS = ("lease", "workload")
+OFFER_KINDS = ("free", "available")
 # Why a lease or Workload is waiting for power (not for its start, nor for GPUs)
 POWER_WAITS = frozenset({R.INSUFFICIENT_POWER, R.ENVELOPE_TOO_LOW, R.WAITING_FOR_CONFIRMATION})
 COMMAND_KINDS = {
@@ -145,6 +147,15 @@ class Metrics:
             "dualcap_site_miners",
             "Miners of the reporting blocks by state: mining, sleeping, unreachable.",
             "state",
+        )
+        self.offer = gauge(
+            "dualcap_site_offer_watts",
+            "With spec.offer, the room the site offers a new GPU load: free (the headroom)"
+            " or available (the headroom and every mining controller curtailed).",
+            "kind",
+        )
+        self.offer_gpus = gauge(
+            "dualcap_site_offer_gpus", "With spec.offer, the GPUs the site offers (free)."
         )
         self.worst_block = gauge(
             "dualcap_site_block_unreachable_ratio",
@@ -355,12 +366,24 @@ class Metrics:
         self.miners.labels(site, "unreachable").set(m.unreachable)
         self.worst_block.labels(site).set(m.worst_unreachable_share)
 
+    def offer_made(self, site: str, o: Offer | None) -> None:
+        """The site's offer (spec.offer), or None: its series go."""
+        if o is None:
+            for kind in OFFER_KINDS:
+                _remove(self.offer, (site, kind))
+            _remove(self.offer_gpus, (site,))
+            return
+        self.offer.labels(site, "free").set(o.free_kw * KW)
+        self.offer.labels(site, "available").set(o.available_kw * KW)
+        self.offer_gpus.labels(site).set(o.gpus_free)
+
     def forget(self, site: str) -> None:
         """A deleted Site: its series go (counters too: a new Site of that name starts anew)."""
         self._tracks.pop(site, None)
         for metric in (
             self.limit, self.committed, self.planned, self.headroom, self.cost, self.over,
             self.metered, self.unmodelled, self.next_limit, self.next_change, self.worst_block,
+            self.offer_gpus,
             self.compliance, self.duration, self.stale,
         ):  # fmt: skip
             _remove(metric, (site,))
@@ -375,6 +398,7 @@ class Metrics:
             (self.inputs, INPUTS),
             (self.blocks, BLOCK_STATES),
             (self.miners, MINER_STATES),
+            (self.offer, OFFER_KINDS),
             (self.revenue, ("mining", "gpu")),
             (self.reconciles, ("success", "error")),
             (self.commands, tuple(COMMAND_KINDS.values())),

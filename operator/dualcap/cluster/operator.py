@@ -206,6 +206,7 @@ class Operator:
             )
             if self.metrics is not None:
                 self.reconciler.on_plan.append(self.metrics.plan_applied)
+                self.reconciler.on_offer.append(self.metrics.offer_made)
                 self.reconciler.on_stale.append(self.metrics.stale_found)
                 self.metrics.api_errors_from(lambda: client.errors)
         return self.reconciler

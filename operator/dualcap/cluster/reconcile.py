@@ -24,7 +24,14 @@ from dualcap.cluster import events
 from dualcap.cluster.apply import Outcome, apply_commands
 from dualcap.cluster.events import reconcile_events
 from dualcap.cluster.kueue import differs, entry_of, wanted_check, workload_ref, write_check
-from dualcap.cluster.status import budget_status, lease_status, site_status, status_path
+from dualcap.cluster.status import (
+    budget_status,
+    lease_status,
+    offer_refresh_at,
+    offer_status,
+    site_status,
+    status_path,
+)
 from dualcap.planning import ParseCache, build_fleet, plan
 from dualcap.planning.commands import Kind
 from dualcap.planning.decisions import Plan
@@ -37,6 +44,7 @@ from dualcap.planning.entities import (
     SiteInputs,
 )
 from dualcap.planning.meter import MeterMemory, prepared, remembered
+from dualcap.planning.offer import Offer, offer
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -177,6 +185,7 @@ class Reconciler:
         self.resyncs = 0  # the view checked against the API, in all (tests, debugging)
         self.memory: dict[str, SiteMemory] = {}  # per site, dropped with the Site (forget)
         self.on_plan: list[Callable[[Plan, Outcome | None], None]] = []  # metrics hooks
+        self.on_offer: list[Callable[[str, Offer | None], None]] = []  # with spec.offer
         self.on_stale: list[Callable[[str, int], None]] = []  # metrics: stale entries found
 
     async def reconcile(
@@ -253,7 +262,15 @@ class Reconciler:
             writes += len(outcome.done) + len(outcome.failures)
             for cmd, why in outcome.failures:
                 log.warning("site %s: %s failed: %s", name, cmd.describe(), why)
-        site_wanted = await self._statuses(site, objects, p, outcome, now)
+        offer_spec = snap.site.spec.offer if snap.site is not None else None
+        offered, made = None, None
+        if offer_spec is not None:
+            previous = (site.get("status") or {}).get("offer")
+            made = offer(snap, p, now)
+            offered = offer_status(made, offer_spec.refresh_seconds, previous, now)
+        for offer_hook in self.on_offer:
+            offer_hook(name, made)
+        site_wanted = await self._statuses(site, objects, p, outcome, now, offered)
         writes += self._writes
         for event in reconcile_events(site, objects, p, outcome, site_wanted):
             await events.post(self.client, event, now)
@@ -276,6 +293,10 @@ class Reconciler:
         wake = now + min(self.safety_period, timedelta(seconds=self.resync_seconds))
         if p.next_wakeup is not None:
             wake = min(wake, p.next_wakeup)
+        if offer_spec is not None and (
+            due := offer_refresh_at(offered, offer_spec.refresh_seconds)
+        ):
+            wake = min(wake, max(due, now + SETTLING))
         if p.schedule.now or p.schedule.deferred or p.in_flight or (outcome and outcome.failures):
             wake = min(wake, now + SETTLING)
         return Result(p, outcome, wake, writes, sorted(snap.gpu_nodes))
@@ -414,7 +435,13 @@ class Reconciler:
         return 1
 
     async def _statuses(
-        self, site: Obj, objects: list[Obj], p: Plan, outcome: Outcome | None, now: datetime
+        self,
+        site: Obj,
+        objects: list[Obj],
+        p: Plan,
+        outcome: Outcome | None,
+        now: datetime,
+        offered: Obj | None = None,
     ) -> Obj:
         """Leases, then the budget, then the Site: its Ready, the summary, is written last.
         Returns the Site's status as wanted (``self._writes``: how many were written)."""
@@ -441,7 +468,7 @@ class Reconciler:
             wanted = budget_status(p, b_name, b["metadata"].get("generation"), b.get("status"), now)
             writes += await self._patch_status(b, wanted)
         wanted = site_status(
-            p, site["metadata"].get("generation"), site.get("status"), failures, now
+            p, site["metadata"].get("generation"), site.get("status"), failures, now, offered
         )
         writes += await self._patch_status(site, wanted)
         self._writes = writes

@@ -9,7 +9,7 @@ idle site computes the very same status and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dualcap.api.common import API_VERSION
@@ -18,9 +18,10 @@ from dualcap.api.conditions import HoldReason
 from dualcap.api.conditions import Reason as R
 from dualcap.api.lease import LeasePhase
 from dualcap.api.objects import Wanted as Wanted
-from dualcap.api.objects import rfc3339
+from dualcap.api.objects import parse_rfc3339, rfc3339
 from dualcap.api.objects import set_conditions as set_conditions
 from dualcap.planning.decisions import LeaseDecision, MeterOutcome, Plan
+from dualcap.planning.offer import Offer
 
 
 def _r(value: float | None) -> float | None:
@@ -33,7 +34,9 @@ def site_status(
     previous: Mapping[str, Any] | None,
     failures: list[str],
     now: datetime,
+    offer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``offer``: the Site's status.offer as ``offer_status`` made it (spec.offer)."""
     prev_conditions = (previous or {}).get("conditions")
     status: dict[str, Any] = {"observedGeneration": generation}
     hold = p.hold
@@ -174,6 +177,8 @@ def site_status(
         if p.limit_kw is not None
         else "no envelope",
     )
+    if offer is not None:
+        status["offer"] = dict(offer)
     status["conditions"] = set_conditions(
         prev_conditions, [ready, envelope, reconciling, stalled, *wanted_extra], generation, now
     )
@@ -366,3 +371,66 @@ def site_not_found_status(body: Mapping[str, Any], now: datetime) -> tuple[dict[
         ]
     wanted["conditions"] = set_conditions(previous, marks, generation, now)
     return wanted, message
+
+
+def offer_status(
+    o: Offer | None,
+    refresh_seconds: int,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The Site's ``status.offer``: the previous one kept as it is (nothing written) while
+    the offer has not materially changed and is younger than ``refresh_seconds``; else
+    the new one, observed now and valid for three refreshes."""
+    if o is None:
+        return None
+    body: dict[str, Any] = {
+        "gpusFree": o.gpus_free,
+        "perGPUKW": _r(o.per_gpu_kw),
+        "limitKW": _r(o.limit_kw),
+        "freeKW": _r(o.free_kw),
+        "availableKW": _r(o.available_kw),
+        "room": [{"kw": _r(r.kw), "lostUSDPerMWh": _r(r.lost_usd_per_mwh)} for r in o.room],
+        "energyUSDPerMWh": _r(o.energy_usd_per_mwh),
+        "ahead": [
+            {
+                "at": rfc3339(s.at),
+                "limitKW": _r(s.limit_kw),
+                "energyUSDPerMWh": _r(s.energy_usd_per_mwh),
+            }
+            for s in o.ahead
+        ],
+    }
+    if previous and _same_offer(previous, body, o.limit_kw):
+        try:
+            observed = parse_rfc3339(str(previous["observedAt"]))
+        except (KeyError, ValueError):
+            observed = None
+        if observed is not None and now < observed + timedelta(seconds=refresh_seconds):
+            return dict(previous)
+    body["observedAt"] = rfc3339(now)
+    body["validUntil"] = rfc3339(now + timedelta(seconds=3 * refresh_seconds))
+    return body
+
+
+def offer_refresh_at(previous: Mapping[str, Any] | None, refresh_seconds: int) -> datetime | None:
+    """When the offer written last is due to be written again."""
+    try:
+        observed = parse_rfc3339(str((previous or {})["observedAt"]))
+    except (KeyError, ValueError):
+        return None
+    return observed + timedelta(seconds=refresh_seconds)
+
+
+def _same_offer(previous: Mapping[str, Any], body: Mapping[str, Any], limit_kw: float) -> bool:
+    """No material change: the same GPUs, limit, price and envelope ahead, and room within
+    1 % of the limit (measured draw moves a little on every poll)."""
+    for key in ("gpusFree", "limitKW", "energyUSDPerMWh", "ahead", "perGPUKW"):
+        if previous.get(key) != body.get(key):
+            return False
+    tolerance = max(1.0, 0.01 * limit_kw)
+    for key in ("freeKW", "availableKW"):
+        before = previous.get(key)
+        if not isinstance(before, int | float) or abs(before - body[key]) > tolerance:
+            return False
+    return True

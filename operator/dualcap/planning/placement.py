@@ -1,0 +1,128 @@
+"""Where a GPU job earns the most: the fleet's choice among the sites' offers (pure).
+
+For a job of ``gpus`` GPUs paying ``usd_per_gpu_hour`` for ``hours``, at each site whose
+offer is fresh:
+
+- it must fit now: enough GPUs free, and its kW (GPUs x the site's kW per GPU) within the
+  site's room (the headroom, then miners curtailed);
+- and for its duration: at every change of the envelope ahead, the new limit minus what
+  the site cannot shed must still hold it;
+- its expected margin per hour is what it pays, minus its energy at the site's price
+  (averaged over its duration, from the prices ahead), minus the mining margin it
+  displaces (the room it takes, cheapest first, at each tier's lost margin).
+
+The site with the best margin is chosen; on a tie, the one whose envelope changes less
+often during the job, then by name. Every site not chosen gets its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from dualcap.planning.offer import Offer
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    gpus: int
+    usd_per_gpu_hour: float
+    hours: float
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A worker cluster: its offer, or why there is none usable (unreachable, stale...)."""
+
+    name: str
+    offer: Offer | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    name: str
+    margin_usd_per_hour: float
+    kw: float
+    changes: int  # changes of the envelope during the job
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    chosen: Fit | None
+    reasons: dict[str, str] = field(default_factory=dict)  # by cluster: why (not) there
+
+    @property
+    def message(self) -> str:
+        """One line for people: where, why, and why not elsewhere."""
+        if self.chosen is None:
+            why = "; ".join(f"not at {n}: {r}" for n, r in sorted(self.reasons.items()))
+            return f"no site fits: {why}" if why else "no site fits: no worker cluster"
+        c = self.chosen
+        others = "; ".join(
+            f"not at {n}: {r}" for n, r in sorted(self.reasons.items()) if n != c.name
+        )
+        head = f"placed at {c.name}: {c.margin_usd_per_hour:,.0f} USD/h margin ({c.kw:,.0f} kW)"
+        return f"{head}; {others}" if others else head
+
+
+def fit(job: Job, o: Offer, now: datetime) -> tuple[float, float, int] | str:
+    """(margin USD/h, kW, changes during the job) where the job fits at ``o``; else why not."""
+    kw = job.gpus * o.per_gpu_kw
+    if o.gpus_free < job.gpus:
+        return f"{o.gpus_free} GPUs free, needs {job.gpus}"
+    if o.available_kw + 1e-6 < kw:
+        return f"needs {kw:,.0f} kW, {o.available_kw:,.0f} kW of room"
+    end = now + timedelta(hours=job.hours)
+    during = [s for s in o.ahead if now < s.at < end]
+    for s in during:
+        if s.limit_kw - o.floor_kw + 1e-6 < kw:
+            return f"{s.limit_kw:,.0f} kW limit from {s.at:%H:%M} UTC, during the job"
+    price = _average_price(o, now, end)
+    displaced, left = 0.0, kw
+    for tier in o.room:
+        take = min(left, tier.kw)
+        displaced += take * tier.lost_usd_per_mwh / 1000.0
+        left -= take
+        if left <= 0:
+            break
+    margin = job.gpus * job.usd_per_gpu_hour - kw * price / 1000.0 - displaced
+    return margin, kw, len(during)
+
+
+def _average_price(o: Offer, start: datetime, end: datetime) -> float:
+    """The energy price averaged over [start, end), from the offer's price now and ahead."""
+    total = (end - start).total_seconds()
+    if total <= 0:
+        return o.energy_usd_per_mwh
+    acc, at, price = 0.0, start, o.energy_usd_per_mwh
+    for s in o.ahead:
+        if s.at <= at:
+            price = s.energy_usd_per_mwh
+            continue
+        if s.at >= end:
+            break
+        acc += price * (s.at - at).total_seconds()
+        at, price = s.at, s.energy_usd_per_mwh
+    acc += price * (end - at).total_seconds()
+    return acc / total
+
+
+def choose(job: Job, candidates: list[Candidate], now: datetime) -> Choice:
+    reasons: dict[str, str] = {}
+    fits: list[Fit] = []
+    for c in candidates:
+        if c.offer is None:
+            reasons[c.name] = c.problem or "no offer"
+            continue
+        got = fit(job, c.offer, now)
+        if isinstance(got, str):
+            reasons[c.name] = got
+            continue
+        margin, kw, changes = got
+        fits.append(Fit(c.name, margin, kw, changes))
+        reasons[c.name] = f"{margin:,.0f} USD/h margin"
+    if not fits:
+        return Choice(None, reasons)
+    best = min(fits, key=lambda f: (-round(f.margin_usd_per_hour, 2), f.changes, f.name))
+    return Choice(best, reasons)

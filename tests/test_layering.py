@@ -21,6 +21,8 @@ BELOW = {
     "handlers": {"handlers", "cluster", "planning", "api", CLIENT, LOGIN},
     "agent": {"agent", "api", CLIENT, LOGIN},
     "signals": {"signals", "api", CLIENT, LOGIN},
+    # the MultiKueue dispatcher: the sites' offers chosen among by the pure placement
+    "fleet": {"fleet", "planning", "api", CLIENT, LOGIN},
     # simulate reads ERCOT price reports with the signal adapters' readers (files only)
     "simulate": {"simulate", "planning", "api", "manifests", "signals.prices", "signals.reading"},
 }

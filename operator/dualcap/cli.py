@@ -1,4 +1,4 @@
-"""`dualcap` command line: crds, plan, run, agent, simulate, prices, openadr."""
+"""`dualcap` command line: crds, plan, run, agent, simulate, prices, openadr, fleet."""
 
 from __future__ import annotations
 
@@ -131,6 +131,24 @@ def _cmd_openadr(args: argparse.Namespace) -> int:
     try:
         return openadr.run(args.config, args.metrics_port, args.kubeconfig, args.context)
     except openadr.ConfigError as err:
+        raise InputError(str(err)) from None
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from dualcap.fleet.dispatch import Settings, run
+    from dualcap.login import CredentialsError
+
+    if args.usd_per_gpu_hour < 0 or args.expected_hours <= 0 or args.interval <= 0:
+        raise InputError("--usd-per-gpu-hour must be >= 0, --expected-hours and --interval > 0")
+    settings = Settings(
+        usd_per_gpu_hour=args.usd_per_gpu_hour,
+        expected_hours=args.expected_hours,
+        gpu_resource=args.gpu_resource,
+        interval=args.interval,
+    )
+    try:
+        return run(settings, args.kueue_namespace, args.kubeconfig, args.context)
+    except CredentialsError as err:
         raise InputError(str(err)) from None
 
 
@@ -347,6 +365,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve dualcap_signal_age_seconds on this port at /metrics (default: off)",
     )
     openadr.set_defaults(func=_cmd_openadr)
+
+    fleet = sub.add_parser(
+        "fleet",
+        help="the MultiKueue dispatcher of a manager cluster: each Workload where it earns the most",
+        description=(
+            "On a Kueue MultiKueue manager cluster whose Kueue configuration says"
+            " multiKueue.dispatcherName: dualcap.io/fleet: read what each worker cluster's"
+            " sites offer (their Sites' status.offer, through the kubeconfig Secrets of the"
+            " MultiKueueClusters), and nominate for every Workload waiting to be dispatched"
+            " the worker where its expected margin is the highest (its GPUs x its price,"
+            " minus the energy at that site's price and the mining margin it displaces, where"
+            " it fits now and for its expected duration), with an Event saying why."
+            " Credentials (the manager's): --kubeconfig, else KUBECONFIG, else the pod's"
+            " service account, else ~/.kube/config."
+        ),
+    )
+    _login_arguments(fleet)
+    fleet.add_argument("--kueue-namespace", default="kueue-system", metavar="NS",
+                       help="Kueue's namespace on the manager: the kubeconfig Secrets (default: %(default)s)")  # fmt: skip
+    fleet.add_argument("--usd-per-gpu-hour", type=float, default=2.0, metavar="USD",
+                       help="what a GPU hour pays, for Workloads without the label dualcap.io/usd-per-gpu-hour (default: %(default)s)")  # fmt: skip
+    fleet.add_argument("--expected-hours", type=float, default=1.0, metavar="H",
+                       help="how long a Workload runs, without the label dualcap.io/expected-hours or a maximumExecutionTimeSeconds (default: %(default)s)")  # fmt: skip
+    fleet.add_argument("--gpu-resource", default="nvidia.com/gpu", metavar="NAME",
+                       help="the GPUs' extended resource (default: %(default)s)")  # fmt: skip
+    fleet.add_argument("--interval", type=float, default=5.0, metavar="S",
+                       help="a pass over the waiting Workloads this often (default: %(default)s)")  # fmt: skip
+    fleet.set_defaults(func=_cmd_fleet)
 
     from dualcap.agent import add_parser as add_agent_parser
 

@@ -155,6 +155,37 @@ def test_all_on_peering_service_monitor_and_namespaces() -> None:
     )
 
 
+FLEET: dict[str, Any] = {"fleet": {"enabled": True, "usdPerGPUHour": 3.5, "intervalSeconds": 2}}
+
+
+def test_the_fleet_deployment_and_its_least_privilege() -> None:
+    report = helm.lint(str(CHART), FLEET, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == [] and not [m for m in report["messages"] if m["severity"] >= 2]
+    docs = render(FLEET)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    (deploy,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-fleet")]
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "fleet" and "--usd-per-gpu-hour=3.5" in args and "--interval=2" in args
+    from dualcap.cli import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert parsed.func.__name__ == "_cmd_fleet" and parsed.kueue_namespace == "kueue-system"
+    (role,) = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-fleet")]
+    grants = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+              for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+    assert grants == {
+        *{("kueue.x-k8s.io", r, v) for r in ("workloads", "admissionchecks", "multikueueconfigs",
+                                             "multikueueclusters") for v in ("get", "list")},
+        ("kueue.x-k8s.io", "workloads/status", "patch"),
+        ("", "events", "create"),
+    }  # fmt: skip
+    (secrets,) = [d for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith("-fleet")]
+    assert secrets["metadata"]["namespace"] == "kueue-system"
+    assert secrets["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert not [d for d in render({}) if d["metadata"]["name"].endswith("-fleet")]
+
+
 def test_off_renders_no_rbac_and_no_metrics() -> None:
     docs = render(OFF)
     kinds = {d["kind"] for d in docs}
@@ -225,6 +256,8 @@ def test_bad_values_are_refused_by_the_schema() -> None:
         ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
         ({"peering": {"enabled": "yes"}}, "/peering/enabled"),
         ({"kueue": {"enabled": "yes"}}, "/kueue/enabled"),
+        ({"fleet": {"expectedHours": 0}}, "/fleet/expectedHours"),
+        ({"metrics": {"alerts": {"unreachableShare": 2}}}, "/metrics/alerts/unreachableShare"),
         ({"unknownKey": 1}, "unknownKey"),
     ):
         with pytest.raises(helm.HelmValuesError, match=re.escape(where)):

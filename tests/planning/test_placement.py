@@ -78,7 +78,7 @@ def test_the_best_margin_wins_and_every_other_site_says_why() -> None:
     assert choice.chosen is not None and choice.chosen.name == "ga-lagrange-2"
     assert choice.reasons["ny-massena"] == "0 GPUs free, needs 8"
     assert choice.reasons["on-kapuskasing"] == "offer stale (5 min old)"
-    assert choice.message.startswith("placed at ga-lagrange-2: 16 USD/h margin (8 kW); not at")
+    assert choice.message.startswith("placed at ga-lagrange-2: 15.84 USD/h margin (8 kW); not at")
     assert "not at ny-massena: 0 GPUs free, needs 8" in choice.message
 
 

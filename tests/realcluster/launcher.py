@@ -167,6 +167,7 @@ class ControlPlane:
         apiserver_flags: tuple[str, ...] = (),
         start_timeout: float = 90.0,
         kueue: bool = False,
+        kueue_settings: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.bin_dir = bin_dir or default_bin_dir()
@@ -178,6 +179,8 @@ class ControlPlane:
         # Kueue beside it (tests/realcluster/kueue.py): its CRDs, webhooks and controller
         self.kueue = kueue
         self.kueue_ports: KueuePorts | None = KueuePorts() if kueue else None
+        # merged into Kueue's Configuration (e.g. multiKueue.dispatcherName of a manager)
+        self.kueue_settings = kueue_settings or {}
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -407,7 +410,8 @@ class ControlPlane:
         shutil.copy(self.pki.serving_key, certs / "tls.key")
         metrics_certs(self.pki.serving_cert, self.pki.serving_key)
         conf = self.workdir / "kueue-config.yaml"
-        conf.write_text(yaml.safe_dump(kueue_config(p.health, p.metrics, p.webhook, certs)))
+        settings = {**kueue_config(p.health, p.metrics, p.webhook, certs), **self.kueue_settings}
+        conf.write_text(yaml.safe_dump(settings))
         return [
             f"--config={conf}",
             f"--kubeconfig={self.kubeconfig}",

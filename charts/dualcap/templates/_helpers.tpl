@@ -170,3 +170,30 @@ app.kubernetes.io/part-of: dualcap
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/* The MultiKueue dispatcher (`dualcap fleet`): its name, its labels, its selector. */}}
+{{- define "dualcap.fleetName" -}}
+{{- printf "%s-fleet" (include "dualcap.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dualcap.fleetSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dualcap.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: fleet
+{{- end }}
+
+{{- define "dualcap.fleetLabels" -}}
+helm.sh/chart: {{ include "dualcap.chart" . }}
+{{ include "dualcap.fleetSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dualcap
+{{- end }}
+
+{{- define "dualcap.fleetServiceAccountName" -}}
+{{- if .Values.fleet.serviceAccount.create }}
+{{- default (include "dualcap.fleetName" .) .Values.fleet.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.fleet.serviceAccount.name }}
+{{- end }}
+{{- end }}

@@ -62,7 +62,7 @@ class Choice:
         others = "; ".join(
             f"not at {n}: {r}" for n, r in sorted(self.reasons.items()) if n != c.name
         )
-        head = f"placed at {c.name}: {c.margin_usd_per_hour:,.0f} USD/h margin ({c.kw:,.0f} kW)"
+        head = f"placed at {c.name}: {c.margin_usd_per_hour:,.2f} USD/h margin ({c.kw:,.0f} kW)"
         return f"{head}; {others}" if others else head
 
 
@@ -121,7 +121,7 @@ def choose(job: Job, candidates: list[Candidate], now: datetime) -> Choice:
             continue
         margin, kw, changes = got
         fits.append(Fit(c.name, margin, kw, changes))
-        reasons[c.name] = f"{margin:,.0f} USD/h margin"
+        reasons[c.name] = f"{margin:,.2f} USD/h margin"
     if not fits:
         return Choice(None, reasons)
     best = min(fits, key=lambda f: (-round(f.margin_usd_per_hour, 2), f.changes, f.name))

@@ -1,0 +1,298 @@
+"""The dispatcher: every Workload waiting on the manager nominated where it earns the most.
+
+A Workload waits for dispatch while Kueue has reserved quota for it on the manager, its
+MultiKueue admission check (controllerName `kueue.x-k8s.io/multikueue`) is Pending, and
+it has neither a cluster (`status.clusterName`) nor a nomination. Its GPUs are its pod
+sets' (count x GPUs a pod, as the sites' power check counts them); what it pays is the
+label `dualcap.io/usd-per-gpu-hour` (else `--usd-per-gpu-hour`), for how long the label
+`dualcap.io/expected-hours` (else its `maximumExecutionTimeSeconds`, else
+`--expected-hours`). Among the clusters of its MultiKueueConfig, `planning.placement`
+chooses; the choice is written as `status.nominatedClusterNames` (MultiKueue then creates
+the Workload there, and that site's own power check admits it) and explained in an Event
+on the Workload: `Placed`, or `NotPlaced` with every cluster's reason (said once, and
+again when the reasons change; it is tried again every pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dualcap.api.objects import event as event_body
+from dualcap.client import Client
+from dualcap.fleet.workers import KUEUE, Workers
+from dualcap.planning.placement import Candidate, Choice, Job, choose
+from dualcap.planning.workloads import workload_lease
+
+log = logging.getLogger("dualcap.fleet")
+MULTIKUEUE = "kueue.x-k8s.io/multikueue"
+DISPATCHER = "dualcap.io/fleet"  # Kueue's multiKueue.dispatcherName
+KUEUE_ADMISSION = "kueue-admission"  # Kueue's field manager of a Workload's admission status
+PRICE_LABEL = "dualcap.io/usd-per-gpu-hour"
+HOURS_LABEL = "dualcap.io/expected-hours"
+Obj = dict[str, Any]
+
+
+@dataclass
+class Settings:
+    usd_per_gpu_hour: float = 2.0  # what a GPU hour pays without the label
+    expected_hours: float = 1.0  # how long a Workload runs without the label
+    gpu_resource: str = "nvidia.com/gpu"
+    interval: float = 5.0  # a pass this often (and at once on a change of a Workload)
+
+
+@dataclass
+class Decision:
+    workload: str  # namespace/name
+    choice: Choice
+    written: bool
+
+
+@dataclass
+class Dispatcher:
+    manager: Client
+    workers: Workers
+    settings: Settings = field(default_factory=Settings)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    said: dict[str, str] = field(default_factory=dict)  # Workload uid -> the last Event's message
+
+    async def step(self) -> list[Decision]:
+        """One pass over the manager's Workloads."""
+        now = self.clock()
+        checks = await self._multikueue_checks()
+        if not checks:
+            return []
+        got = await self.manager.request("GET", f"{KUEUE}/workloads")
+        if not got.ok:
+            log.warning("cannot list Workloads: %s %s", got.code, got.message)
+            return []
+        waiting = [(w, c) for w in got.body.get("items") or [] if (c := _waiting(w, checks))]
+        if not waiting:
+            return []
+        workers = await self.workers.discover()
+        candidates: dict[str, Candidate] = {}
+        out = []
+        for wl, clusters in waiting:
+            for name in clusters:
+                if name not in candidates:
+                    worker = workers.get(name)
+                    candidates[name] = (
+                        await self.workers.candidate(worker, now)
+                        if worker is not None
+                        else Candidate(name, None, "no MultiKueueCluster of that name")
+                    )
+            job = self._job(wl)
+            meta = wl["metadata"]
+            key = f"{meta.get('namespace')}/{meta['name']}"
+            if isinstance(job, str):
+                await self._say(wl, "Warning", "NotPlaced", job, now)
+                out.append(Decision(key, Choice(None, {}), False))
+                continue
+            choice = choose(job, [candidates[c] for c in clusters], now)
+            written = False
+            if choice.chosen is not None:
+                written = await self._nominate(wl, choice.chosen.name)
+                if written:
+                    await self._say(wl, "Normal", "Placed", choice.message, now)
+                    log.info("%s: %s", key, choice.message)
+            else:
+                await self._say(wl, "Warning", "NotPlaced", choice.message, now)
+            out.append(Decision(key, choice, written))
+        return out
+
+    async def _multikueue_checks(self) -> dict[str, list[str]]:
+        """The manager's MultiKueue admission checks: name -> the clusters of its config."""
+        got = await self.manager.request("GET", f"{KUEUE}/admissionchecks")
+        if not got.ok:
+            log.warning("cannot list AdmissionChecks: %s %s", got.code, got.message)
+            return {}
+        configs: dict[str, list[str]] = {}
+        listed = await self.manager.request("GET", f"{KUEUE}/multikueueconfigs")
+        for c in (listed.body or {}).get("items") or [] if listed.ok else []:
+            configs[str(c["metadata"]["name"])] = [
+                str(n) for n in (c.get("spec") or {}).get("clusters") or []
+            ]
+        out = {}
+        for check in got.body.get("items") or []:
+            spec = check.get("spec") or {}
+            if spec.get("controllerName") != MULTIKUEUE:
+                continue
+            params = spec.get("parameters") or {}
+            out[str(check["metadata"]["name"])] = configs.get(str(params.get("name")), [])
+        return out
+
+    def _job(self, wl: Obj) -> Job | str:
+        labels = wl["metadata"].get("labels") or {}
+        lease = workload_lease(wl, {"name": "fleet"}, (), self.settings.gpu_resource)
+        if lease.spec is None:
+            return f"cannot place it: {lease.error}"
+        try:
+            price = float(labels.get(PRICE_LABEL, self.settings.usd_per_gpu_hour))
+            hours_label = labels.get(HOURS_LABEL)
+            limit = (wl.get("spec") or {}).get("maximumExecutionTimeSeconds")
+            if hours_label is not None:
+                hours = float(hours_label)
+            elif isinstance(limit, int) and limit > 0:
+                hours = limit / 3600
+            else:
+                hours = self.settings.expected_hours
+        except ValueError as err:
+            return f"cannot place it: a label is not a number ({err})"
+        if price < 0 or hours <= 0:
+            return f"cannot place it: {PRICE_LABEL} must be >= 0 and {HOURS_LABEL} > 0"
+        return Job(lease.spec.gpus, price, hours)
+
+    async def _nominate(self, wl: Obj, cluster: str) -> bool:
+        """The nomination, written as Kueue's own admission status (``nomination_apply``):
+        a 409 (it changed under us) is tried again on the next pass."""
+        meta = wl["metadata"]
+        got = await self.manager.request(
+            "PATCH",
+            f"{KUEUE}/namespaces/{meta['namespace']}/workloads/{meta['name']}/status",
+            nomination_apply(wl, [cluster]),
+            "application/apply-patch+yaml",
+            params={"fieldManager": KUEUE_ADMISSION, "force": "true"},
+        )
+        if not got.ok:
+            log.info("nominating %s for %s/%s: %s %s", cluster, meta.get("namespace"), meta["name"], got.code, got.message)  # fmt: skip
+        return got.ok
+
+    async def _say(self, wl: Obj, type_: str, reason: str, message: str, now: datetime) -> None:
+        meta = wl["metadata"]
+        uid = str(meta.get("uid"))
+        if self.said.get(uid) == f"{reason}: {message}":
+            return
+        self.said[uid] = f"{reason}: {message}"
+        namespace = str(meta.get("namespace") or "default")
+        about = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload", "metadata": meta}
+        body = event_body(about, type_, reason, message[:1000], now, "dualcap-fleet", "dualcap-fleet", namespace)  # fmt: skip
+        got = await self.manager.create(f"/api/v1/namespaces/{namespace}/events", body)
+        if not got.ok:
+            log.info(
+                "event %s on %s not posted: %s %s", reason, meta["name"], got.code, got.message
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.step()
+            except Exception:  # one bad pass must not end the dispatcher
+                log.exception("dispatch pass failed")
+            self.said = {k: v for k, v in list(self.said.items())[-10_000:]}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.interval)
+
+
+# Kueue's conditions of its admission status (its workload.admissionManagedConditions)
+ADMISSION_CONDITIONS = (
+    "QuotaReserved", "BlockedOnPreemptionGates", "Evicted", "Admitted", "Preempted",
+    "Requeued", "DeactivationTarget", "Finished",
+)  # fmt: skip
+
+
+def nomination_apply(wl: Obj, clusters: list[str]) -> Obj:
+    """The Workload's admission status as Kueue itself applies it (field manager
+    ``kueue-admission``: its workload.PrepareWorkloadPatch), with ``clusters`` nominated.
+
+    Kueue v0.17 records the worker that admitted a Workload by such an apply, setting
+    ``clusterName`` and dropping the nomination in one write (its validation refuses both
+    at once, and its webhook a cluster that was not nominated). An apply can drop only a
+    field its own manager owns, so a nomination written under any other manager is never
+    dropped and the Workload is never recorded (found against Kueue v0.17.0). Kueue's own
+    tests of an external dispatcher nominate this way; everything Kueue's manager owns is
+    applied as it is, under the Workload's resourceVersion, so nothing of Kueue's is lost."""
+    meta = wl["metadata"]
+    status = wl.get("status") or {}
+    out: Obj = {}
+    if status.get("admission") is not None:
+        out["admission"] = status["admission"]
+        out["resourceRequests"] = []
+    elif status.get("resourceRequests"):
+        out["resourceRequests"] = status["resourceRequests"]
+    requeue = status.get("requeueState") or {}
+    if requeue.get("count") is not None or requeue.get("requeueAt") is not None:
+        out["requeueState"] = requeue
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    out["conditions"] = [conditions[t] for t in ADMISSION_CONDITIONS if t in conditions]
+    if status.get("accumulatedPastExecutionTimeSeconds") is not None:
+        out["accumulatedPastExecutionTimeSeconds"] = status["accumulatedPastExecutionTimeSeconds"]
+    evictions = (status.get("schedulingStats") or {}).get("evictions")
+    if evictions:
+        out["schedulingStats"] = {"evictions": evictions}
+    for key in ("unhealthyNodes", "preemptionGates"):
+        if status.get(key):
+            out[key] = status[key]
+    out["admissionChecks"] = status.get("admissionChecks") or []
+    out["nominatedClusterNames"] = clusters
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "labels": meta.get("labels") or {},
+            "annotations": meta.get("annotations") or {},
+        },
+        "status": out,
+    }
+
+
+def _waiting(wl: Obj, checks: Mapping[str, list[str]]) -> list[str] | None:
+    """The clusters a Workload waits to be dispatched to (None: it does not wait)."""
+    status = wl.get("status") or {}
+    if status.get("clusterName") or status.get("nominatedClusterNames"):
+        return None
+    if wl["metadata"].get("deletionTimestamp"):
+        return None
+    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    if conds.get("QuotaReserved") != "True" or conds.get("Finished") == "True":
+        return None
+    for entry in status.get("admissionChecks") or []:
+        if entry.get("name") in checks and entry.get("state") == "Pending":
+            return checks[entry["name"]]
+    return None
+
+
+def run(
+    settings: Settings,
+    namespace: str = "kueue-system",
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> int:
+    """``dualcap fleet``: until interrupted (SIGTERM or SIGINT end the pass in progress)."""
+    import signal
+
+    from dualcap.client import connection_info
+    from dualcap.login import load as load_credentials
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    creds = load_credentials(kubeconfig, context)  # CredentialsError: the CLI says it
+
+    async def main() -> None:
+        manager = Client(connection_info(creds), credentials=creds)
+        workers = Workers(manager, namespace)
+        dispatcher = Dispatcher(manager, workers, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+        log.info("dispatching for MultiKueue (dispatcherName %s) from %s", DISPATCHER, creds.server)
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await workers.close()
+            await manager.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

@@ -1,0 +1,169 @@
+"""The worker clusters of a MultiKueue manager, and what each of their sites offers.
+
+A worker is a `MultiKueueCluster` of the manager; dualcap reaches it with the kubeconfig
+MultiKueue itself uses, the Secret the cluster's `spec.clusterSource.kubeConfig` names (in
+Kueue's namespace, key `kubeconfig`; `locationType: Path` reads that file). A worker's
+offer is its sites' `status.offer`, published by its own dualcap (`spec.offer`): a
+cluster with several sites offers its best one (the most GPUs free, then the most room).
+A worker that does not answer, or whose offer is past its `validUntil`, offers nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dualcap.api.common import API_VERSION
+from dualcap.api.objects import parse_rfc3339
+from dualcap.client import Client, connection_info
+from dualcap.login import CredentialsError, from_kubeconfig
+from dualcap.planning.offer import Offer, Room, Step
+from dualcap.planning.placement import Candidate
+
+log = logging.getLogger("dualcap.fleet")
+KUEUE = "/apis/kueue.x-k8s.io/v1beta2"
+SITES = f"/apis/{API_VERSION}/sites"
+Obj = dict[str, Any]
+
+
+@dataclass
+class Worker:
+    name: str
+    client: Client | None  # None: why not in ``problem``
+    problem: str | None = None
+    version: str | None = None  # the kubeconfig's (the Secret's resourceVersion, or a path)
+
+
+def offer_from_status(body: Any, now: datetime) -> Offer | str:
+    """An ``Offer`` from a Site's ``status.offer``; why not, as a string."""
+    if not isinstance(body, dict):
+        return "no offer (spec.offer not set on its Site?)"
+    try:
+        valid_until = parse_rfc3339(str(body["validUntil"]))
+        observed = parse_rfc3339(str(body["observedAt"]))
+        if now > valid_until:
+            return f"offer stale (observed {(now - observed).total_seconds():,.0f} s ago)"
+        return Offer(
+            observed_at=observed,
+            gpus_free=int(body["gpusFree"]),
+            per_gpu_kw=float(body["perGPUKW"]),
+            limit_kw=float(body["limitKW"]),
+            free_kw=float(body["freeKW"]),
+            room=tuple(Room(float(r["kw"]), float(r["lostUSDPerMWh"])) for r in body["room"]),
+            energy_usd_per_mwh=float(body["energyUSDPerMWh"]),
+            ahead=tuple(
+                Step(parse_rfc3339(str(s["at"])), float(s["limitKW"]), float(s["energyUSDPerMWh"]))
+                for s in body.get("ahead") or []
+            ),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        return f"offer unreadable ({type(err).__name__}: {err})"
+
+
+class Workers:
+    """The manager's worker clusters, their clients kept while their kubeconfig stays."""
+
+    def __init__(self, manager: Client, namespace: str = "kueue-system", timeout: float = 5.0):
+        self.manager = manager
+        self.namespace = namespace
+        self.timeout = timeout
+        self._dir = tempfile.TemporaryDirectory(prefix="dualcap-fleet-")
+        self._workers: dict[str, Worker] = {}
+        self._closing: list[Client] = []  # clients of replaced kubeconfigs, closed next
+
+    async def close(self) -> None:
+        for w in self._workers.values():
+            if w.client is not None:
+                await w.client.close()
+        self._workers.clear()
+        self._dir.cleanup()
+
+    async def discover(self) -> dict[str, Worker]:
+        """Every MultiKueueCluster of the manager, connected (or why not)."""
+        got = await self.manager.request("GET", f"{KUEUE}/multikueueclusters")
+        if not got.ok:
+            log.warning("cannot list MultiKueueClusters: %s %s", got.code, got.message)
+            return dict(self._workers)
+        seen = set()
+        for obj in (got.body or {}).get("items") or []:
+            name = str(obj["metadata"]["name"])
+            seen.add(name)
+            await self._connect(name, obj)
+        for gone in set(self._workers) - seen:
+            old = self._workers.pop(gone)
+            if old.client is not None:
+                await old.client.close()
+        return dict(self._workers)
+
+    async def _connect(self, name: str, obj: Obj) -> None:
+        source = ((obj.get("spec") or {}).get("clusterSource") or {}).get("kubeConfig")
+        if not isinstance(source, dict):
+            self._set(Worker(name, None, "its clusterSource has no kubeConfig (ClusterProfile is not supported)"))  # fmt: skip
+            return
+        location = str(source.get("location") or "")
+        if source.get("locationType", "Secret") == "Path":
+            path, version = Path(location), f"path:{location}"
+            text = None
+        else:
+            got = await self.manager.request(
+                "GET", f"/api/v1/namespaces/{self.namespace}/secrets/{location}"
+            )
+            if not got.ok:
+                self._set(Worker(name, None, f"its Secret {self.namespace}/{location}: {got.code} {got.message}"))  # fmt: skip
+                return
+            version = str((got.body.get("metadata") or {}).get("resourceVersion"))
+            data = (got.body.get("data") or {}).get("kubeconfig")
+            if not data:
+                self._set(Worker(name, None, f"its Secret {self.namespace}/{location} has no key kubeconfig"))  # fmt: skip
+                return
+            text = base64.b64decode(data).decode()
+            path = Path(self._dir.name) / f"{name}.kubeconfig"
+        current = self._workers.get(name)
+        if current is not None and current.version == version and current.client is not None:
+            return
+        if text is not None:
+            path.write_text(text)
+            path.chmod(0o600)
+        try:
+            creds = from_kubeconfig(str(path))
+        except CredentialsError as err:
+            self._set(Worker(name, None, str(err), version))
+            return
+        self._set(Worker(name, Client(connection_info(creds), timeout=self.timeout, credentials=creds), None, version))  # fmt: skip
+
+    def _set(self, worker: Worker) -> None:
+        old = self._workers.get(worker.name)
+        if old is not None and old.client is not None and old.client is not worker.client:
+            self._closing.append(old.client)
+        if worker.problem and (old is None or old.problem != worker.problem):
+            log.warning("worker %s: %s", worker.name, worker.problem)
+        self._workers[worker.name] = worker
+
+    async def candidate(self, worker: Worker, now: datetime) -> Candidate:
+        """The worker's best offer, or why it has none."""
+        while self._closing:
+            await self._closing.pop().close()
+        if worker.client is None:
+            return Candidate(worker.name, None, worker.problem)
+        got = await worker.client.request("GET", SITES)
+        if not got.ok:
+            server = worker.client.server
+            why = f"no answer from {server}" if got.code == 0 else f"HTTP {got.code} {got.reason}"
+            return Candidate(worker.name, None, f"unreachable ({why})")
+        offers: list[tuple[str, Offer]] = []
+        problems = []
+        for site in (got.body or {}).get("items") or []:
+            made = offer_from_status((site.get("status") or {}).get("offer"), now)
+            if isinstance(made, Offer):
+                offers.append((str(site["metadata"]["name"]), made))
+            else:
+                problems.append(f"{site['metadata']['name']}: {made}")
+        if not offers:
+            return Candidate(worker.name, None, "; ".join(problems) or "no Site")
+        _, best = max(offers, key=lambda so: (so[1].gpus_free, so[1].available_kw, so[0]))
+        return Candidate(worker.name, best)

@@ -1,0 +1,93 @@
+"""`dualcap fleet`'s pure parts: an offer read back from a Site's status, which Workloads
+wait to be dispatched, what a Workload is as a job, and the nomination written as Kueue's
+own admission status (nothing of Kueue's dropped)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dualcap.api.objects import rfc3339
+from dualcap.cluster.status import offer_status
+from dualcap.fleet.dispatch import Dispatcher, Settings, _waiting, nomination_apply
+from dualcap.fleet.workers import offer_from_status
+from dualcap.planning.offer import Offer, Room, Step
+
+NOW = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)
+CHECKS = {"multikueue": ["site-a", "site-b"]}
+
+
+def workload(**status: Any) -> dict[str, Any]:
+    container = {"name": "c", "resources": {"requests": {"nvidia.com/gpu": "4"}}}
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {"name": "job-x", "namespace": "ai", "uid": "u1", "generation": 1,
+                     "resourceVersion": "42", "labels": {"dualcap.io/usd-per-gpu-hour": "2.5"}},
+        "spec": {"podSets": [{"name": "main", "count": 2, "template": {"spec": {"containers": [container]}}}]},
+        "status": {
+            "conditions": [{"type": "QuotaReserved", "status": "True"},
+                           {"type": "PodsReady", "status": "False"}],
+            "admission": {"clusterQueue": "gpus"},
+            "admissionChecks": [{"name": "multikueue", "state": "Pending", "message": ""}],
+            **status,
+        },
+    }  # fmt: skip
+
+
+def test_an_offer_read_back_is_the_offer_written() -> None:
+    o = Offer(NOW, 16, 1.2, 1_000, 100, (Room(100, 0), Room(400, 55.5)), 30, (Step(NOW + timedelta(hours=2), 600, 90),))  # fmt: skip
+    written = offer_status(o, 60, None, NOW)
+    assert offer_from_status(written, NOW + timedelta(seconds=30)) == o
+    assert (
+        offer_from_status(written, NOW + timedelta(minutes=4)) == "offer stale (observed 240 s ago)"
+    )
+    assert offer_from_status(None, NOW).startswith("no offer")
+    broken = {**(written or {}), "gpusFree": "many"}
+    assert str(offer_from_status(broken, NOW)).startswith("offer unreadable (ValueError")
+    assert offer_from_status({**(written or {}), "validUntil": rfc3339(NOW)}, NOW) == o
+
+
+def test_which_workloads_wait_to_be_dispatched() -> None:
+    assert _waiting(workload(), CHECKS) == ["site-a", "site-b"]
+    assert _waiting(workload(nominatedClusterNames=["site-a"]), CHECKS) is None
+    assert _waiting(workload(clusterName="site-a"), CHECKS) is None
+    ready = workload(admissionChecks=[{"name": "multikueue", "state": "Ready"}])
+    assert _waiting(ready, CHECKS) is None
+    no_quota = workload(conditions=[{"type": "QuotaReserved", "status": "False"}])
+    assert _waiting(no_quota, CHECKS) is None
+    other_check = workload(admissionChecks=[{"name": "power", "state": "Pending"}])
+    assert _waiting(other_check, CHECKS) is None
+
+
+def test_a_workload_as_a_job() -> None:
+    d = Dispatcher(None, None, Settings(usd_per_gpu_hour=2.0, expected_hours=1.0))  # type: ignore[arg-type]
+    job = d._job(workload())
+    assert (job.gpus, job.usd_per_gpu_hour, job.hours) == (8, 2.5, 1.0)  # type: ignore[union-attr]
+    w = workload()
+    w["spec"]["maximumExecutionTimeSeconds"] = 7200
+    assert d._job(w).hours == 2.0  # type: ignore[union-attr]
+    w["metadata"]["labels"]["dualcap.io/expected-hours"] = "0.5"
+    assert d._job(w).hours == 0.5  # type: ignore[union-attr]
+    w["metadata"]["labels"]["dualcap.io/expected-hours"] = "soon"
+    assert str(d._job(w)).startswith("cannot place it: a label is not a number")
+    no_gpus = workload()
+    no_gpus["spec"]["podSets"][0]["template"]["spec"]["containers"][0]["resources"] = {}
+    assert d._job(no_gpus) == "cannot place it: asks no GPUs"
+
+
+def test_the_nomination_is_kueues_admission_status_with_the_cluster() -> None:
+    w = workload(
+        requeueState={"count": 1}, schedulingStats={"evictions": [{"reason": "x", "count": 1}]}
+    )
+    body = nomination_apply(w, ["site-a"])
+    assert body["metadata"]["resourceVersion"] == "42" and body["metadata"]["uid"] == "u1"
+    status = body["status"]
+    assert status["nominatedClusterNames"] == ["site-a"]
+    # everything Kueue's manager applies, as it is: admission, its conditions, the checks
+    assert status["admission"] == {"clusterQueue": "gpus"} and status["resourceRequests"] == []
+    assert [c["type"] for c in status["conditions"]] == ["QuotaReserved"]  # not PodsReady
+    assert status["admissionChecks"] == w["status"]["admissionChecks"]
+    assert status["requeueState"] == {"count": 1}
+    assert status["schedulingStats"] == {"evictions": [{"reason": "x", "count": 1}]}
+    assert "clusterName" not in status

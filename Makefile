@@ -156,6 +156,10 @@ bench-loops: $(STAMP) ## the closed loops end to end: unmodelled load on the met
 	@echo
 	$(BIN)/python bench/bench_dr_envelope.py
 
+.PHONY: bench-fleet
+bench-fleet: $(STAMP) ## the fleet's placement: 2,000 waiting Workloads over 40 site offers
+	$(BIN)/python bench/bench_fleet.py
+
 .PHONY: bench-signals
 bench-signals: $(STAMP) $(PROMETHEUS_STAMP) ## the inputs' cost: 40 meters and GPU queries (pymodbus, Prometheus), OpenADR event -> budget
 	$(BIN)/python bench/bench_meter.py

@@ -182,7 +182,10 @@ def test_the_fleet_deployment_and_its_least_privilege() -> None:
     }  # fmt: skip
     (secrets,) = [d for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith("-fleet")]
     assert secrets["metadata"]["namespace"] == "kueue-system"
-    assert secrets["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    assert secrets["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+    ]  # fmt: skip
     assert not [d for d in render({}) if d["metadata"]["name"].endswith("-fleet")]
 
 

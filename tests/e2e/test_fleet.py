@@ -188,19 +188,24 @@ class Fleet:
         self.m = connect(planes["manager"].kubeconfig)
         self.w = {site: connect(planes[site].kubeconfig) for site in SITES}
         self.process: subprocess.Popen[bytes] | None = None
+        self.standby: subprocess.Popen[bytes] | None = None
 
-    def start_fleet(self) -> None:
-        self.process = dualcap_process(
+    def fleet_process(self, log: str) -> subprocess.Popen[bytes]:
+        return dualcap_process(
             ["fleet", "--kubeconfig", str(self.planes["manager"].kubeconfig), "--interval", "1",
              "--usd-per-gpu-hour", "3"],
-            self.tmp / "fleet.log",
+            self.tmp / log,
         )  # fmt: skip
 
+    def start_fleet(self) -> None:
+        self.process = self.fleet_process("fleet.log")
+
     def stop_fleet(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(20)
-            self.process = None
+        for p in (self.process, self.standby):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(20)
+        self.process = self.standby = None
 
     async def workload(self, job_name: str) -> dict[str, Any] | None:
         r = await self.m.request("GET", f"{KUEUE}/namespaces/{NS}/workloads")
@@ -301,6 +306,14 @@ async def test_one_queue_places_work_where_the_power_is(fleet: Fleet, tmp_path: 
 
         await fleet.until(active, "the manager's MultiKueueClusters active")
         fleet.start_fleet()
+        leases = "/apis/coordination.k8s.io/v1/namespaces/kueue-system/leases/dualcap-fleet"
+
+        async def leading() -> bool:
+            r = await fleet.m.request("GET", leases)
+            return r.ok and bool((r.body.get("spec") or {}).get("holderIdentity"))
+
+        await fleet.until(leading, "the fleet holding its Lease")
+        fleet.standby = fleet.fleet_process("fleet-standby.log")  # a second replica: it waits
 
         # 1. The cheaper energy wins.
         await ok(fleet.m.create(f"/apis/batch/v1/namespaces/{NS}/jobs", job("one")))
@@ -324,6 +337,10 @@ async def test_one_queue_places_work_where_the_power_is(fleet: Fleet, tmp_path: 
         )
         await fleet.until(lambda: fleet.running_at("site-b", "one"), "job one running at site-b")
         assert not await fleet.running_at("site-a", "one")
+
+        # Two replicas, one acting: each placement said once.
+        assert len(await fleet.events("one", "Placed")) == 2  # site-a, then site-b
+        assert "placed at" not in (tmp_path / "fleet-standby.log").read_text()
 
         # 3. The fleet restarted; new work goes where there is room.
         fleet.stop_fleet()
@@ -353,8 +370,9 @@ async def test_one_queue_places_work_where_the_power_is(fleet: Fleet, tmp_path: 
             assert "not at site-b: " in placed[0] and "unreachable" in placed[0], placed
         finally:
             await asyncio.to_thread(planes["site-b"].start_component, "kube-apiserver")
-    log = (tmp_path / "fleet.log").read_text()
-    assert "Traceback" not in log, log[-3000:]
+    for name in ("fleet.log", "fleet-standby.log"):
+        log = (tmp_path / name).read_text()
+        assert "Traceback" not in log, log[-3000:]
 
 
 async def _is(value: Any, expected: str) -> bool:

@@ -39,9 +39,14 @@ def test_an_offer_read_back_is_the_offer_written() -> None:
     o = Offer(NOW, 16, 1.2, 1_000, 100, (Room(100, 0), Room(400, 55.5)), 30, (Step(NOW + timedelta(hours=2), 600, 90),))  # fmt: skip
     written = offer_status(o, 60, None, NOW)
     assert offer_from_status(written, NOW + timedelta(seconds=30)) == o
-    assert (
-        offer_from_status(written, NOW + timedelta(minutes=4)) == "offer stale (observed 240 s ago)"
-    )
+    # past validUntil (3 minutes) by more than the skew allowed (5 minutes)
+    late = NOW + timedelta(minutes=9)
+    assert offer_from_status(written, late) == "offer stale (observed 540 s ago)"
+    # a site's clock 4 minutes behind the fleet's: its fresh offer is still fresh ...
+    ahead = NOW + timedelta(minutes=4)
+    assert offer_from_status(written, ahead, ahead) == o
+    # ... and seen unchanged for longer than its 3 minutes, it is stale, whatever the clocks
+    assert offer_from_status(written, ahead, NOW) == "offer stale (unchanged for 240 s)"
     assert offer_from_status(None, NOW).startswith("no offer")
     broken = {**(written or {}), "gpusFree": "many"}
     assert str(offer_from_status(broken, NOW)).startswith("offer unreadable (ValueError")

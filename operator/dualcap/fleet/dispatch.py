@@ -10,7 +10,8 @@ label `dualcap.io/usd-per-gpu-hour` (else `--usd-per-gpu-hour`), for how long th
 chooses; the choice is written as `status.nominatedClusterNames` (MultiKueue then creates
 the Workload there, and that site's own power check admits it) and explained in an Event
 on the Workload: `Placed`, or `NotPlaced` with every cluster's reason (said once, and
-again when the reasons change; it is tried again every pass).
+again when the reasons change; it is tried again every pass). Several replicas may run:
+one acts at a time, by a Lease in Kueue's namespace (`leader.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from dualcap.api.objects import event as event_body
 from dualcap.client import Client
+from dualcap.fleet.leader import Leader
 from dualcap.fleet.workers import KUEUE, Workers
 from dualcap.planning.placement import Candidate, Choice, Job, choose
 from dualcap.planning.workloads import workload_lease
@@ -60,6 +62,7 @@ class Dispatcher:
     settings: Settings = field(default_factory=Settings)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     said: dict[str, str] = field(default_factory=dict)  # Workload uid -> the last Event's message
+    leader: Leader | None = None  # None: it acts alone (tests, one replica)
 
     async def step(self) -> list[Decision]:
         """One pass over the manager's Workloads."""
@@ -178,14 +181,19 @@ class Dispatcher:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.step()
-            except Exception:  # one bad pass must not end the dispatcher
-                log.exception("dispatch pass failed")
-            self.said = {k: v for k, v in list(self.said.items())[-10_000:]}
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.interval)
+        try:
+            while not stop.is_set():
+                try:
+                    if self.leader is None or await self.leader.hold():
+                        await self.step()
+                except Exception:  # one bad pass must not end the dispatcher
+                    log.exception("dispatch pass failed")
+                self.said = {k: v for k, v in list(self.said.items())[-10_000:]}
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.interval)
+        finally:
+            if self.leader is not None:
+                await self.leader.release()
 
 
 # Kueue's conditions of its admission status (its workload.admissionManagedConditions)
@@ -281,7 +289,8 @@ def run(
     async def main() -> None:
         manager = Client(connection_info(creds), credentials=creds)
         workers = Workers(manager, namespace)
-        dispatcher = Dispatcher(manager, workers, settings)
+        leader = Leader(manager, namespace, duration_seconds=max(15, int(3 * settings.interval)))
+        dispatcher = Dispatcher(manager, workers, settings, leader=leader)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):

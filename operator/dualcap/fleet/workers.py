@@ -14,7 +14,7 @@ import base64
 import logging
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,27 @@ class Worker:
     version: str | None = None  # the kubeconfig's (the Secret's resourceVersion, or a path)
 
 
-def offer_from_status(body: Any, now: datetime) -> Offer | str:
-    """An ``Offer`` from a Site's ``status.offer``; why not, as a string."""
+SKEW = timedelta(minutes=5)  # how far the sites' clocks may be off the fleet's
+
+
+def offer_from_status(
+    body: Any, now: datetime, seen_since: datetime | None = None, skew: timedelta = SKEW
+) -> Offer | str:
+    """An ``Offer`` from a Site's ``status.offer``; why not, as a string.
+
+    Stale when the fleet has seen the same offer (its ``observedAt``) for longer than it is
+    valid (``validUntil - observedAt``, a length: the fleet's clock against itself since
+    ``seen_since``), or when ``now`` is past ``validUntil`` by more than ``skew`` (a site
+    silent since long before the fleet first looked). A site's clock that is off by less
+    than ``skew`` neither keeps a silent site in nor puts a live one out."""
     if not isinstance(body, dict):
         return "no offer (spec.offer not set on its Site?)"
     try:
         valid_until = parse_rfc3339(str(body["validUntil"]))
         observed = parse_rfc3339(str(body["observedAt"]))
-        if now > valid_until:
+        if seen_since is not None and now - seen_since > valid_until - observed:
+            return f"offer stale (unchanged for {(now - seen_since).total_seconds():,.0f} s)"
+        if now > valid_until + skew:
             return f"offer stale (observed {(now - observed).total_seconds():,.0f} s ago)"
         return Offer(
             observed_at=observed,
@@ -57,8 +70,17 @@ def offer_from_status(body: Any, now: datetime) -> Offer | str:
             room=tuple(Room(float(r["kw"]), float(r["lostUSDPerMWh"])) for r in body["room"]),
             energy_usd_per_mwh=float(body["energyUSDPerMWh"]),
             ahead=tuple(
-                Step(parse_rfc3339(str(s["at"])), float(s["limitKW"]), float(s["energyUSDPerMWh"]))
-                for s in body.get("ahead") or []
+                sorted(
+                    (
+                        Step(
+                            parse_rfc3339(str(s["at"])),
+                            float(s["limitKW"]),
+                            float(s["energyUSDPerMWh"]),
+                        )
+                        for s in body.get("ahead") or []
+                    ),
+                    key=lambda s: s.at,
+                )
             ),
         )
     except (KeyError, TypeError, ValueError) as err:
@@ -75,6 +97,8 @@ class Workers:
         self._dir = tempfile.TemporaryDirectory(prefix="dualcap-fleet-")
         self._workers: dict[str, Worker] = {}
         self._closing: list[Client] = []  # clients of replaced kubeconfigs, closed next
+        # (cluster, site) -> (the offer's observedAt, when the fleet first saw it)
+        self._seen: dict[tuple[str, str], tuple[str, datetime]] = {}
 
     async def close(self) -> None:
         for w in self._workers.values():
@@ -158,7 +182,12 @@ class Workers:
         offers: list[tuple[str, Offer]] = []
         problems = []
         for site in (got.body or {}).get("items") or []:
-            made = offer_from_status((site.get("status") or {}).get("offer"), now)
+            body = (site.get("status") or {}).get("offer")
+            key = (worker.name, str(site["metadata"]["name"]))
+            stamp = str((body or {}).get("observedAt")) if isinstance(body, dict) else ""
+            if self._seen.get(key, ("", now))[0] != stamp:
+                self._seen[key] = (stamp, now)
+            made = offer_from_status(body, now, self._seen[key][1])
             if isinstance(made, Offer):
                 offers.append((str(site["metadata"]["name"]), made))
             else:

@@ -17,7 +17,7 @@ Each site's own power check still decides admission: an offer is advice, never a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from dualcap.api.site import ControllerState
@@ -57,17 +57,18 @@ class Offer:
     free_kw: float  # the headroom: room that costs nothing
     room: tuple[Room, ...]  # cheapest first, free_kw first
     energy_usd_per_mwh: float
-    ahead: tuple[Step, ...]  # changes of the limit or the price within HORIZON
+    ahead: tuple[Step, ...]  # changes of the limit or the price within HORIZON, in time order
+    # All the room: the headroom and every mining controller curtailed
+    available_kw: float = field(init=False, compare=False)
+    # What the site draws that no new load can displace (the limit minus the room)
+    floor_kw: float = field(init=False, compare=False)
+    ahead_at: tuple[datetime, ...] = field(init=False, compare=False)  # when each step comes
 
-    @property
-    def available_kw(self) -> float:
-        """All the room: the headroom and every mining controller curtailed."""
-        return sum(r.kw for r in self.room)
-
-    @property
-    def floor_kw(self) -> float:
-        """What the site draws that no new load can displace (the limit minus the room)."""
-        return max(0.0, self.limit_kw - self.available_kw)
+    def __post_init__(self) -> None:
+        available = sum(r.kw for r in self.room)
+        object.__setattr__(self, "available_kw", available)
+        object.__setattr__(self, "floor_kw", max(0.0, self.limit_kw - available))
+        object.__setattr__(self, "ahead_at", tuple(s.at for s in self.ahead))
 
 
 def offer(snap: SiteSnapshot, p: Plan, now: datetime) -> Offer | None:

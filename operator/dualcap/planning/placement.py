@@ -17,6 +17,7 @@ often during the job, then by name. Every site not chosen gets its reason.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,35 +51,68 @@ class Fit:
 @dataclass(frozen=True, slots=True)
 class Choice:
     chosen: Fit | None
-    reasons: dict[str, str] = field(default_factory=dict)  # by cluster: why (not) there
+    # by cluster: why (not) there, formatted only when asked (a pass decides thousands)
+    # (a site where it fits: its margin, USD/h)
+    why: dict[str, _No | float] = field(default_factory=dict)
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        return {
+            name: MARGIN.format(no) if isinstance(no, float) else str(no)
+            for name, no in self.why.items()
+        }
 
     @property
     def message(self) -> str:
         """One line for people: where, why, and why not elsewhere."""
+        reasons = self.reasons
         if self.chosen is None:
-            why = "; ".join(f"not at {n}: {r}" for n, r in sorted(self.reasons.items()))
+            why = "; ".join(f"not at {n}: {r}" for n, r in sorted(reasons.items()))
             return f"no site fits: {why}" if why else "no site fits: no worker cluster"
         c = self.chosen
-        others = "; ".join(
-            f"not at {n}: {r}" for n, r in sorted(self.reasons.items()) if n != c.name
-        )
+        others = "; ".join(f"not at {n}: {r}" for n, r in sorted(reasons.items()) if n != c.name)
         head = f"placed at {c.name}: {c.margin_usd_per_hour:,.2f} USD/h margin ({c.kw:,.0f} kW)"
         return f"{head}; {others}" if others else head
 
 
+@dataclass(frozen=True, slots=True)
+class _No:
+    """Why not there, formatted only when asked."""
+
+    template: str
+    args: tuple[object, ...]
+
+    def __str__(self) -> str:
+        return self.template.format(*self.args)
+
+
+NO_GPUS = "{} GPUs free, needs {}"
+NO_ROOM = "needs {:,.0f} kW, {:,.0f} kW of room"
+CUT = "{:,.0f} kW limit from {:%H:%M} UTC, during the job"
+MARGIN = "{:,.2f} USD/h margin"
+
+
 def fit(job: Job, o: Offer, now: datetime) -> tuple[float, float, int] | str:
     """(margin USD/h, kW, changes during the job) where the job fits at ``o``; else why not."""
+    got = _fit(job, o, now, now + timedelta(hours=job.hours))
+    return str(got) if isinstance(got, _No) else got
+
+
+def _fit(job: Job, o: Offer, now: datetime, end: datetime) -> tuple[float, float, int] | _No:
     kw = job.gpus * o.per_gpu_kw
     if o.gpus_free < job.gpus:
-        return f"{o.gpus_free} GPUs free, needs {job.gpus}"
+        return _No(NO_GPUS, (o.gpus_free, job.gpus))
     if o.available_kw + 1e-6 < kw:
-        return f"needs {kw:,.0f} kW, {o.available_kw:,.0f} kW of room"
-    end = now + timedelta(hours=job.hours)
-    during = [s for s in o.ahead if now < s.at < end]
+        return _No(NO_ROOM, (kw, o.available_kw))
+    if o.ahead:
+        at = o.ahead_at
+        during = o.ahead[bisect_right(at, now) : bisect_left(at, end)]
+    else:
+        during = ()
     for s in during:
         if s.limit_kw - o.floor_kw + 1e-6 < kw:
-            return f"{s.limit_kw:,.0f} kW limit from {s.at:%H:%M} UTC, during the job"
-    price = _average_price(o, now, end)
+            return _No(CUT, (s.limit_kw, s.at))
+    price = _average_price(o, now, end) if during else o.energy_usd_per_mwh
     displaced, left = 0.0, kw
     for tier in o.room:
         take = min(left, tier.kw)
@@ -86,7 +120,7 @@ def fit(job: Job, o: Offer, now: datetime) -> tuple[float, float, int] | str:
         left -= take
         if left <= 0:
             break
-    margin = job.gpus * job.usd_per_gpu_hour - kw * price / 1000.0 - displaced
+    margin = float(job.gpus * job.usd_per_gpu_hour - kw * price / 1000.0 - displaced)
     return margin, kw, len(during)
 
 
@@ -109,20 +143,21 @@ def _average_price(o: Offer, start: datetime, end: datetime) -> float:
 
 
 def choose(job: Job, candidates: list[Candidate], now: datetime) -> Choice:
-    reasons: dict[str, str] = {}
-    fits: list[Fit] = []
+    why: dict[str, _No | float] = {}
+    end = now + timedelta(hours=job.hours)
+    best: tuple[float, int, str] | None = None
+    chosen: Fit | None = None
     for c in candidates:
         if c.offer is None:
-            reasons[c.name] = c.problem or "no offer"
+            why[c.name] = _No("{}", (c.problem or "no offer",))
             continue
-        got = fit(job, c.offer, now)
-        if isinstance(got, str):
-            reasons[c.name] = got
+        got = _fit(job, c.offer, now, end)
+        if isinstance(got, _No):
+            why[c.name] = got
             continue
         margin, kw, changes = got
-        fits.append(Fit(c.name, margin, kw, changes))
-        reasons[c.name] = f"{margin:,.2f} USD/h margin"
-    if not fits:
-        return Choice(None, reasons)
-    best = min(fits, key=lambda f: (-round(f.margin_usd_per_hour, 2), f.changes, f.name))
-    return Choice(best, reasons)
+        why[c.name] = margin
+        key = (-round(margin, 2), changes, c.name)
+        if best is None or key < best:
+            best, chosen = key, Fit(c.name, margin, kw, changes)
+    return Choice(chosen, why)

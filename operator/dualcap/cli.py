@@ -69,6 +69,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from dualcap import simulate
 
+    if args.fleet:
+        if args.scenario or args.prices:
+            raise InputError("--fleet simulates a synthetic fleet: give no scenario or --prices")
+        from dualcap.simulate import fleet
+
+        try:
+            return fleet.main(args.seed, args.sites, args.jobs, args.output)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+    if not args.scenario:
+        raise InputError("a scenario file, or --fleet")
     try:
         return simulate.run(
             args.scenario, args.output, None, args.prices, args.settlement_point, args.market
@@ -300,7 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
             " error."
         ),
     )
-    simulate.add_argument("scenario", help="a scenario file (YAML)")
+    simulate.add_argument("scenario", nargs="?", help="a scenario file (YAML)")
+    simulate.add_argument(
+        "--fleet",
+        action="store_true",
+        help="instead: a synthetic fleet (sites in four markets, windows, DR events) and a day"
+        " of jobs placed by dualcap's fleet rule against round robin and most-free-GPUs",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=1, help="--fleet: the seed (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--sites", type=int, default=40, help="--fleet: how many sites (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--jobs",
+        type=int,
+        default=2000,
+        help="--fleet: how many jobs in the day (default: %(default)s)",
+    )
     simulate.add_argument(
         "--output", "-o", metavar="CHART.png", help="write a PNG chart (needs matplotlib)"
     )

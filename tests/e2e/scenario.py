@@ -77,6 +77,19 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) 
     return await wait_for(check, timeout=timeout, interval=0.25, what=what)
 
 
+async def until_or_say(
+    check: Callable[[], Awaitable[Any]],
+    timeout: float,
+    what: str,
+    describe: Callable[[], Awaitable[str]],
+) -> Any:
+    """``until``, and on a timeout what ``describe`` says of the cluster then."""
+    try:
+        return await until(check, timeout, what)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{await describe()}") from None
+
+
 @asynccontextmanager
 async def operator(kubeconfig: Path, log: Path) -> Any:
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))

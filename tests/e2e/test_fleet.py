@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT, dualcap_process
-from tests.e2e.scenario import connect, ok, operator, until
+from tests.e2e.scenario import connect, ok, operator, until_or_say
 from tests.realcluster.launcher import (
     ControlPlane,
     default_bin_dir,
@@ -262,10 +262,7 @@ class Fleet:
         return "\n".join(lines)
 
     async def until(self, check: Any, what: str) -> Any:
-        try:
-            return await until(check, TIMEOUT, what)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{await self.describe()}") from None
+        return await until_or_say(check, TIMEOUT, what, self.describe)
 
 
 @pytest.fixture

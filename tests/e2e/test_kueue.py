@@ -30,7 +30,7 @@ import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.scenario import connect as connect_client
-from tests.e2e.scenario import miners_daemonset, ok, operator, until
+from tests.e2e.scenario import miners_daemonset, ok, operator, until_or_say
 
 pytestmark = pytest.mark.e2e
 
@@ -216,10 +216,7 @@ class Kq:
         return "\n".join(lines)
 
     async def until(self, check: Any, what: str) -> Any:
-        try:
-            return await until(check, TIMEOUT, what)
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{await self.describe()}") from None
+        return await until_or_say(check, TIMEOUT, what, self.describe)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from tests.operator.test_miner_agent import fleet as fleet
 from tests.operator.test_miner_agent import world as world
 from tests.operator.test_operator import API, http
 from tests.peers.prometheus import Prometheus, PrometheusUnavailable, find_prometheus
+from tests.sandbox.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "dualcap" / "dashboards" / "dualcap.json"
@@ -89,14 +90,7 @@ def price_feeds(tmp: Path) -> dict[str, Any]:
 
 
 async def until(what: str, check: Any, timeout: float = 40.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.2)
+    return await wait_for(check, timeout=timeout, interval=0.2, what=what)
 
 
 async def test_every_dashboard_query_returns_data_from_a_running_operator(

@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Load again this long before a token expires, so no request goes out with a dead one.
 EXPIRY_MARGIN = timedelta(seconds=60)
@@ -170,8 +172,9 @@ def from_kubeconfig(paths: str, context: str | None = None) -> Credentials:
         current = loader.current_context
     except ConfigException as err:
         raise CredentialsError(f"kubeconfig {paths}: {err}") from err
-    except (KeyError, TypeError, ValueError) as err:  # a malformed file
-        raise CredentialsError(f"kubeconfig {paths}: malformed ({err})") from err
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as err:  # a malformed file
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CredentialsError(f"kubeconfig {paths}: malformed ({first})") from err
     name = current.get("name") if isinstance(current, dict) else None
     node = getattr(loader, "_user", None)  # the loader's ConfigNode of the context's user
     user: dict[str, Any] = dict(getattr(node, "value", None) or {})

@@ -185,7 +185,7 @@ class Workers:
             body = (site.get("status") or {}).get("offer")
             key = (worker.name, str(site["metadata"]["name"]))
             stamp = str((body or {}).get("observedAt")) if isinstance(body, dict) else ""
-            if self._seen.get(key, ("", now))[0] != stamp:
+            if key not in self._seen or self._seen[key][0] != stamp:
                 self._seen[key] = (stamp, now)
             made = offer_from_status(body, now, self._seen[key][1])
             if isinstance(made, Offer):

@@ -27,8 +27,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Load again this long before a token expires, so no request goes out with a dead one.
 EXPIRY_MARGIN = timedelta(seconds=60)
@@ -156,6 +154,7 @@ class _Target:
 def from_kubeconfig(paths: str, context: str | None = None) -> Credentials:
     from kubernetes.config.config_exception import ConfigException
     from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
+    from yaml import YAMLError  # as kubernetes, loaded only to read a kubeconfig
 
     missing = [p for p in paths.split(os.pathsep) if p and not Path(p).expanduser().exists()]
     if missing and len(missing) == len([p for p in paths.split(os.pathsep) if p]):
@@ -172,7 +171,7 @@ def from_kubeconfig(paths: str, context: str | None = None) -> Credentials:
         current = loader.current_context
     except ConfigException as err:
         raise CredentialsError(f"kubeconfig {paths}: {err}") from err
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as err:  # a malformed file
+    except (KeyError, TypeError, ValueError, YAMLError) as err:  # a malformed file
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CredentialsError(f"kubeconfig {paths}: malformed ({first})") from err
     name = current.get("name") if isinstance(current, dict) else None

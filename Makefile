@@ -124,11 +124,13 @@ demo: $(STAMP) ## the real operator on a local sandbox through an accelerated su
 	$(BIN)/dualcap-demo
 
 .PHONY: simulate
-simulate: $(STAMP) ## the planner over the two example scenarios; charts in build/
+simulate: $(STAMP) ## the planner over the two example scenarios, and a fleet of 40 sites (--fleet); charts in build/
 	@mkdir -p build
 	$(BIN)/dualcap simulate examples/scenarios/ercot-summer-day.yaml -o build/summer-day.png
 	@echo
 	$(BIN)/dualcap simulate examples/scenarios/ercot-scarcity-2023-08-17.yaml -o build/scarcity.png
+	@echo
+	$(BIN)/dualcap simulate --fleet -o build/fleet.png
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks (planner, sandbox, operator limit drop); they print figures

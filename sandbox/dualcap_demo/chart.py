@@ -6,6 +6,7 @@ site's true draw), with the limit changes marked."""
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ def draw(
         if meter:
             ax.plot(*zip(*meter, strict=True), color="black", lw=0.9, ls=":",
                     label="meter (true draw)")  # fmt: skip
-        for before, after in zip(ss, ss[1:], strict=False):
+        for before, after in itertools.pairwise(ss):
             if abs(after.envelope_kw - before.envelope_kw) > 1e-6:
                 ax.axvline(after.at, color="#c62828", alpha=0.35, lw=6)
         ax.axvline(moment.at, color="#424242", lw=0.8)

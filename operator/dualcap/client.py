@@ -113,13 +113,22 @@ class Client:
         self._timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._failed: BaseException | None = None  # the set-up's error (a bad CA, a bad key)
         self._thread = threading.Thread(target=self._run, name="dualcap-client", daemon=True)
         self._thread.start()
         self._ready.wait()
+        if self._failed is not None:
+            raise self._failed
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._setup())
+        try:
+            self._loop.run_until_complete(self._setup())
+        except BaseException as err:  # said to the caller, never a thread waited on forever
+            self._failed = err
+            self._ready.set()
+            self._loop.close()
+            return
         self._ready.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self.session.close())

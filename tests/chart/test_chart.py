@@ -184,7 +184,9 @@ def test_the_fleet_deployment_and_its_least_privilege() -> None:
     assert secrets["metadata"]["namespace"] == "kueue-system"
     assert secrets["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
+         "resourceNames": ["dualcap-fleet"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     ]  # fmt: skip
     assert not [d for d in render({}) if d["metadata"]["name"].endswith("-fleet")]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from dualcap.api.objects import rfc3339
 from dualcap.cluster.status import offer_status
-from dualcap.fleet.dispatch import Dispatcher, Settings, _waiting, nomination_apply
-from dualcap.fleet.workers import offer_from_status
+from dualcap.fleet.dispatch import Dispatcher, Settings, _waiting, nomination_apply, taken
+from dualcap.fleet.workers import offer_from_status, unsafe_kubeconfig
 from dualcap.planning.offer import Offer, Room, Step
 
 NOW = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)
@@ -76,6 +76,12 @@ def test_a_workload_as_a_job() -> None:
     assert d._job(w).hours == 0.5  # type: ignore[union-attr]
     w["metadata"]["labels"]["dualcap.io/expected-hours"] = "soon"
     assert str(d._job(w)).startswith("cannot place it: a label is not a number")
+    for bad in ("inf", "nan", "1e8", "0"):  # never a pass stopped by one Workload's label
+        w["metadata"]["labels"]["dualcap.io/expected-hours"] = bad
+        assert str(d._job(w)).startswith("cannot place it: dualcap.io/expected-hours must be")
+    w["metadata"]["labels"]["dualcap.io/expected-hours"] = "1"
+    w["metadata"]["labels"]["dualcap.io/usd-per-gpu-hour"] = "nan"
+    assert str(d._job(w)).startswith("cannot place it: dualcap.io/usd-per-gpu-hour must be")
     no_gpus = workload()
     no_gpus["spec"]["podSets"][0]["template"]["spec"]["containers"][0]["resources"] = {}
     assert d._job(no_gpus) == "cannot place it: asks no GPUs"
@@ -96,3 +102,46 @@ def test_the_nomination_is_kueues_admission_status_with_the_cluster() -> None:
     assert status["requeueState"] == {"count": 1}
     assert status["schedulingStats"] == {"evictions": [{"reason": "x", "count": 1}]}
     assert "clusterName" not in status
+
+
+def test_a_worker_kubeconfig_is_refused_as_kueue_refuses_it() -> None:
+    def kc(user: dict[str, Any], cluster: dict[str, Any] | None = None) -> str:
+        import yaml
+
+        return yaml.safe_dump({
+            "clusters": [{"name": "w", "cluster": cluster or {"server": "https://10.0.0.1:6443", "certificate-authority-data": "Zm9v"}}],
+            "users": [{"name": "w", "user": user}],
+            "contexts": [{"name": "w", "context": {"cluster": "w", "user": "w"}}], "current-context": "w",
+        })  # fmt: skip
+
+    assert unsafe_kubeconfig(kc({"token": "t"})) is None
+    assert "exec plugins" in str(
+        unsafe_kubeconfig(kc({"exec": {"command": "sh", "args": ["-c", "touch /tmp/x"]}}))
+    )
+    assert "tokenFile" in str(unsafe_kubeconfig(kc({"tokenFile": "/var/run/secrets/token"})))
+    assert "auth providers" in str(unsafe_kubeconfig(kc({"auth-provider": {"name": "gcp"}})))
+    assert "basic auth" in str(unsafe_kubeconfig(kc({"username": "u", "password": "p"})))
+    assert "certificate file paths" in str(
+        unsafe_kubeconfig(kc({"client-certificate": "/etc/x.crt"}))
+    )
+    assert "insecure-skip-tls-verify" in str(
+        unsafe_kubeconfig(
+            kc({"token": "t"}, {"server": "https://x", "insecure-skip-tls-verify": True})
+        )
+    )
+    assert "certificate-authority file paths" in str(
+        unsafe_kubeconfig(
+            kc({"token": "t"}, {"server": "https://x", "certificate-authority": "/ca.crt"})
+        )
+    )
+    assert "no server" in str(
+        unsafe_kubeconfig(kc({"token": "t"}, {"certificate-authority-data": "Zm9v"}))
+    )
+    assert "not YAML" in str(unsafe_kubeconfig("this: [is not"))
+
+
+def test_what_is_nominated_is_taken_from_the_offer_for_the_rest_of_the_pass() -> None:
+    o = Offer(NOW, 16, 1.0, 1_000, 10, (Room(10, 0), Room(100, 40)), 30, ())
+    after = taken(o, 8, 25.0)
+    assert after.gpus_free == 8 and after.free_kw == 0
+    assert after.room == (Room(85, 40),) and after.available_kw == 85

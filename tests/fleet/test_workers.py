@@ -77,16 +77,27 @@ async def test_workers_and_their_offers_or_why_not(
         secret("good", worker_kubeconfig),
         secret("garbage", "this: [is not a kubeconfig"),
         secret("dead", yaml.safe_dump(dead)),
+        secret("bad-ca", yaml.safe_dump({**dead, "clusters": [{"name": dead["clusters"][0]["name"],
+               "cluster": {"server": "https://127.0.0.1:1", "certificate-authority-data": "bm90IGEgY2VydA=="}}]})),
+        secret("exec", yaml.safe_dump({**dead, "users": [{"name": dead["users"][0]["name"] if dead.get("users") else "u",
+               "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "touch", "args": [str(tmp_path / "pwned")]}}}]})),
         cluster("site-good", {"kubeConfig": {"locationType": "Secret", "location": "good"}}),
         cluster("site-garbage", {"kubeConfig": {"locationType": "Secret", "location": "garbage"}}),
         cluster("site-missing", {"kubeConfig": {"locationType": "Secret", "location": "nothing"}}),
         cluster("site-dead", {"kubeConfig": {"locationType": "Secret", "location": "dead"}}),
         cluster("site-profile", {"clusterProfileRef": {"name": "p"}}),
+        cluster("site-bad-ca", {"kubeConfig": {"locationType": "Secret", "location": "bad-ca"}}),
+        cluster("site-exec", {"kubeConfig": {"locationType": "Secret", "location": "exec"}}),
     ])  # fmt: skip
     workers = Workers(mclient)
     try:
         found = await workers.discover()
-        assert sorted(found) == ["site-dead", "site-garbage", "site-good", "site-missing", "site-profile"]  # fmt: skip
+        assert sorted(found) == ["site-bad-ca", "site-dead", "site-exec", "site-garbage", "site-good", "site-missing", "site-profile"]  # fmt: skip
+        # a kubeconfig whose CA is not a certificate: said, never a fleet hung on it
+        assert found["site-bad-ca"].client is None and found["site-bad-ca"].problem
+        # an exec plugin in a worker's kubeconfig is refused, never run
+        assert "exec plugins are not allowed" in str(found["site-exec"].problem)
+        assert not (tmp_path / "pwned").exists()
         assert "ClusterProfile is not supported" in str(found["site-profile"].problem)
         assert "kueue-system/nothing: 404" in str(found["site-missing"].problem)
         assert "kubeconfig" in str(found["site-garbage"].problem)

@@ -13,7 +13,17 @@ from dualcap.api.objects import rfc3339
 from dualcap.cluster.status import offer_refresh_at, offer_status
 from dualcap.planning import plan
 from dualcap.planning.offer import MAX_TIERS, Offer, Room, offer
-from tests.planning.builders import T0, asic, asics, budget, gpu_nodes, site, snapshot, window
+from tests.planning.builders import (
+    T0,
+    asic,
+    asics,
+    budget,
+    event,
+    gpu_nodes,
+    site,
+    snapshot,
+    window,
+)
 
 # 4 controllers of 1,000 kW earning 50,000 TH/s x 45 USD/PH/day = 93.75 USD/h each; at
 # 20 USD/MWh their energy costs 20 USD/h: 73.75 USD/h lost per MW curtailed.
@@ -97,3 +107,19 @@ def test_the_status_is_kept_until_it_changes_or_is_due() -> None:
     assert changed is not None and changed["gpusFree"] == 8
     assert changed["observedAt"] == rfc3339(T0 + timedelta(seconds=5))
     assert offer_status(None, 60, first, T0) is None
+
+
+def test_the_envelope_ahead_sees_a_cut_behind_a_change_that_does_not_bind() -> None:
+    # budget a: 90 kW from +1 h (above b's 50: nothing changes), then 30 kW from +2 h to
+    # +3 h; budget b: 50 kW. The site's limit: 50, 30 from +2 h, 50 from +3 h.
+    a = budget(limit_kw=100, lead_seconds=0, name="a", events=[
+        event("e1", T0 + timedelta(hours=1), T0 + timedelta(hours=10), 90),
+        event("e2", T0 + timedelta(hours=2), T0 + timedelta(hours=3), 30),
+    ])  # fmt: skip
+    b = budget(limit_kw=50, lead_seconds=0, name="b")
+    o = offer_of(site(), a, b, *asics(1))
+    assert o is not None and o.limit_kw == 50
+    assert [(s.at - T0, s.limit_kw) for s in o.ahead] == [
+        (timedelta(hours=2), 30),
+        (timedelta(hours=3), 50),
+    ]

@@ -98,3 +98,13 @@ def test_nowhere_to_go() -> None:
     assert choice.chosen is None
     assert choice.message == "no site fits: not at a: 0 GPUs free, needs 8; not at b: unreachable"
     assert choose(JOB, [], NOW).message == "no site fits: no worker cluster"
+
+
+def test_a_change_since_the_offer_was_written_counts_as_now() -> None:
+    # written at 12:00 with 100 kW free under 1,000; at 13:00 the limit fell to 905 (900
+    # cannot be shed): at 13:30 only 5 kW are left, and the price is 13:00's
+    o = site_offer(limit=1_000, free=100, ahead=(Step(at(1), 905, 90),))
+    later = NOW + timedelta(hours=1, minutes=30)
+    assert fit(JOB, o, later) == "needs 8 kW, 5 kW of room"
+    roomy = site_offer(limit=1_000, free=100, ahead=(Step(at(1), 1_000, 90),))
+    assert fit(JOB, roomy, later) == (pytest.approx(16 - 8 * 90 / 1000), 8.0, 0)

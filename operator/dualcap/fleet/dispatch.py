@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from dualcap.api.objects import event as event_body
 from dualcap.client import Client
 from dualcap.fleet.leader import Leader
 from dualcap.fleet.workers import KUEUE, Workers
+from dualcap.planning.offer import Offer, Room
 from dualcap.planning.placement import Candidate, Choice, Job, choose
 from dualcap.planning.workloads import workload_lease
 
@@ -37,6 +40,7 @@ DISPATCHER = "dualcap.io/fleet"  # Kueue's multiKueue.dispatcherName
 KUEUE_ADMISSION = "kueue-admission"  # Kueue's field manager of a Workload's admission status
 PRICE_LABEL = "dualcap.io/usd-per-gpu-hour"
 HOURS_LABEL = "dualcap.io/expected-hours"
+MAX_HOURS = 8_760.0  # a year: longer is no expectation
 Obj = dict[str, Any]
 
 
@@ -78,35 +82,57 @@ class Dispatcher:
         if not waiting:
             return []
         workers = await self.workers.discover()
-        candidates: dict[str, Candidate] = {}
+        names = sorted({name for _, clusters in waiting for name in clusters})
+
+        async def candidate(name: str) -> Candidate:
+            worker = workers.get(name)
+            if worker is None:
+                return Candidate(name, None, "no MultiKueueCluster of that name")
+            return await self.workers.candidate(worker, now)
+
+        # the workers asked side by side: one that does not answer costs one timeout a pass
+        found = await asyncio.gather(*(candidate(n) for n in names))
+        candidates = dict(zip(names, found, strict=True))
         out = []
         for wl, clusters in waiting:
-            for name in clusters:
-                if name not in candidates:
-                    worker = workers.get(name)
-                    candidates[name] = (
-                        await self.workers.candidate(worker, now)
-                        if worker is not None
-                        else Candidate(name, None, "no MultiKueueCluster of that name")
-                    )
-            job = self._job(wl)
             meta = wl["metadata"]
             key = f"{meta.get('namespace')}/{meta['name']}"
-            if isinstance(job, str):
-                await self._say(wl, "Warning", "NotPlaced", job, now)
-                out.append(Decision(key, Choice(None, {}), False))
+            try:
+                decision = await self._decide(wl, key, clusters, candidates, now)
+            except Exception:  # one Workload that cannot be decided never stops the others
+                log.exception("deciding %s", key)
                 continue
-            choice = choose(job, [candidates[c] for c in clusters], now)
-            written = False
-            if choice.chosen is not None:
-                written = await self._nominate(wl, choice.chosen.name)
-                if written:
-                    await self._say(wl, "Normal", "Placed", choice.message, now)
-                    log.info("%s: %s", key, choice.message)
-            else:
-                await self._say(wl, "Warning", "NotPlaced", choice.message, now)
-            out.append(Decision(key, choice, written))
+            out.append(decision)
         return out
+
+    async def _decide(
+        self,
+        wl: Obj,
+        key: str,
+        clusters: list[str],
+        candidates: dict[str, Candidate],
+        now: datetime,
+    ) -> Decision:
+        job = self._job(wl)
+        if isinstance(job, str):
+            await self._say(wl, "Warning", "NotPlaced", job, now)
+            return Decision(key, Choice(None, {}), False)
+        choice = choose(job, [candidates[c] for c in clusters], now)
+        written = False
+        if choice.chosen is not None:
+            written = await self._nominate(wl, choice.chosen.name)
+            if written:
+                await self._say(wl, "Normal", "Placed", choice.message, now)
+                log.info("%s: %s", key, choice.message)
+                # what is nominated is taken: the next Workload of this pass sees the rest
+                chosen = candidates[choice.chosen.name]
+                if chosen.offer is not None:
+                    candidates[chosen.name] = Candidate(
+                        chosen.name, taken(chosen.offer, job.gpus, choice.chosen.kw)
+                    )
+        else:
+            await self._say(wl, "Warning", "NotPlaced", choice.message, now)
+        return Decision(key, choice, written)
 
     async def _multikueue_checks(self) -> dict[str, list[str]]:
         """The manager's MultiKueue admission checks: name -> the clusters of its config."""
@@ -146,8 +172,10 @@ class Dispatcher:
                 hours = self.settings.expected_hours
         except ValueError as err:
             return f"cannot place it: a label is not a number ({err})"
-        if price < 0 or hours <= 0:
-            return f"cannot place it: {PRICE_LABEL} must be >= 0 and {HOURS_LABEL} > 0"
+        if not (math.isfinite(price) and price >= 0):
+            return f"cannot place it: {PRICE_LABEL} must be a number >= 0"
+        if not (math.isfinite(hours) and 0 < hours <= MAX_HOURS):
+            return f"cannot place it: {HOURS_LABEL} must be more than 0 and at most {MAX_HOURS}"
         return Job(lease.spec.gpus, price, hours)
 
     async def _nominate(self, wl: Obj, cluster: str) -> bool:
@@ -251,6 +279,20 @@ def nomination_apply(wl: Obj, clusters: list[str]) -> Obj:
         },
         "status": out,
     }
+
+
+def taken(o: Offer, gpus: int, kw: float) -> Offer:
+    """``o`` once a Workload of ``gpus`` GPUs and ``kw`` is nominated there: its GPUs gone,
+    its kW out of the room, the cheapest first (as the fleet's choice counted it)."""
+    left, room = kw, []
+    for r in o.room:
+        take = min(left, r.kw)
+        left -= take
+        if r.kw - take > 1e-9:
+            room.append(Room(r.kw - take, r.lost_usd_per_mwh))
+    return dataclasses.replace(
+        o, gpus_free=max(0, o.gpus_free - gpus), free_kw=max(0.0, o.free_kw - kw), room=tuple(room)
+    )
 
 
 def _waiting(wl: Obj, checks: Mapping[str, list[str]]) -> list[str] | None:

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dualcap.api.common import API_VERSION
 from dualcap.api.objects import parse_rfc3339
 from dualcap.client import Client, connection_info
@@ -87,6 +89,38 @@ def offer_from_status(
         return f"offer unreadable ({type(err).__name__}: {err})"
 
 
+def unsafe_kubeconfig(text: str) -> str | None:
+    """Why a worker's kubeconfig is refused, as Kueue's MultiKueue refuses it (its
+    validateKubeconfig), or None: no exec plugin or auth provider (they would run or call
+    out from the fleet's pod), no file paths (token, CA, client certificate), no basic
+    auth, TLS verified, a server named."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        return f"the kubeconfig is not YAML ({str(err).splitlines()[0]})"
+    if not isinstance(doc, dict):
+        return "the kubeconfig is not a kubeconfig"
+    for entry in doc.get("users") or []:
+        user = (entry or {}).get("user") or {}
+        for key, why in (("exec", "exec plugins"), ("auth-provider", "auth providers"),
+                         ("tokenFile", "tokenFile"), ("client-certificate", "certificate file paths"),
+                         ("client-key", "key file paths"), ("username", "basic auth"),
+                         ("password", "basic auth")):  # fmt: skip
+            if user.get(key):
+                return f"{why} are not allowed in a worker's kubeconfig"
+    for entry in doc.get("clusters") or []:
+        cluster = (entry or {}).get("cluster") or {}
+        if cluster.get("insecure-skip-tls-verify"):
+            return "insecure-skip-tls-verify is not allowed in a worker's kubeconfig"
+        if cluster.get("certificate-authority"):
+            return (
+                "certificate-authority file paths are not allowed (use certificate-authority-data)"
+            )
+        if not cluster.get("server"):
+            return "a cluster of the kubeconfig has no server"
+    return None
+
+
 class Workers:
     """The manager's worker clusters, their clients kept while their kubeconfig stays."""
 
@@ -104,6 +138,8 @@ class Workers:
         for w in self._workers.values():
             if w.client is not None:
                 await w.client.close()
+        while self._closing:
+            await self._closing.pop().close()
         self._workers.clear()
         self._dir.cleanup()
 
@@ -131,8 +167,8 @@ class Workers:
             return
         location = str(source.get("location") or "")
         if source.get("locationType", "Secret") == "Path":
-            path, version = Path(location), f"path:{location}"
-            text = None
+            self._set(Worker(name, None, "its kubeconfig is a path in Kueue's pod: the fleet reads Secrets only"))  # fmt: skip
+            return
         else:
             got = await self.manager.request(
                 "GET", f"/api/v1/namespaces/{self.namespace}/secrets/{location}"
@@ -145,20 +181,28 @@ class Workers:
             if not data:
                 self._set(Worker(name, None, f"its Secret {self.namespace}/{location} has no key kubeconfig"))  # fmt: skip
                 return
-            text = base64.b64decode(data).decode()
             path = Path(self._dir.name) / f"{name}.kubeconfig"
         current = self._workers.get(name)
         if current is not None and current.version == version and current.client is not None:
             return
-        if text is not None:
-            path.write_text(text)
-            path.chmod(0o600)
+        try:
+            text = base64.b64decode(data).decode()
+        except (ValueError, UnicodeDecodeError):
+            self._set(Worker(name, None, f"its Secret {self.namespace}/{location}: the kubeconfig is not text", version))  # fmt: skip
+            return
+        unsafe = unsafe_kubeconfig(text)
+        if unsafe is not None:
+            self._set(Worker(name, None, f"its Secret {self.namespace}/{location}: {unsafe}", version))  # fmt: skip
+            return
+        path.write_text(text)
+        path.chmod(0o600)
         try:
             creds = from_kubeconfig(str(path))
-        except CredentialsError as err:
-            self._set(Worker(name, None, str(err), version))
+            client = Client(connection_info(creds), timeout=self.timeout, credentials=creds)
+        except (CredentialsError, OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            self._set(Worker(name, None, f"its kubeconfig: {err}", version))
             return
-        self._set(Worker(name, Client(connection_info(creds), timeout=self.timeout, credentials=creds), None, version))  # fmt: skip
+        self._set(Worker(name, client, None, version))
 
     def _set(self, worker: Worker) -> None:
         old = self._workers.get(worker.name)

@@ -126,16 +126,21 @@ def ahead(snap: SiteSnapshot, now: datetime) -> tuple[Step, ...]:
     specs = {name: b.spec for name, b in snap.budgets.items()}
     steps: list[Step] = []
     at = now
-    env = compose(specs, at, snap.price_budget).envelope
-    while len(steps) < MAX_STEPS:
-        changes = [
-            t for t in (
-                env.next_change.at if env.next_change else None, env.next_price_change
-            ) if t is not None and t > at
-        ]  # fmt: skip
-        if not changes or min(changes) > now + HORIZON:
+    site = compose(specs, at, snap.price_budget)
+    last = (site.envelope.limit_kw, site.envelope.energy_price_usd_per_mwh)
+    # Stepped on every budget's own next change (the composite's next change is only the
+    # first that moves the lowest limit among each budget's first change), and the price's.
+    for _ in range(4 * MAX_STEPS):
+        changes = [e.next_change.at for e in site.by_budget.values() if e.next_change]
+        if site.envelope.next_price_change is not None:
+            changes.append(site.envelope.next_price_change)
+        changes = [t for t in changes if t > at]
+        if not changes or min(changes) > now + HORIZON or len(steps) >= MAX_STEPS:
             break
         at = min(changes)
-        env = compose(specs, at, snap.price_budget).envelope
-        steps.append(Step(at, env.limit_kw, env.energy_price_usd_per_mwh))
+        site = compose(specs, at, snap.price_budget)
+        now_is = (site.envelope.limit_kw, site.envelope.energy_price_usd_per_mwh)
+        if now_is != last:
+            steps.append(Step(at, *now_is))
+            last = now_is
     return tuple(steps)

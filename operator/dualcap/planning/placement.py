@@ -102,17 +102,23 @@ def _fit(job: Job, o: Offer, now: datetime, end: datetime) -> tuple[float, float
     kw = job.gpus * o.per_gpu_kw
     if o.gpus_free < job.gpus:
         return _No(NO_GPUS, (o.gpus_free, job.gpus))
-    if o.available_kw + 1e-6 < kw:
-        return _No(NO_ROOM, (kw, o.available_kw))
+    available, price_now = o.available_kw, o.energy_usd_per_mwh
     if o.ahead:
         at = o.ahead_at
-        during = o.ahead[bisect_right(at, now) : bisect_left(at, end)]
+        first = bisect_right(at, now)
+        during = o.ahead[first : bisect_left(at, end)]
+        if first:  # changes since the offer was written: the latest is the site's now
+            current = o.ahead[first - 1]
+            available = min(available, max(0.0, current.limit_kw - o.floor_kw))
+            price_now = current.energy_usd_per_mwh
     else:
         during = ()
+    if available + 1e-6 < kw:
+        return _No(NO_ROOM, (kw, available))
     for s in during:
         if s.limit_kw - o.floor_kw + 1e-6 < kw:
             return _No(CUT, (s.limit_kw, s.at))
-    price = _average_price(o, now, end) if during else o.energy_usd_per_mwh
+    price = _average_price(o, now, end) if during else price_now
     displaced, left = 0.0, kw
     for tier in o.room:
         take = min(left, tier.kw)

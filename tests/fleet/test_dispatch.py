@@ -9,9 +9,9 @@ from typing import Any
 
 from dualcap.api.objects import rfc3339
 from dualcap.cluster.status import offer_status
-from dualcap.fleet.dispatch import Dispatcher, Settings, _waiting, nomination_apply, taken
+from dualcap.fleet.dispatch import Dispatcher, Settings, _waiting, nomination_apply
 from dualcap.fleet.workers import offer_from_status, unsafe_kubeconfig
-from dualcap.planning.offer import Offer, Room, Step
+from dualcap.planning.offer import Offer, Room, Step, taken
 
 NOW = datetime(2026, 7, 14, 12, 0, tzinfo=UTC)
 CHECKS = {"multikueue": ["site-a", "site-b"]}

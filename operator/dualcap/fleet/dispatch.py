@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from dualcap.api.objects import event as event_body
 from dualcap.client import Client
 from dualcap.fleet.leader import Leader
 from dualcap.fleet.workers import KUEUE, Workers
-from dualcap.planning.offer import Offer, Room
+from dualcap.planning.offer import taken
 from dualcap.planning.placement import Candidate, Choice, Job, choose
 from dualcap.planning.workloads import workload_lease
 
@@ -279,20 +278,6 @@ def nomination_apply(wl: Obj, clusters: list[str]) -> Obj:
         },
         "status": out,
     }
-
-
-def taken(o: Offer, gpus: int, kw: float) -> Offer:
-    """``o`` once a Workload of ``gpus`` GPUs and ``kw`` is nominated there: its GPUs gone,
-    its kW out of the room, the cheapest first (as the fleet's choice counted it)."""
-    left, room = kw, []
-    for r in o.room:
-        take = min(left, r.kw)
-        left -= take
-        if r.kw - take > 1e-9:
-            room.append(Room(r.kw - take, r.lost_usd_per_mwh))
-    return dataclasses.replace(
-        o, gpus_free=max(0, o.gpus_free - gpus), free_kw=max(0.0, o.free_kw - kw), room=tuple(room)
-    )
 
 
 def _waiting(wl: Obj, checks: Mapping[str, list[str]]) -> list[str] | None:

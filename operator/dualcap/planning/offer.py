@@ -17,7 +17,7 @@ Each site's own power check still decides admission: an offer is advice, never a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from dualcap.api.site import ControllerState
@@ -117,6 +117,20 @@ def _merged(tiers: list[Room]) -> list[Room]:
         cost = sum(r.kw * r.lost_usd_per_mwh for r in rest) / kw
         merged = [*merged[: keep - 1], Room(kw, cost)]
     return merged
+
+
+def taken(o: Offer, gpus: int, kw: float) -> Offer:
+    """``o`` once a Workload of ``gpus`` GPUs and ``kw`` is nominated there: its GPUs gone,
+    its kW out of the room, the cheapest first (as the fleet's choice counted it)."""
+    left, room = kw, []
+    for r in o.room:
+        take = min(left, r.kw)
+        left -= take
+        if r.kw - take > 1e-9:
+            room.append(Room(r.kw - take, r.lost_usd_per_mwh))
+    return replace(
+        o, gpus_free=max(0, o.gpus_free - gpus), free_kw=max(0.0, o.free_kw - kw), room=tuple(room)
+    )
 
 
 def ahead(snap: SiteSnapshot, now: datetime) -> tuple[Step, ...]:

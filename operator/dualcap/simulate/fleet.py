@@ -12,7 +12,8 @@ mining making room), and when the limit falls below what the GPUs draw, preempti
 Three policies, the same sites, jobs and accounting:
 - dualcap: `planning.placement.choose` on each site's offer (`planning.offer.Offer`), the
   rule of `dualcap fleet`: the best expected margin where the job fits now and for its
-  duration;
+  duration; the offers read once a step, what is placed taken from them for the rest of
+  the step, a job sent to a site waiting there until it fits (as `dualcap fleet` does);
 - round robin: the next site in turn with the GPUs free (a job sent where the power is
   short waits there until it fits);
 - most free GPUs: the site with the most GPUs free (likewise).
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dualcap.planning.offer import Offer, Room, Step
+from dualcap.planning.offer import Offer, Room, Step, taken
 from dualcap.planning.placement import Candidate, Job, choose
 
 STEP = timedelta(minutes=5)
@@ -199,6 +200,8 @@ def run_policy(policy: str, sites: list[SimSite], jobs: list[SimJob]) -> Totals:
         for j in [j for j in arrived if not j.running]:
             if j.site is None:
                 j.site, turn = _place(policy, j, sites, used, offers, now, turn)
+                if j.site is not None and offers:  # as `dualcap fleet`: taken for this pass
+                    offers[j.site] = taken(offers[j.site], j.gpus, j.kw)
             if j.site is None:
                 continue
             s = by_name[j.site]
@@ -209,10 +212,6 @@ def run_policy(policy: str, sites: list[SimSite], jobs: list[SimJob]) -> Totals:
                 j.running = True
                 used[s.name] += j.gpus
                 load[s.name] += j.kw
-                if offers:
-                    offers[s.name] = offer_of(s, load[s.name], used[s.name], now)
-            elif policy == "dualcap":
-                j.site = None  # placed only where it fits: try again next step
         # 3. the step accounted
         step_net = 0.0
         for s in sites:

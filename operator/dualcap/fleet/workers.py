@@ -225,6 +225,9 @@ class Workers:
             return Candidate(worker.name, None, f"unreachable ({why})")
         offers: list[tuple[str, Offer]] = []
         problems = []
+        listed = {(worker.name, str(s["metadata"]["name"])) for s in (got.body or {}).get("items") or []}  # fmt: skip
+        for gone in [k for k in self._seen if k[0] == worker.name and k not in listed]:
+            del self._seen[gone]  # a site deleted: forgotten
         for site in (got.body or {}).get("items") or []:
             body = (site.get("status") or {}).get("offer")
             key = (worker.name, str(site["metadata"]["name"]))

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from dualcap.api.common import CURTAILED_AT_ANNOTATION, CURTAILED_TAINT_KEY
-from tests.operator.conftest import SITE, Running, cluster_objects
+from tests.operator.conftest import SITE, WRITES, Running, cluster_objects
 from tests.sandbox.conftest import wait_for
 
 API = "/apis/dualcap.io/v1alpha1"
@@ -261,15 +261,25 @@ async def test_an_idle_site_makes_no_writes(site: Running) -> None:
     await site.settle()
     await site.reconciled()  # the status writes of the settling reconciles are done
     before, reconciles = site.writes(), site.state.reconciles
+    by_agent = dict(site.sb.api.audit.by_agent)
+
+    def written() -> dict[tuple[str, ...], int]:
+        """The writes since ``by_agent``, by client and resource (what a failure shows)."""
+        now = site.sb.api.audit.by_agent
+        return {
+            k: n - by_agent.get(k, 0) for k, n in now.items()
+            if k[1] in WRITES and n != by_agent.get(k, 0)
+        }  # fmt: skip
+
     await wait_for(
         lambda: _reconciled(site, reconciles + 10), timeout=10, what="10 more reconciles"
     )
-    assert site.writes() == before
+    assert site.writes() == before, written()
     # Restarted on a settled cluster: still nothing to write.
     await site.shutdown()
     await site.start()
     await wait_for(lambda: _reconciled(site, 5), timeout=10, what="5 reconciles after the restart")
-    assert site.writes() == before
+    assert site.writes() == before, written()
 
 
 async def _reconciled(site, n):

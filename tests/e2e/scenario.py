@@ -140,24 +140,7 @@ def objects(asic_node: str, gpu_node: str) -> list[tuple[str, dict[str, Any]]]:
     return [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
         (f"/apis/apps/v1/namespaces/{NS}/daemonsets", miners_daemonset(NS, "miner-agent", "e2e-miner", SITE, PAUSE)),
-        (f"{API}/sites", {
-            "apiVersion": "dualcap.io/v1alpha1", "kind": "Site", "metadata": {"name": SITE},
-            "spec": {
-                "nodeSelector": {"matchLabels": {"dualcap.io/site": SITE}},
-                "facility": {"pue": 1.0, "fixedKW": 0},
-                "asic": {
-                    "nodeSelector": {"matchLabels": {"dualcap.io/role": "asic"}},
-                    "miningPodSelector": {"matchLabels": {"app": "e2e-miner"}},
-                    "powerKW": 100, "hashrateTHs": 5000, "hashpriceUSDPerPHDay": 45,
-                },
-                "gpu": {
-                    "nodeSelector": {"matchLabels": {"dualcap.io/role": "gpu"}},
-                    "resourceName": GPU, "powerPerGPUKW": 1.0, "idlePowerKW": 0.5,
-                },
-                "behavior": {"minMiningSeconds": 0, "minCurtailedSeconds": 0,
-                             "maxRampUpKWPerMinute": 100000, "onDelete": "Release"},
-            },
-        }),
+        (f"{API}/sites", site_object(SITE, miner_app="e2e-miner", asic_kw=100, per_gpu_kw=1.0, idle_kw=0.5)),
         (f"{API}/powerbudgets", {
             "apiVersion": "dualcap.io/v1alpha1", "kind": "PowerBudget", "metadata": {"name": SITE},
             "spec": {"siteRef": SITE, "limitKW": 200, "energyPrice": {"usdPerMWh": 30}},
@@ -172,6 +155,42 @@ def objects(asic_node: str, gpu_node: str) -> list[tuple[str, dict[str, Any]]]:
             },
         }),
     ]  # fmt: skip
+
+
+def site_object(
+    name: str,
+    *,
+    miner_app: str | None = None,
+    asic_kw: float = 0.0,
+    per_gpu_kw: float = 1.0,
+    idle_kw: float = 0.0,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Site of the real-cluster tier: its nodes by the site label, ASIC controllers (when
+    ``miner_app`` names their miners' pods) and GPU nodes by role, no hysteresis, no ramp."""
+    body: dict[str, Any] = {
+        "nodeSelector": {"matchLabels": {"dualcap.io/site": name}},
+        "facility": {"pue": 1.0, "fixedKW": 0},
+        "gpu": {
+            "nodeSelector": {"matchLabels": {"dualcap.io/role": "gpu"}},
+            "resourceName": GPU, "powerPerGPUKW": per_gpu_kw, "idlePowerKW": idle_kw,
+        },
+        "behavior": {"minMiningSeconds": 0, "minCurtailedSeconds": 0,
+                     "maxRampUpKWPerMinute": 100000, "onDelete": "Release"},
+        **spec,
+    }  # fmt: skip
+    if miner_app is not None:
+        body["asic"] = {
+            "nodeSelector": {"matchLabels": {"dualcap.io/role": "asic"}},
+            "miningPodSelector": {"matchLabels": {"app": miner_app}},
+            "powerKW": asic_kw, "hashrateTHs": 5000, "hashpriceUSDPerPHDay": 45,
+        }  # fmt: skip
+    return {
+        "apiVersion": "dualcap.io/v1alpha1",
+        "kind": "Site",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def miners_daemonset(namespace: str, name: str, app: str, site: str, image: str) -> dict[str, Any]:

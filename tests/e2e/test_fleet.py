@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT, dualcap_process
-from tests.e2e.scenario import connect, ok, operator, until_or_say
+from tests.e2e.scenario import connect, ok, operator, site_object, until_or_say
 from tests.realcluster.launcher import (
     ControlPlane,
     default_bin_dir,
@@ -86,12 +86,7 @@ def worker_objects(site: str, price: float) -> list[dict[str, Any]]:
     ]  # fmt: skip
     return [
         *nodes,
-        {"apiVersion": "dualcap.io/v1alpha1", "kind": "Site", "metadata": {"name": site},
-         "spec": {"nodeSelector": {"matchLabels": {"dualcap.io/site": site}},
-                  "facility": {"pue": 1.0, "fixedKW": 0},
-                  "gpu": {"nodeSelector": {"matchLabels": {"dualcap.io/role": "gpu"}},
-                          "resourceName": GPU, "powerPerGPUKW": 1.0, "idlePowerKW": 0},
-                  "offer": {"refreshSeconds": 10}}},
+        site_object(site, offer={"refreshSeconds": 10}),
         {"apiVersion": "dualcap.io/v1alpha1", "kind": "PowerBudget", "metadata": {"name": site},
          "spec": {"siteRef": site, "limitKW": 100, "leadTimeSeconds": 0,
                   "energyPrice": {"usdPerMWh": price}}},

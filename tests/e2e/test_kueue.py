@@ -30,7 +30,7 @@ import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.scenario import connect as connect_client
-from tests.e2e.scenario import miners_daemonset, ok, operator, until_or_say
+from tests.e2e.scenario import miners_daemonset, ok, operator, site_object, until_or_say
 
 pytestmark = pytest.mark.e2e
 
@@ -63,24 +63,7 @@ def site_objects() -> list[tuple[str, dict[str, Any]]]:
     return [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
         (f"/apis/apps/v1/namespaces/{NS}/daemonsets", miners_daemonset(NS, "miners", "kq-miner", SITE, "miner")),
-        (f"{API}/sites", {
-            "apiVersion": "dualcap.io/v1alpha1", "kind": "Site", "metadata": {"name": SITE},
-            "spec": {
-                "nodeSelector": {"matchLabels": {"dualcap.io/site": SITE}},
-                "facility": {"pue": 1.0, "fixedKW": 0},
-                "asic": {
-                    "nodeSelector": {"matchLabels": {"dualcap.io/role": "asic"}},
-                    "miningPodSelector": {"matchLabels": {"app": "kq-miner"}},
-                    "powerKW": 40, "hashrateTHs": 5000, "hashpriceUSDPerPHDay": 45,
-                },
-                "gpu": {
-                    "nodeSelector": {"matchLabels": {"dualcap.io/role": "gpu"}},
-                    "resourceName": GPU, "powerPerGPUKW": 2.0, "idlePowerKW": 0,
-                },
-                "behavior": {"minMiningSeconds": 0, "minCurtailedSeconds": 0,
-                             "maxRampUpKWPerMinute": 100000, "onDelete": "Release"},
-            },
-        }),
+        (f"{API}/sites", site_object(SITE, miner_app="kq-miner", asic_kw=40, per_gpu_kw=2.0)),
         (f"{API}/powerbudgets", {
             "apiVersion": "dualcap.io/v1alpha1", "kind": "PowerBudget", "metadata": {"name": SITE},
             "spec": {"siteRef": SITE, "limitKW": 130, "energyPrice": {"usdPerMWh": 30}},

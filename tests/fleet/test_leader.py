@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
-import kopf
 import pytest
 
 from dualcap.client import Client
 from dualcap.fleet.leader import Leader
 from dualcap_sandbox.app import Sandbox
+from tests.e2e.scenario import connect
 
 
 class Ticker:
@@ -22,13 +21,10 @@ class Ticker:
 
 
 @pytest.fixture
-async def client(tmp_path, monkeypatch) -> AsyncIterator[Client]:
+async def client(tmp_path) -> AsyncIterator[Client]:
     sb = Sandbox()
     await sb.start()
-    monkeypatch.setenv("KUBECONFIG", str(sb.write_kubeconfig(tmp_path / "kubeconfig")))
-    info = kopf.login_with_kubeconfig(logger=logging.getLogger("test"), settings=kopf.OperatorSettings())  # fmt: skip
-    assert info is not None
-    c = Client(info)
+    c = connect(sb.write_kubeconfig(tmp_path / "kubeconfig"))
     try:
         yield c
     finally:

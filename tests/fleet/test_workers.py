@@ -5,12 +5,10 @@ connected through its Secret, or why not; each worker's offer, or why none."""
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import kopf
 import pytest
 import yaml
 
@@ -19,6 +17,7 @@ from dualcap.fleet.workers import Workers
 from dualcap.manifests import load_objects
 from dualcap.planning.offer import Offer
 from dualcap_sandbox.app import Sandbox, kubeconfig
+from tests.e2e.scenario import connect
 from tests.operator.conftest import SITE, Running
 from tests.operator.conftest import clock as clock  # the operator's fixtures, used by name
 from tests.operator.conftest import sandbox as sandbox
@@ -46,18 +45,7 @@ async def manager(tmp_path: Path) -> AsyncIterator[tuple[Sandbox, Client]]:
     sb = Sandbox()
     await sb.start()
     sb.load_objects(load_objects(str(crds)))
-    path = sb.write_kubeconfig(tmp_path / "manager.kubeconfig")
-    import os
-
-    old = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(path)
-    try:
-        info = kopf.login_with_kubeconfig(logger=logging.getLogger("t"), settings=kopf.OperatorSettings())  # fmt: skip
-    finally:
-        if old is not None:
-            os.environ["KUBECONFIG"] = old
-    assert info is not None
-    client = Client(info)
+    client = connect(sb.write_kubeconfig(tmp_path / "manager.kubeconfig"))
     try:
         yield sb, client
     finally:

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import kopf
-import pytest
 
 from dualcap.client import Client
 from dualcap.signals.openadr import Adapter
 from tests.operator.conftest import Running
+from tests.peers.openadr_fixtures import vtn as vtn  # the VTN fixture, used by name
 from tests.peers.vtn import Vtn, load_dispatch
 from tests.signals.test_openadr_e2e import config
 
 SITE = "tx-rockdale-1"
-
-
-@pytest.fixture
-async def vtn() -> AsyncIterator[Vtn]:
-    v = Vtn()
-    await v.start()
-    try:
-        yield v
-    finally:
-        await v.stop()
 
 
 async def test_a_dispatch_on_the_vtn_brings_the_site_inside_it(

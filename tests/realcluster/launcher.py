@@ -172,6 +172,7 @@ class ControlPlane:
         self.workdir = workdir
         self.bin_dir = bin_dir or default_bin_dir()
         self.ports = ports or Ports()
+        self._ports_chosen = ports is None  # ours to choose again on a collision
         self.extra_apiserver_flags = apiserver_flags
         self.start_timeout = start_timeout
         self.components: dict[str, Component] = {}
@@ -208,7 +209,24 @@ class ControlPlane:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Starts every component. Ports are chosen free beforehand, so another process
+        (an outgoing connection's ephemeral port) can take one before its component binds
+        it: a start that fails on "address already in use" is made again on new ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except LaunchError as err:
+                collided = "address already in use" in str(err)
+                if not collided or not self._ports_chosen or attempt == attempts:
+                    raise
+                self.components = {}
+                self.ports = Ports()
+                if self.kueue:
+                    self.kueue_ports = KueuePorts()
+
+    def _start_once(self) -> None:
         missing = missing_binaries(self.bin_dir, CONTROL_PLANE + (("kueue",) if self.kueue else ()))
         if missing:
             raise LaunchError(

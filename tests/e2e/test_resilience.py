@@ -5,7 +5,6 @@ site ends where the plan says, with no duplicate lease pod and nothing lost."""
 
 from __future__ import annotations
 
-import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,27 +66,7 @@ async def one_lease_pod(t: Target) -> bool:
     return len(pods) == 1 and (pods[0].get("status") or {}).get("phase") == "Running"
 
 
-COMPACTION = os.environ.get("DUALCAP_E2E_COMPACTION") == "1"
-
-
-@pytest.mark.parametrize(
-    "compaction",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.skipif(
-                not COMPACTION,
-                reason="the compaction step does not pass every run: 3 of 9 runs failed on"
-                " 2026-12-07 (the cut made during the freeze carried out and the site inside"
-                " every time; the guaranteed lease's pod, shed and made again, not Running"
-                " within 30 s: kube-scheduler logged 'Scheduler cache is corrupted' for it"
-                " after the apiserver restart); DUALCAP_E2E_COMPACTION=1 runs it",
-            ),
-        ),
-    ],
-    ids=["restarts", "restarts-and-compaction"],
-)
+@pytest.mark.parametrize("compaction", [False, True], ids=["restarts", "restarts-and-compaction"])
 async def test_restarts_and_compaction_lose_nothing(
     cluster: Cluster, local: ControlPlane, tmp_path: Path, compaction: bool
 ) -> None:

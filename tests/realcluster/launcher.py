@@ -24,6 +24,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +73,15 @@ def missing_binaries(bin_dir: Path, names: tuple[str, ...]) -> list[str]:
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
+# Started again when they exit, as the kubelet restarts a control plane's static pods:
+# kube-scheduler exits on purpose when it finds its cache corrupted ("Scheduler cache is
+# corrupted", which a watch re-listed after an etcd compaction can show it) and counts on
+# being restarted. etcd and kube-apiserver are not: the tests stop and start them
+# themselves, and one that dies must fail the test, not be hidden.
+SUPERVISED = ("kube-controller-manager", "kube-scheduler", "kwok", "kueue")
+RESTART_BACKOFF = (1.0, 30.0)  # the first wait after an exit, and the most (doubling)
+RESTART_RESET = 60.0  # a component that ran this long before exiting starts the backoff over
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -111,8 +121,10 @@ class Component:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     def start(self, env: dict[str, str] | None = None) -> None:
+        self.started_at = time.monotonic()
         out = self.log.open("ab")
         try:
             self.proc = subprocess.Popen(
@@ -177,6 +189,10 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.components: dict[str, Component] = {}
         self.pki: Pki | None = None
+        self.restarts: dict[str, int] = {}  # by component: exits the supervisor restarted
+        self._lock = threading.RLock()  # the components, between the test and the supervisor
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
         # Kueue beside it (tests/realcluster/kueue.py): its CRDs, webhooks and controller
         self.kueue = kueue
         self.kueue_ports: KueuePorts | None = KueuePorts() if kueue else None
@@ -256,13 +272,56 @@ class ControlPlane:
             self.stop()
             self.kubeconfig.unlink(missing_ok=True)
             raise
+        self._stopping.clear()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="control-plane-supervisor", daemon=True
+        )
+        self._supervisor.start()
 
     def stop(self) -> None:
-        for name in reversed(list(self.components)):
-            self.components[name].stop()
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(10)
+        self._supervisor = None
+        with self._lock:
+            for name in reversed(list(self.components)):
+                self.components[name].stop()
 
     def stop_component(self, name: str) -> None:
-        self.components[name].stop()
+        """Stop one component; the supervisor leaves it stopped until `start_component`."""
+        with self._lock:
+            self.components[name].stop()
+
+    def _supervise(self) -> None:
+        """Start a supervised component again when it exits on its own (not when stopped),
+        after a wait that doubles with each exit of a crash loop, as the kubelet's does. Each
+        restart is counted in `restarts` and written in the component's log."""
+        backoff: dict[str, float] = {}
+        due: dict[str, float] = {}
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                for name, comp in self.components.items():
+                    proc = comp.proc
+                    if proc is None:  # stopped on purpose: left stopped
+                        due.pop(name, None)
+                    if name not in SUPERVISED or proc is None or proc.poll() is None:
+                        continue
+                    now = time.monotonic()
+                    if name not in due:
+                        if now - comp.started_at > RESTART_RESET:
+                            backoff.pop(name, None)
+                        wait = backoff.get(name, RESTART_BACKOFF[0])
+                        backoff[name] = min(wait * 2, RESTART_BACKOFF[1])
+                        due[name] = now + wait
+                        with comp.log.open("a") as f:
+                            f.write(
+                                f"\n[launcher] {name} exited with code {proc.returncode}: "
+                                f"starting it again in {wait:.0f}s\n"
+                            )
+                    if now >= due[name]:
+                        del due[name]
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        comp.start()
 
     def start_component(self, name: str) -> None:
         """Start a stopped component again, with the same flags, and wait until it is ready."""
@@ -277,8 +336,9 @@ class ControlPlane:
         self._start(name, checks[name])
 
     def _start(self, name: str, ready: Callable[[], bool]) -> None:
-        comp = self.components[name]
-        comp.start()
+        with self._lock:
+            comp = self.components[name]
+            comp.start()
         self._wait(name, ready)
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
@@ -320,9 +380,13 @@ class ControlPlane:
 
     def logs(self, lines: int = 60) -> str:
         """The tail of every component's log, for a failed test's report."""
+        restarted = ", ".join(f"{n} x{k}" for n, k in self.restarts.items())
         return "\n".join(
-            f"----- {name} ({c.log}) -----\n{tail(c.log, lines)}"
-            for name, c in self.components.items()
+            [f"restarted by the launcher's supervisor: {restarted or 'none'}"]
+            + [
+                f"----- {name} ({c.log}) -----\n{tail(c.log, lines)}"
+                for name, c in self.components.items()
+            ]
         )
 
     # -- the components' flags: one function each ------------------------------------------
@@ -471,7 +535,10 @@ class ControlPlane:
         """kwok's own "fast" stages, but a Job's pod labelled ``keeprunning`` runs until it
         is deleted (kwok completes every Job pod at once otherwise): the long training
         runs the Kueue tests need."""
-        docs = list(yaml.safe_load_all((self.bin_dir.parent / "kwok" / "stages.yaml").read_text()))
+        source = self.bin_dir.parent / "kwok" / "stages.yaml"
+        if not source.is_file():
+            raise LaunchError(f"kwok's stages {source} are missing (`make kube-bins` writes them)")
+        docs = list(yaml.safe_load_all(source.read_text()))
         for doc in docs:
             if doc and doc.get("metadata", {}).get("name") == "pod-complete":
                 doc["spec"]["selector"]["matchExpressions"].append(

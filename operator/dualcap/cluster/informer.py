@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from dualcap.api.common import LEASE_LABEL, SITE_LABEL, LabelSelector
@@ -36,6 +37,11 @@ WATCH_SECONDS = 300  # the server closes a watch after this; it resumes from its
 def _gated(labels: Mapping[str, str]) -> bool:
     """A lease's pod, or a pod of a Workload dualcap's power check admitted."""
     return LEASE_LABEL in labels or WORKLOAD_LABEL in labels
+
+
+# Stamps of change, one increasing count for the whole process: the snapshot tokens of the
+# views (ClusterView, KueueView) and of dualcap's own objects (Resources).
+stamp = itertools.count(1).__next__
 
 
 class Gone(Exception):
@@ -175,6 +181,14 @@ class ClusterView:
         self.nodes_by_site_label: dict[str, dict[str, Obj]] = {}
         self.pods_by_node: dict[str, dict[Key, Obj]] = {}
         self.lease_pods_by_site: dict[str, dict[Key, Obj]] = {}
+        # What changed when, for the sites' snapshot tokens (``site_version``): the stamp of
+        # the last node or pod event, and of the last change under each site label (a node
+        # with the label, or a pod on such a node) and of each site's lease pods. Stamps
+        # come from one counter for the whole process (a view made again never repeats a
+        # token of the one before); what never changed counts from the view's birth.
+        self.born = self.changes = stamp()
+        self._label_changed: dict[str, int] = {}
+        self._lease_pods_changed: dict[str, int] = {}
         self.informers = [Informer(client, "/api/v1/nodes", projections.node, self._node, "nodes")]
         pod_paths = (
             [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces]
@@ -210,14 +224,25 @@ class ClusterView:
         ).values()
         return [n for n in candidates if selector.matches(n["metadata"].get("labels"))]
 
+    def site_version(self, site: str, selector: LabelSelector | None) -> Hashable:
+        """Changes with every event that can change what ``site`` gathers from the view:
+        its nodes (by its site label, or any node when its selector names none), the pods
+        on them, and its lease pods."""
+        label = selector.site_label() if selector is not None else None
+        nodes = self._label_changed.get(label, self.born) if label is not None else self.changes
+        return (label is None, nodes, self._lease_pods_changed.get(site, self.born))
+
     # --- indexes, kept on every change -------------------------------------------------
     def _node(self, kind: str, obj: Obj | None, old: Obj | None) -> None:
+        self.changes = stamp()
         for node, add in ((old, False), (obj, True)):
             if node is None:
                 continue
             name = node["metadata"]["name"]
             labels = node["metadata"].get("labels") or {}
             label = labels.get(SITE_LABEL)
+            if label is not None:
+                self._label_changed[label] = self.changes
             if add:
                 self.nodes[name] = node
                 if label is not None:
@@ -237,6 +262,7 @@ class ClusterView:
         ).get(PLANNED_NODE_ANNOTATION)
 
     def _pod(self, kind: str, obj: Obj | None, old: Obj | None) -> None:
+        self.changes = stamp()
         for pod, add in ((old, False), (obj, True)):
             if pod is None:
                 continue
@@ -244,6 +270,12 @@ class ClusterView:
             node = self._pod_node(pod)
             labels = pod["metadata"].get("labels") or {}
             lease_site = labels.get(SITE_LABEL) if _gated(labels) else None
+            host = self.nodes.get(node) if node else None
+            label = ((host["metadata"].get("labels") or {}).get(SITE_LABEL)) if host else None
+            if label is not None:
+                self._label_changed[label] = self.changes
+            if lease_site:
+                self._lease_pods_changed[lease_site] = self.changes
             if node:
                 on_node = self.pods_by_node.setdefault(node, {})
                 if add:

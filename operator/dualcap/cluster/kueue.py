@@ -35,7 +35,7 @@ from dualcap.api.names import (
 )
 from dualcap.api.objects import rfc3339, set_conditions
 from dualcap.client import Client, Response
-from dualcap.cluster.informer import Informer
+from dualcap.cluster.informer import Informer, stamp
 from dualcap.planning.decisions import LeaseDecision
 from dualcap.planning.entities import Lease
 from dualcap.planning.workloads import check_site
@@ -89,6 +89,7 @@ class KueueView:
         self._loop: asyncio.Task[None] | None = None
         self.on_check: list[Callable[[Obj], None]] = []  # the check's Active condition
         self._forbidden_said = False
+        self.changes = stamp()  # the last change of the checks or Workloads (sites' tokens)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class KueueView:
                 await self._stop_informers()
                 for site in {s for c in self.checks.values() if (s := check_site(c))}:
                     self.wake_site(site)
+                self.changes = stamp()
                 self.checks.clear()
                 self.workloads.clear()
             self.served = served
@@ -166,6 +168,7 @@ class KueueView:
     # --- indexes -----------------------------------------------------------------------------
 
     def _on_check(self, _kind: str, obj: Obj | None, old: Obj | None) -> None:
+        self.changes = stamp()
         for check in (old, obj):
             site = check_site(check) if check is not None else None
             if site is not None:
@@ -183,6 +186,7 @@ class KueueView:
             self.checks.pop(name, None)
 
     def _on_workload(self, _kind: str, obj: Obj | None, old: Obj | None) -> None:
+        self.changes = stamp()
         body = obj or old
         assert body is not None
         key = (str(body["metadata"].get("namespace") or ""), str(body["metadata"].get("name")))

@@ -21,7 +21,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,7 +35,7 @@ from dualcap.api.site import node_selector_of
 from dualcap.client import Client, ConnectionInfo, connection_info
 from dualcap.cluster import apply, events
 from dualcap.cluster.feeds import PricePoller
-from dualcap.cluster.informer import ClusterView
+from dualcap.cluster.informer import ClusterView, stamp
 from dualcap.cluster.kueue import KueueView, check_conditions
 from dualcap.cluster.meters import GpuPowerPoller, MeterPoller
 from dualcap.cluster.metrics import Metrics
@@ -88,8 +88,24 @@ class Resources:
     _custom: set[str] = field(default_factory=set)  # sites selecting by other labels
     _budgets_by_site: dict[str, dict[str, Obj]] = field(default_factory=dict)
     _leases_by_site: dict[str, dict[LeaseKey, Obj]] = field(default_factory=dict)
+    # The stamp of the last change of each site's Site, budgets or leases: the site's part
+    # of its snapshot token (``site_version``)
+    _changed: dict[str, int] = field(default_factory=dict)
+    born: int = field(default_factory=stamp)
+
+    def site_version(self, site: str) -> int:
+        return self._changed.get(site, self.born)
+
+    def _mark(self, sites: set[str]) -> set[str]:
+        now = stamp()
+        for site in sites:
+            self._changed[site] = now
+        return sites
 
     def site_event(self, name: str, body: Mapping[str, Any] | None) -> set[str]:
+        return self._mark(self._site_event(name, body))
+
+    def _site_event(self, name: str, body: Mapping[str, Any] | None) -> set[str]:
         old = self.selectors.pop(name, None)
         label = old.site_label() if old is not None else None
         if label is not None:
@@ -118,10 +134,10 @@ class Resources:
         return found
 
     def budget_event(self, name: str, body: Mapping[str, Any] | None) -> set[str]:
-        return _move(self.budgets, self._budgets_by_site, name, body)
+        return self._mark(_move(self.budgets, self._budgets_by_site, name, body))
 
     def lease_event(self, key: LeaseKey, body: Mapping[str, Any] | None) -> set[str]:
-        return _move(self.leases, self._leases_by_site, key, body)
+        return self._mark(_move(self.leases, self._leases_by_site, key, body))
 
     def budgets_of(self, site: str) -> list[Obj]:
         return list(self._budgets_by_site.get(site, {}).values())
@@ -175,6 +191,8 @@ class Operator:
     view: ClusterView | None = None
     kueue: KueueView | None = None  # dualcap's power admission check, while Kueue is served
     wakers: dict[str, asyncio.Event] = field(default_factory=dict)
+    # site -> (its token, the objects gathered under it): kept while nothing changed
+    _gathered: dict[str, tuple[Hashable, list[Obj]]] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget writes
     loop: asyncio.AbstractEventLoop | None = None  # the operator's (wake may come from elsewhere)
     # Outside input, one poller per Site that asks for it (made again when its spec changes).
@@ -328,7 +346,24 @@ class Operator:
 
     # --- the site loop ----------------------------------------------------------------------
 
-    def gather(self, name: str, site: Mapping[str, Any], view: ClusterView) -> list[Obj]:
+    def site_token(self, name: str, view: ClusterView) -> Hashable:
+        """Changes with every event that can change what ``gather`` returns for ``name``
+        (its nodes and their pods, its lease pods, its Site, budgets and leases, the Kueue
+        objects): the snapshot's entities and the gathered objects are kept while it holds."""
+        kueue = (self.kueue.changes, self.kueue.served) if self.kueue is not None else None
+        selector = self.resources.selectors.get(name)
+        return (view.site_version(name, selector), self.resources.site_version(name), kueue)
+
+    def gather_kept(self, name: str, view: ClusterView, token: Hashable) -> list[Obj]:
+        """``gather``, done again only when the site's token changed."""
+        kept = self._gathered.get(name)
+        if kept is not None and kept[0] == token:
+            return kept[1]
+        objects = self.gather(name, view)
+        self._gathered[name] = (token, objects)
+        return objects
+
+    def gather(self, name: str, view: ClusterView) -> list[Obj]:
         """The objects a site's plan reads (the site itself excluded): the nodes its
         selector selects and their pods, its lease pods, its leases and budgets."""
         selector = self.resources.selectors.get(name)
@@ -378,8 +413,10 @@ class Operator:
             meter = await self._meter_state(name, site)
             gpu_power = await self._gpu_state(name, site)
             prices_now = await self._prices_now(name, site)
+            token = self.site_token(name, view)
+            objects = self.gather_kept(name, view, token)
             result = await reconciler.reconcile(
-                site, self.gather(name, site, view), reports, meter, gpu_power, prices_now
+                site, objects, reports, meter, gpu_power, prices_now, token
             )
             self.gpu_nodes[name] = result.gpu_nodes
         except TryAgain as err:
@@ -449,6 +486,7 @@ class Operator:
         self.price_pollers.forget(name)
         self.meters.forget(name)
         self.gpu_nodes.pop(name, None)
+        self._gathered.pop(name, None)
         if self.reconciler is not None:
             uid = ((self.resources.sites.get(name) or {}).get("metadata") or {}).get("uid")
             self.reconciler.forget(name, uid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from dualcap.cluster.status import (
     site_status,
     status_path,
 )
-from dualcap.planning import ParseCache, build_fleet, plan
+from dualcap.planning import ParseCache, plan
 from dualcap.planning.commands import Kind
 from dualcap.planning.decisions import Plan
 from dualcap.planning.entities import (
@@ -45,6 +45,7 @@ from dualcap.planning.entities import (
 )
 from dualcap.planning.meter import MeterMemory, prepared, remembered
 from dualcap.planning.offer import Offer, offer
+from dualcap.planning.snapshot import build_one
 
 log = logging.getLogger("dualcap")
 Obj = dict[str, Any]
@@ -196,9 +197,14 @@ class Reconciler:
         meter: MeterState | None = None,
         gpu_power: GpuPowerState | None = None,
         prices: LivePrices | None = None,
+        token: Hashable | None = None,
     ) -> Result:
         """``reports``: the MinerBlock reports by node (their recent peaks); ``meter``,
-        ``gpu_power``, ``prices``: what the site's pollers last read."""
+        ``gpu_power``, ``prices``: what the site's pollers last read. ``token``: changes
+        whenever ``objects`` may have (the operator's view keeps one per site): while it
+        holds, the site's entities are not built again. It is not used while our own
+        writes overlay the view, nor when the view is checked against the API (so even a
+        token that failed to change would be caught within a resync)."""
         name = site["metadata"]["name"]
         now = self.clock()
         memory = self.memory.get(name)
@@ -210,15 +216,18 @@ class Reconciler:
             reserve = (site.get("status") or {}).get("unmodelledKW")
             kept = float(reserve) if isinstance(reserve, int | float) else 0.0
             meter = prepared(meter, memory.meter, kept)
-        inputs = {name: SiteInputs(meter, gpu_power, prices)}
+        inputs = SiteInputs(meter, gpu_power, prices)
         overlay = memory.overlay
+        resync = memory.resync_due(self.resync_seconds)
+        if resync or overlay.entries or overlay.tombstones:
+            token = None
         objects = overlay.merge([site, *objects])
-        snap = build_fleet(objects, now, self.cache, reports or {}, inputs).sites[name]
-        if memory.resync_due(self.resync_seconds) and await self._resync(
-            name, site, snap, objects, memory
-        ):
+        site_obj = next((o for o in objects if o.get("kind") == "Site"), site)  # the first
+        snap = build_one(site_obj, objects, now, self.cache, reports or {}, inputs, token)
+        if resync and await self._resync(name, site, snap, objects, memory):
             objects = overlay.merge(objects)
-            snap = build_fleet(objects, now, self.cache, reports or {}, inputs).sites[name]
+            site_obj = next((o for o in objects if o.get("kind") == "Site"), site)
+            snap = build_one(site_obj, objects, now, self.cache, reports or {}, inputs)
         p = plan(snap, now)
         if p.meter is not None and meter is not None:
             memory.meter = remembered(

@@ -3,7 +3,7 @@ and the entities built for one version of a Site are kept for the next build."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
 import pydantic
@@ -44,10 +44,27 @@ class ParseCache:
         self._max = max_entries
         # Site uid -> (its resourceVersion, the entities built for that version, by uid).
         self._sites: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Site uid -> (its resourceVersion, the caller's token, the site's entities whole).
+        self._whole: dict[str, tuple[str, Hashable, Any]] = {}
 
     def forget(self, site_uid: str) -> None:
         """Drop the entities kept for a Site (it is gone): nothing outlives its Site."""
         self._sites.pop(site_uid, None)
+        self._whole.pop(site_uid, None)
+
+    def whole_site(self, site_obj: Obj, token: Hashable) -> Any:
+        """The entities kept whole for this version of the Site under ``token``, or None."""
+        version = version_of(site_obj)
+        kept = self._whole.get(version[0]) if version is not None else None
+        if kept is None or version is None or kept[0] != version[1] or kept[1] != token:
+            return None
+        return kept[2]
+
+    def keep_whole_site(self, site_obj: Obj, token: Hashable, entities: Any) -> None:
+        """Keep ``entities`` for this version of the Site while ``token`` holds."""
+        version = version_of(site_obj)
+        if version is not None:
+            self._whole[version[0]] = (version[1], token, entities)
 
     def site_entities(self, site_obj: Obj) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The entities built for this version of the Site at the last build (to reuse),

@@ -15,16 +15,20 @@ Every entity carries a reference to the object it was built from (``ref``: uid,
 resourceVersion, name; for Nodes also what the curtailment patches read), so the executor
 and the status writer need not look the objects up again. A build is incremental: the
 entities derived from an object (and the pods on its node) are kept in the ``ParseCache``
-by uid and resourceVersion and reused while neither changed.
+by uid and resourceVersion and reused while neither changed; and ``build_one`` with a
+token keeps a site's entities whole while the caller's token says none of its objects
+changed (the operator's informers keep one per site), so a site woken by a measurement
+alone reads none of its objects again.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import Any, NamedTuple
 
 from dualcap.api.site import Site
 from dualcap.planning import accounting
@@ -117,6 +121,49 @@ def build_site(
 ) -> SiteSnapshot:
     """One site's finished snapshot: its entities (reused from ``cache`` while their
     objects are unchanged), then what was measured of them at ``now``."""
+    return _measured(site_entities(site_obj, index, cache), now, reports, inputs)
+
+
+def build_one(
+    site_obj: Obj,
+    objects: Iterable[Obj],
+    now: datetime,
+    cache: ParseCache,
+    reports: Mapping[str, BlockReport],
+    inputs: SiteInputs = NO_INPUTS,
+    token: Hashable | None = None,
+) -> SiteSnapshot:
+    """The snapshot of the Site ``site_obj`` from ``objects`` (its nodes, their pods, its
+    lease pods, leases, budgets, Kueue checks and Workloads), as ``build_fleet`` builds it.
+
+    ``token``: the caller's promise that, for this version of the Site, the same token
+    means the same objects (the operator's informers keep one per site, changed by every
+    event that could change what the site reads). While it holds, the site's entities are
+    reused whole, without reading ``objects`` at all; only what was measured is judged
+    again at ``now``. None: every object is read (and reused entity by entity)."""
+    entities = cache.whole_site(site_obj, token) if token is not None else None
+    if entities is None:
+        entities = site_entities(site_obj, ObjectIndex(objects), cache)
+        if token is not None:
+            cache.keep_whole_site(site_obj, token, entities)
+    return _measured(entities, now, reports, inputs)
+
+
+class Entities(NamedTuple):
+    """What a site's objects make of it, before anything measured is applied: a pure
+    function of the objects (no ``now``), so it may be kept while they are unchanged."""
+
+    identity: dict[str, Any]  # the SiteSnapshot's fields that name and judge the site
+    controllers: list[Controller]
+    gpu_nodes: dict[str, GpuNode]
+    leases: list[Lease]
+    orphan_pods: list[LeasePod]
+    max_per_gpu_kw: float
+
+
+def site_entities(site_obj: Obj, index: ObjectIndex, cache: ParseCache) -> Entities:
+    """The site's entities, reused from ``cache`` entity by entity while their objects
+    (and, for a node, the pods on it) are unchanged."""
     name = str(meta_of(site_obj).get("name"))
     problems: list[Problem] = []
     site, site_error = cache.parse(Site, site_obj)
@@ -137,8 +184,7 @@ def build_site(
         "budget_refs": {str(meta_of(b).get("name")): ref_of("PowerBudget", b) for b in budgets},
     }
     if site is None:
-        return SiteSnapshot(controllers=[], gpu_nodes={}, leases=[], orphan_pods=[], **identity)
-
+        return Entities(identity, [], {}, [], [], 0.0)
     spec = site.spec
     asic, gpu = spec.asic, spec.gpu
     # Entities derived with the site's spec are valid for this version of the Site only:
@@ -212,7 +258,20 @@ def build_site(
         orphan_pods.extend(workload_orphans)
     leases.sort(key=_by_order)
 
-    # What was measured (cheap, and depends on ``now``: never cached).
+    return Entities(identity, controllers, gpu_nodes, leases, orphan_pods, max_per_gpu_kw)
+
+
+def _measured(
+    entities: Entities, now: datetime, reports: Mapping[str, BlockReport], inputs: SiteInputs
+) -> SiteSnapshot:
+    """The finished snapshot: ``entities`` as what was measured of them says at ``now``
+    (cheap, and depends on ``now``: never kept)."""
+    identity, controllers, gpu_nodes = entities.identity, entities.controllers, entities.gpu_nodes
+    leases, orphan_pods = entities.leases, entities.orphan_pods
+    site: Site | None = identity["site"]
+    if site is None:
+        return SiteSnapshot(controllers=[], gpu_nodes={}, leases=[], orphan_pods=[], **identity)
+    asic = site.spec.asic
     stale_at: list[datetime] = []
     controllers, unreported = _measured_controllers(site, controllers, reports, now, stale_at)
     live_hashprice = inputs.prices.hashprice if inputs.prices is not None else None
@@ -235,7 +294,7 @@ def build_site(
         gpu_unreported=gpu_unreported,
         prices=inputs.prices,
         next_stale_at=min(stale_at, default=None),
-        max_per_gpu_kw=max_per_gpu_kw,
+        max_per_gpu_kw=entities.max_per_gpu_kw,
         **identity,
     )
 

@@ -277,9 +277,8 @@ def _measured(
     live_hashprice = inputs.prices.hashprice if inputs.prices is not None else None
     if live_hashprice is not None and asic is not None:
         controllers = _priced(controllers, asic.hashprice_usd_per_ph_day, live_hashprice)
-    lease_pods = [p for lease in leases for p in lease.pods] + orphan_pods
     gpu_nodes, gpu_unreported = _measured_gpu_nodes(
-        gpu_nodes, lease_pods, inputs.gpu_power, now, stale_at
+        gpu_nodes, leases, orphan_pods, inputs.gpu_power, now, stale_at
     )
     if inputs.prices is not None and inputs.prices.stale_at is not None:
         stale_at.append(inputs.prices.stale_at)  # the static price counts from then
@@ -386,7 +385,8 @@ def _priced(
 
 def _measured_gpu_nodes(
     gpu_nodes: dict[str, GpuNode],
-    lease_pods: list[LeasePod],
+    leases: list[Lease],
+    orphan_pods: list[LeasePod],
     state: GpuPowerState | None,
     now: datetime,
     stale_at: list[datetime],
@@ -396,6 +396,7 @@ def _measured_gpu_nodes(
     the nodes with none are returned apart and count as the model says."""
     if state is None:
         return gpu_nodes, []
+    lease_pods = [p for lease in leases for p in lease.pods] + orphan_pods
     stale_after = timedelta(seconds=state.stale_after_seconds)
     lease_kw = accounting.lease_pods_kw_by_node(lease_pods, gpu_nodes)
     out: dict[str, GpuNode] = {}

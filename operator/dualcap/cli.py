@@ -151,11 +151,14 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
     if args.usd_per_gpu_hour < 0 or args.expected_hours <= 0 or args.interval <= 0:
         raise InputError("--usd-per-gpu-hour must be >= 0, --expected-hours and --interval > 0")
+    if not args.nomination_timeout > 0:
+        raise InputError("--nomination-timeout must be > 0")
     settings = Settings(
         usd_per_gpu_hour=args.usd_per_gpu_hour,
         expected_hours=args.expected_hours,
         gpu_resource=args.gpu_resource,
         interval=args.interval,
+        nomination_timeout=args.nomination_timeout,
     )
     try:
         return run(settings, args.kueue_namespace, args.kubeconfig, args.context)
@@ -421,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the GPUs' extended resource (default: %(default)s)")  # fmt: skip
     fleet.add_argument("--interval", type=float, default=5.0, metavar="S",
                        help="a pass over the waiting Workloads this often (default: %(default)s)")  # fmt: skip
+    fleet.add_argument("--nomination-timeout", type=float, default=300.0, metavar="S",
+                       help="a nomination its cluster has not admitted in this many seconds is withdrawn and the Workload placed at the best other cluster (default: %(default)s)")  # fmt: skip
     fleet.set_defaults(func=_cmd_fleet)
 
     from dualcap.agent import add_parser as add_agent_parser

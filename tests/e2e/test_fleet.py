@@ -14,13 +14,16 @@ site-a buys energy at 20 USD/MWh, site-b at 60: both have 16 GPUs and room.
    MultiKueue requeues it on the manager, and dualcap places it again, at site-b;
 3. the fleet is restarted; a new Job goes to site-b (site-a has 5 kW, it needs 8);
 4. the event ends, site-b's kube-apiserver stops answering: a new Job goes to site-a, and
-   the Event says site-b is unreachable.
+   the Event says site-b is unreachable;
+5. site-a's dualcap frozen (its offer still fresh for a while): a new Job is nominated to
+   site-a, which never admits it; when the nomination times out, it is placed at site-b.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,6 +50,7 @@ KUEUE = "/apis/kueue.x-k8s.io/v1beta2"
 GPU = "nvidia.com/gpu"
 TIMEOUT = 150.0
 SITES = {"site-a": 20.0, "site-b": 60.0}  # energy price, USD/MWh
+NOMINATION_TIMEOUT = 20  # seconds (an admission at a worker takes a second or two)
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
@@ -188,7 +192,7 @@ class Fleet:
     def fleet_process(self, log: str) -> subprocess.Popen[bytes]:
         return dualcap_process(
             ["fleet", "--kubeconfig", str(self.planes["manager"].kubeconfig), "--interval", "1",
-             "--usd-per-gpu-hour", "3"],
+             "--usd-per-gpu-hour", "3", "--nomination-timeout", str(NOMINATION_TIMEOUT)],
             self.tmp / log,
         )  # fmt: skip
 
@@ -279,7 +283,7 @@ async def fleet(planes: dict[str, ControlPlane], tmp_path: Path) -> AsyncIterato
 
 async def test_one_queue_places_work_where_the_power_is(fleet: Fleet, tmp_path: Path) -> None:
     planes = fleet.planes
-    async with operator(planes["site-a"].kubeconfig, tmp_path / "site-a.log"), \
+    async with operator(planes["site-a"].kubeconfig, tmp_path / "site-a.log") as site_a, \
             operator(planes["site-b"].kubeconfig, tmp_path / "site-b.log"):  # fmt: skip
 
         async def offers() -> bool:
@@ -362,6 +366,34 @@ async def test_one_queue_places_work_where_the_power_is(fleet: Fleet, tmp_path: 
             assert "not at site-b: " in placed[0] and "unreachable" in placed[0], placed
         finally:
             await asyncio.to_thread(planes["site-b"].start_component, "kube-apiserver")
+
+        # 5. site-a's dualcap frozen: its offer still fresh, its power check silent. Job one
+        #    leaves site-b (room for 8 GPUs there); job four goes to site-a, the cheaper,
+        #    which never admits it; at the timeout it is placed at site-b.
+        await ok(fleet.m.request("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/one",
+                                 params={"propagationPolicy": "Background"}))  # fmt: skip
+
+        async def b_has_room() -> bool:
+            s = await fleet.w["site-b"].request("GET", f"{API}/sites/site-b")
+            offer = ((s.body or {}).get("status") or {}).get("offer") or {}
+            return bool(s.ok and offer.get("gpusFree", 0) >= 8)
+
+        await fleet.until(b_has_room, "site-b offering 8 GPUs again")
+        site_a.send_signal(signal.SIGSTOP)
+        try:
+            await ok(fleet.m.create(f"/apis/batch/v1/namespaces/{NS}/jobs", job("four")))
+            placed = await fleet.until(lambda: fleet.events("four", "Placed"), "job four placed")
+            assert placed[0].startswith("placed at site-a: "), placed
+            await fleet.until(
+                lambda: _is(fleet.cluster_of("four"), "site-b"), "job four placed again at site-b"
+            )
+            replaced = await fleet.events("four", "Replaced")
+            assert replaced and replaced[0].startswith(
+                f"site-a did not admit it within {NOMINATION_TIMEOUT} s; placed at site-b: "
+            ), replaced
+            await fleet.until(lambda: fleet.running_at("site-b", "four"), "job four running at b")
+        finally:
+            site_a.send_signal(signal.SIGCONT)
     for name in ("fleet.log", "fleet-standby.log"):
         log = (tmp_path / name).read_text()
         assert "Traceback" not in log, log[-3000:]

@@ -145,3 +145,39 @@ def test_what_is_nominated_is_taken_from_the_offer_for_the_rest_of_the_pass() ->
     after = taken(o, 8, 25.0)
     assert after.gpus_free == 8 and after.free_kw == 0
     assert after.room == (Room(85, 40),) and after.available_kw == 85
+
+
+def test_a_nomination_not_admitted_in_time_is_withdrawn_to_the_other_clusters() -> None:
+    d = Dispatcher(None, None, Settings(nomination_timeout=60))  # type: ignore[arg-type]
+    nominated = workload(nominatedClusterNames=["site-a"])
+    # first seen (a restart, a new leader): the timeout counts from now
+    assert d._overdue([nominated], CHECKS, NOW) == []
+    assert d._overdue([nominated], CHECKS, NOW + timedelta(seconds=59)) == []
+    overdue = d._overdue([nominated], CHECKS, NOW + timedelta(seconds=60))
+    assert overdue == [(nominated, ["site-b"])]  # the other clusters only
+    # judged again only after another timeout (no other cluster would do, say)
+    assert d._overdue([nominated], CHECKS, NOW + timedelta(seconds=61)) == []
+    assert d._overdue([nominated], CHECKS, NOW + timedelta(seconds=120)) != []
+    # a new nomination starts its own timeout
+    moved = workload(nominatedClusterNames=["site-b"])
+    assert d._overdue([moved], CHECKS, NOW + timedelta(seconds=130)) == []
+    assert d._overdue([moved], CHECKS, NOW + timedelta(seconds=190)) == [(moved, ["site-a"])]
+
+
+def test_only_a_pending_nomination_to_one_cluster_can_be_overdue() -> None:
+    d = Dispatcher(None, None, Settings(nomination_timeout=1))  # type: ignore[arg-type]
+    later = NOW + timedelta(seconds=5)
+    admitted = workload(clusterName="site-a")
+    several = workload(nominatedClusterNames=["site-a", "site-b"])  # not dualcap's doing
+    ready = workload(nominatedClusterNames=["site-a"],
+                     admissionChecks=[{"name": "multikueue", "state": "Ready"}])  # fmt: skip
+    finished = workload(nominatedClusterNames=["site-a"],
+                        conditions=[{"type": "QuotaReserved", "status": "True"},
+                                    {"type": "Finished", "status": "True"}])  # fmt: skip
+    for wl in (admitted, several, ready, finished):
+        d._overdue([wl], CHECKS, NOW)
+        assert d._overdue([wl], CHECKS, later) == [], wl["status"]
+    # a Workload gone from the listing is forgotten
+    d._overdue([workload(nominatedClusterNames=["site-a"])], CHECKS, NOW)
+    d._overdue([], CHECKS, NOW)
+    assert d.nominated == {}

@@ -10,8 +10,13 @@ label `dualcap.io/usd-per-gpu-hour` (else `--usd-per-gpu-hour`), for how long th
 chooses; the choice is written as `status.nominatedClusterNames` (MultiKueue then creates
 the Workload there, and that site's own power check admits it) and explained in an Event
 on the Workload: `Placed`, or `NotPlaced` with every cluster's reason (said once, and
-again when the reasons change; it is tried again every pass). Several replicas may run:
-one acts at a time, by a Lease in Kueue's namespace (`leader.py`).
+again when the reasons change; it is tried again every pass). A nomination its cluster has
+not admitted within `--nomination-timeout` (its site's power check still Pending: the room
+went between the offer and the Workload's arrival, or the site's operator is not
+answering) is withdrawn: the Workload is nominated to the best of the other clusters
+(MultiKueue then deletes its copy from the first), with a `Replaced` Event; when no other
+cluster will do, the nomination stays and is judged again after another timeout. Several
+replicas may run: one acts at a time, by a Lease in Kueue's namespace (`leader.py`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Settings:
     expected_hours: float = 1.0  # how long a Workload runs without the label
     gpu_resource: str = "nvidia.com/gpu"
     interval: float = 5.0  # a pass this often (and at once on a change of a Workload)
+    nomination_timeout: float = 300.0  # a nomination not admitted this long is withdrawn
 
 
 @dataclass
@@ -66,6 +72,9 @@ class Dispatcher:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     said: dict[str, str] = field(default_factory=dict)  # Workload uid -> the last Event's message
     leader: Leader | None = None  # None: it acts alone (tests, one replica)
+    # Workload uid -> (the cluster it is nominated to, since when): written by us, or first
+    # seen (after a restart or a change of leader, the timeout counts from then)
+    nominated: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     async def step(self) -> list[Decision]:
         """One pass over the manager's Workloads."""
@@ -77,7 +86,9 @@ class Dispatcher:
         if not got.ok:
             log.warning("cannot list Workloads: %s %s", got.code, got.message)
             return []
-        waiting = [(w, c) for w in got.body.get("items") or [] if (c := _waiting(w, checks))]
+        items = got.body.get("items") or []
+        waiting = [(w, c) for w in items if (c := _waiting(w, checks))]
+        waiting += self._overdue(items, checks, now)
         if not waiting:
             return []
         workers = await self.workers.discover()
@@ -104,6 +115,28 @@ class Dispatcher:
             out.append(decision)
         return out
 
+    def _overdue(
+        self, items: list[Obj], checks: Mapping[str, list[str]], now: datetime
+    ) -> list[tuple[Obj, list[str]]]:
+        """The Workloads whose nomination its cluster has not admitted within the timeout,
+        each with the other clusters it may go to; the nominations seen are remembered."""
+        seen: dict[str, tuple[str, datetime]] = {}
+        out = []
+        for wl in items:
+            found = _nominated(wl, checks)
+            if found is None:
+                continue
+            cluster, clusters = found
+            uid = str(wl["metadata"].get("uid"))
+            kept = self.nominated.get(uid)
+            since = kept[1] if kept is not None and kept[0] == cluster else now
+            seen[uid] = (cluster, since)
+            if (now - since).total_seconds() >= self.settings.nomination_timeout:
+                seen[uid] = (cluster, now)  # judged again after another timeout at the latest
+                out.append((wl, [c for c in clusters if c != cluster]))
+        self.nominated = seen
+        return out
+
     async def _decide(
         self,
         wl: Obj,
@@ -118,17 +151,36 @@ class Dispatcher:
             return Decision(key, Choice(None, {}), False)
         choice = choose(job, [candidates[c] for c in clusters], now)
         written = False
+        before = (wl.get("status") or {}).get("nominatedClusterNames") or []
         if choice.chosen is not None:
             written = await self._nominate(wl, choice.chosen.name)
             if written:
-                await self._say(wl, "Normal", "Placed", choice.message, now)
-                log.info("%s: %s", key, choice.message)
+                uid = str(wl["metadata"].get("uid"))
+                self.nominated[uid] = (choice.chosen.name, now)
+                if before:
+                    reason, message = (
+                        "Replaced",
+                        (
+                            f"{before[0]} did not admit it within {self.settings.nomination_timeout:g} s;"
+                            f" {choice.message}"
+                        ),
+                    )
+                else:
+                    reason, message = "Placed", choice.message
+                await self._say(wl, "Normal", reason, message, now)
+                log.info("%s: %s", key, message)
                 # what is nominated is taken: the next Workload of this pass sees the rest
                 chosen = candidates[choice.chosen.name]
                 if chosen.offer is not None:
                     candidates[chosen.name] = Candidate(
                         chosen.name, taken(chosen.offer, job.gpus, choice.chosen.kw)
                     )
+        elif before:
+            message = (
+                f"{before[0]} has not admitted it within {self.settings.nomination_timeout:g} s,"
+                f" and no other cluster will do: {choice.message}"
+            )
+            await self._say(wl, "Warning", "NotReplaced", message, now)
         else:
             await self._say(wl, "Warning", "NotPlaced", choice.message, now)
         return Decision(key, choice, written)
@@ -285,6 +337,24 @@ def _waiting(wl: Obj, checks: Mapping[str, list[str]]) -> list[str] | None:
     status = wl.get("status") or {}
     if status.get("clusterName") or status.get("nominatedClusterNames"):
         return None
+    return _pending(wl, checks)
+
+
+def _nominated(wl: Obj, checks: Mapping[str, list[str]]) -> tuple[str, list[str]] | None:
+    """A Workload nominated to one cluster that has not admitted it yet: that cluster, and
+    the clusters of its MultiKueue check (None: it is not such a Workload)."""
+    status = wl.get("status") or {}
+    nominated = status.get("nominatedClusterNames") or []
+    if status.get("clusterName") or len(nominated) != 1:
+        return None
+    clusters = _pending(wl, checks)
+    return (str(nominated[0]), clusters) if clusters is not None else None
+
+
+def _pending(wl: Obj, checks: Mapping[str, list[str]]) -> list[str] | None:
+    """The clusters of the Workload's MultiKueue check while it is Pending, its quota
+    reserved on the manager (None: not dispatchable now)."""
+    status = wl.get("status") or {}
     if wl["metadata"].get("deletionTimestamp"):
         return None
     conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}

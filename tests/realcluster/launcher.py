@@ -15,6 +15,7 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -115,6 +116,13 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+# PR_SET_PDEATHSIG fires when the *thread* that started the child ends, not its process: a
+# component started from a passing thread (asyncio.to_thread's, whose pool ends with the
+# test's event loop) was killed with it (Kueue, restarted by a test, died at that test's
+# end). Every component is started from this one thread, which lives as long as the process.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="launcher")
+
+
 @dataclass
 class Component:
     name: str
@@ -125,9 +133,12 @@ class Component:
 
     def start(self, env: dict[str, str] | None = None) -> None:
         self.started_at = time.monotonic()
+        self.proc = _SPAWNER.submit(self._spawn, env).result()
+
+    def _spawn(self, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
         out = self.log.open("ab")
         try:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

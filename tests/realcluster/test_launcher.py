@@ -7,11 +7,14 @@ real ones are started by the e2e tier (tests/e2e/test_control_plane.py)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.realcluster.launcher import CONTROL_PLANE, ControlPlane, LaunchError, Ports
+from tests.realcluster.launcher import CONTROL_PLANE, Component, ControlPlane, LaunchError, Ports
 
 
 def bin_dir(tmp_path: Path, scripts: dict[str, str] | None = None) -> Path:
@@ -78,3 +81,28 @@ def test_kwoks_missing_stages_are_named(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match=r"kwok's stages .* are missing .*make kube-bins"):
         cp.start()
     assert not cp.kubeconfig.exists()
+
+
+def test_a_component_started_from_a_passing_thread_outlives_it(tmp_path: Path) -> None:
+    """A component started from a thread that then ends (asyncio.to_thread's) keeps
+    running: the kernel's parent-death signal follows the thread that started it."""
+    script = tmp_path / "sleeper"
+    script.write_text("#!/bin/sh\nexec sleep 600\n")
+    script.chmod(0o755)
+    comp = Component("sleeper", [str(script)], tmp_path / "sleeper.log")
+    thread = threading.Thread(target=comp.start)
+    thread.start()
+    thread.join()
+    task = Path(f"/proc/self/task/{thread.native_id}")
+    deadline = time.monotonic() + 10
+    while task.exists() and time.monotonic() < deadline:  # the OS thread gone too
+        time.sleep(0.01)
+    assert comp.proc is not None
+    try:
+        # the parent-death signal is sent as the thread exits: a killed child would be
+        # reaped at once; this one must still be running half a second later
+        with pytest.raises(subprocess.TimeoutExpired):
+            comp.proc.wait(0.5)
+    finally:
+        comp.stop()
+    assert not comp.running

@@ -10,6 +10,7 @@
 
     python bench/bench_scale.py        (SCALE=0.2 for a fifth of the size)
     python bench/bench_scale.py --server real   (on the real control plane of make kube-bins)
+    python bench/bench_scale.py --server real --disable-qps-limits   (its controllers unthrottled)
 """
 
 from __future__ import annotations
@@ -167,6 +168,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", choices=["sandbox", "real"], default="sandbox")
+    ap.add_argument(
+        "--disable-qps-limits",
+        action="store_true",
+        help="real: kube-controller-manager and kube-scheduler without their default client"
+        " limit of 20 requests a second (as `kwokctl --disable-qps-limits` starts them)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -176,12 +183,13 @@ def main() -> None:
             "sandbox"
             if args.server == "sandbox"
             else "real control plane: kube-apiserver, etcd, kwok"
+            + (", controllers' QPS limits off" if args.disable_qps_limits else "")
         )
         print(f"dualcap scale benchmark: {SITES} sites, {nodes:,} nodes, {pods:,} pods ({where}; operator in its own process)")  # fmt: skip
         if args.server == "real":
             from realserver import RealServer
 
-            server = RealServer(tmp / "real")
+            server = RealServer(tmp / "real", args.disable_qps_limits)
             try:
                 took = asyncio.run(server.load(objects))
                 print(f"  {len(objects):,} objects created on the real apiserver in {took:.0f} s")

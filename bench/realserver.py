@@ -47,8 +47,8 @@ def _collection(obj: dict[str, Any]) -> str:
 
 
 class RealServer:
-    def __init__(self, workdir: Path):
-        self.cp = ControlPlane(workdir)
+    def __init__(self, workdir: Path, disable_qps_limits: bool = False):
+        self.cp = ControlPlane(workdir, disable_qps_limits=disable_qps_limits)
         try:
             self.cp.start()
         except LaunchError as err:

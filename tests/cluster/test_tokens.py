@@ -33,7 +33,8 @@ def site(name: str, rv: int, selector: dict[str, str] | None) -> Obj:
     spec: dict[str, Any] = {
         "facility": {"pue": 1.1},
         "asic": {"powerKW": 100, "hashrateTHs": 1000, "hashpriceUSDPerPHDay": 45,
-                 "nodeSelector": {"matchLabels": {"role": "asic"}}},
+                 "nodeSelector": {"matchLabels": {"role": "asic"}},
+                 "miningPodSelector": {"matchLabels": {"app": "miner"}}},
         "gpu": {"powerPerGPUKW": 1.0, "nodeSelector": {"matchLabels": {"role": "gpu"}}},
     }  # fmt: skip
     if selector is not None:
@@ -91,7 +92,7 @@ class World:
         elif what == "pod":
             name = rng.choice(PODS)
             old = self.pods.get(name)
-            labels: dict[str, str] = {}
+            labels: dict[str, str] = {"app": "miner"}
             if rng.random() < 0.5:
                 labels = {SITE_LABEL: rng.choice(["a", "b"]), LEASE_LABEL: rng.choice(["l0", "l1"])}
             pod = {"apiVersion": "v1", "kind": "Pod",
@@ -154,6 +155,7 @@ def test_a_kept_site_is_what_a_fresh_build_would_be(seed: int) -> None:
     world = World(random.Random(seed))
     cache = ParseCache()
     kept_hits = 0
+    seen: set[str] = set()  # what the snapshots held: the test judged real entities
     for step in range(60):
         what = world.step()
         for name in ("a", "b"):
@@ -167,7 +169,30 @@ def test_a_kept_site_is_what_a_fresh_build_would_be(seed: int) -> None:
                 f"seed {seed}, step {step} ({what}): site {name} kept stale objects"
             )
             snap = build_one(body, objects, NOW, cache, {}, token=token)
+            assert snap.site is not None, snap.problems
+            seen |= {"controllers"} if snap.controllers else set()
+            seen |= {"gpu nodes"} if snap.gpu_nodes else set()
+            seen |= {"leases"} if snap.leases else set()
+            seen |= {"lease pods"} if any(lease.pods for lease in snap.leases) else set()
+            seen |= {"orphan pods"} if snap.orphan_pods else set()
             assert snap == build_one(body, fresh, NOW, ParseCache(), {}), (
                 f"seed {seed}, step {step} ({what}): site {name} kept a stale snapshot"
             )
     assert kept_hits > 0  # the tokens did hold somewhere: the test judged the kept path
+    assert "leases" in seen and seen & {"controllers", "gpu nodes"}, seen
+
+
+def test_a_build_without_the_token_drops_what_was_kept() -> None:
+    """The resync builds without the token: whatever a token failed to see is gone then."""
+    cache = ParseCache()
+    body = site("a", 1, None)
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n0", "uid": "uid-n0", "resourceVersion": "5",
+                         "labels": {SITE_LABEL: "a", "role": "asic"}},
+            "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
+    assert len(build_one(body, [node], NOW, cache, {}, token=1).controllers) == 1
+    # a change the token did not see: kept, wrongly
+    assert len(build_one(body, [], NOW, cache, {}, token=1).controllers) == 1
+    # the resync's build, without the token, sees it, and drops what was kept
+    assert build_one(body, [], NOW, cache, {}).controllers == []
+    assert build_one(body, [], NOW, cache, {}, token=1).controllers == []

@@ -191,6 +191,7 @@ class ControlPlane:
         start_timeout: float = 90.0,
         kueue: bool = False,
         kueue_settings: dict[str, Any] | None = None,
+        disable_qps_limits: bool = False,
     ) -> None:
         self.workdir = workdir
         self.bin_dir = bin_dir or default_bin_dir()
@@ -209,6 +210,11 @@ class ControlPlane:
         self.kueue_ports: KueuePorts | None = KueuePorts() if kueue else None
         # merged into Kueue's Configuration (e.g. multiKueue.dispatcherName of a manager)
         self.kueue_settings = kueue_settings or {}
+        # kube-controller-manager's and kube-scheduler's clients without their default limit
+        # (20 requests a second, bursts of 30), as `kwokctl create cluster
+        # --disable-qps-limits` starts them for scale tests: the benchmarks' choice, never
+        # the tests' (they run with the defaults a cluster has)
+        self.disable_qps_limits = disable_qps_limits
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -477,6 +483,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",
             "--leader-elect=false",
+            *(["--kube-api-qps=5000", "--kube-api-burst=10000"] if self.disable_qps_limits else []),
         ]
 
     def _kwok_argv(self) -> list[str]:

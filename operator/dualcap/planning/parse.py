@@ -60,6 +60,11 @@ class ParseCache:
             return None
         return kept[2]
 
+    def drop_whole_site(self, site_obj: Obj) -> None:
+        version = version_of(site_obj)
+        if version is not None:
+            self._whole.pop(version[0], None)
+
     def keep_whole_site(self, site_obj: Obj, token: Hashable, entities: Any) -> None:
         """Keep ``entities`` for this version of the Site while ``token`` holds."""
         version = version_of(site_obj)

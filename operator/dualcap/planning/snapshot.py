@@ -18,7 +18,7 @@ entities derived from an object (and the pods on its node) are kept in the ``Par
 by uid and resourceVersion and reused while neither changed; and ``build_one`` with a
 token keeps a site's entities whole while the caller's token says none of its objects
 changed (the operator's informers keep one per site), so a site woken by a measurement
-alone reads none of its objects again.
+alone builds its snapshot without reading any of its objects.
 """
 
 from __future__ import annotations
@@ -140,8 +140,14 @@ def build_one(
     means the same objects (the operator's informers keep one per site, changed by every
     event that could change what the site reads). While it holds, the site's entities are
     reused whole, without reading ``objects`` at all; only what was measured is judged
-    again at ``now``. None: every object is read (and reused entity by entity)."""
-    entities = cache.whole_site(site_obj, token) if token is not None else None
+    again at ``now``. None: every object is read (and reused entity by entity), and what
+    was kept whole for the site is dropped (a token that missed a change is healed by the
+    next build without one)."""
+    if token is None:
+        cache.drop_whole_site(site_obj)
+        entities = None
+    else:
+        entities = cache.whole_site(site_obj, token)
     if entities is None:
         entities = site_entities(site_obj, ObjectIndex(objects), cache)
         if token is not None:

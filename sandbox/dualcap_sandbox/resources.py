@@ -41,6 +41,13 @@ class ResourceType:
     def has_status(self) -> bool:
         return "status" in self.subresources
 
+    @property
+    def has_generation(self) -> bool:
+        """Whether the API server keeps ``metadata.generation`` for this kind: custom
+        resources and the kinds whose strategy sets it (Nodes, Namespaces, Secrets,
+        ConfigMaps, Events and Leases have none)."""
+        return self.custom or (self.group, self.kind) in GENERATION_KINDS
+
     def discovery(self) -> list[dict[str, Any]]:
         """APIResource entries for the group-version resource list (with subresources)."""
         main = {
@@ -89,6 +96,18 @@ class ResourceType:
                     }
                 )
         return out
+
+
+# The built-in kinds whose registry strategy sets metadata.generation (k8s.io/kubernetes
+# pkg/registry/*/strategy.go: PrepareForCreate sets Generation = 1)
+GENERATION_KINDS = frozenset({
+    ("", "Pod"), ("", "ReplicationController"), ("apps", "DaemonSet"),
+    ("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"),
+    ("batch", "Job"), ("batch", "CronJob"), ("policy", "PodDisruptionBudget"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"), ("networking.k8s.io", "Ingress"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+})  # fmt: skip
 
 
 def _rt(

@@ -220,7 +220,10 @@ class Store:
             )
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
-        meta["generation"] = 1
+        if rt.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         meta["resourceVersion"] = str(self._next_rv())
         meta.pop("deletionTimestamp", None)
         obj["apiVersion"] = rt.api_version

@@ -29,26 +29,8 @@ PORTABLE = sorted(
     and inspect.iscoroutinefunction(fn)
     and set(inspect.signature(fn).parameters) <= {"client", "with_crds"}
 )
-# Of those, the ones that run here today. The others assume a cluster of their own, empty
-# at the start (they reuse names such as node "n" that an earlier test left, or compare a
-# whole list with what they made, where kwok's nodes and the other tests' objects are):
-# made independent of what else the cluster holds, they join this list.
-ON_A_SHARED_CLUSTER = [
-    "test_conflict_on_a_stale_resource_version",
-    "test_custom_resources_are_validated_pruned_and_defaulted",
-    "test_discovery",
-    "test_delete_collection",
-    "test_delete_with_finalizers",
-    "test_dry_run_persists_nothing",
-    "test_eviction",
-    "test_generation_and_the_status_subresource",
-    "test_label_and_field_selectors_on_list",
-    "test_openapi_for_kubectl",
-    "test_resource_version_is_cluster_wide_and_changes_on_every_write",
-    "test_scope_is_enforced",
-    "test_server_side_apply_creates_and_updates",
-    "test_tables_for_kubectl_get",
-]
+# Every one of them runs here: each names its own objects (and labels what it lists and
+# watches), so it holds on a cluster that kwok's nodes and the other tests share.
 
 
 @pytest.fixture
@@ -63,11 +45,7 @@ async def client(cluster: Cluster) -> AsyncIterator[Client]:
         yield Client(creds.server, s)
 
 
-def test_the_list_names_portable_tests() -> None:
-    assert set(ON_A_SHARED_CLUSTER) <= set(PORTABLE), set(ON_A_SHARED_CLUSTER) - set(PORTABLE)
-
-
-@pytest.mark.parametrize("name", ON_A_SHARED_CLUSTER)
+@pytest.mark.parametrize("name", PORTABLE)
 async def test_the_sandbox_conformance_test_holds_on_the_real_apiserver(
     name: str, client: Client
 ) -> None:

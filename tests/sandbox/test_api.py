@@ -92,10 +92,11 @@ async def test_openapi_for_kubectl(client, with_crds) -> None:
 
 
 async def test_create_sets_server_fields_and_generate_name(client) -> None:
-    code, n = await client.post(NODES, node("n1"))
+    code, n = await client.post(NODES, node("conformance-create"))
     assert code == 201
     meta = n["metadata"]
-    assert meta["uid"] and meta["creationTimestamp"].endswith("Z") and meta["generation"] == 1
+    assert meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert "generation" not in meta  # a Node has none; a Pod and a custom resource do
     assert int(meta["resourceVersion"]) > 0
     code, p = await client.post(
         PODS,
@@ -103,14 +104,17 @@ async def test_create_sets_server_fields_and_generate_name(client) -> None:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"generateName": "web-"},
-            "spec": {"containers": [{"name": "c"}]},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
         },
     )
     assert (
         code == 201 and p["metadata"]["name"].startswith("web-") and len(p["metadata"]["name"]) == 9
     )
-    code, again = await client.post(NODES, node("n1"))
+    assert p["metadata"]["generation"] == 1
+    code, again = await client.post(NODES, node("conformance-create"))
     assert code == 409 and again["reason"] == "AlreadyExists" and again["kind"] == "Status"
+    await client.delete(f"{NODES}/conformance-create")
+    await client.delete(f"{PODS}/{p['metadata']['name']}", params={"gracePeriodSeconds": "0"})
 
 
 async def test_resource_version_is_cluster_wide_and_changes_on_every_write(client) -> None:
@@ -204,16 +208,18 @@ async def test_pod_field_selectors(client, sandbox) -> None:
 
 async def test_paging(client) -> None:
     for i in range(5):
-        await client.post(NODES, node(f"n{i}"))
-    _, page = await client.get(NODES, params={"limit": "2"})
-    assert [o["metadata"]["name"] for o in page["items"]] == ["n0", "n1"] and page["metadata"][
-        "continue"
-    ]
+        await client.post(NODES, node(f"paging-n{i}", conformance="paging"))
+    only = {"labelSelector": "conformance=paging"}
+    _, page = await client.get(NODES, params={**only, "limit": "2"})
+    names = [o["metadata"]["name"] for o in page["items"]]
+    assert names == ["paging-n0", "paging-n1"] and page["metadata"]["continue"]
     _, page2 = await client.get(
-        NODES, params={"limit": "10", "continue": page["metadata"]["continue"]}
+        NODES, params={**only, "limit": "10", "continue": page["metadata"]["continue"]}
     )
-    assert [o["metadata"]["name"] for o in page2["items"]] == ["n2", "n3", "n4"]
+    assert [o["metadata"]["name"] for o in page2["items"]] == [f"paging-n{i}" for i in (2, 3, 4)]
     assert "continue" not in page2["metadata"]
+    for i in range(5):
+        await client.delete(f"{NODES}/paging-n{i}")
 
 
 async def test_watch_from_a_resource_version_and_with_selectors(client, sandbox) -> None:
@@ -274,10 +280,11 @@ async def test_watch_field_selector_and_bookmarks(client, sandbox) -> None:
 
 
 async def test_streaming_list_ends_with_a_bookmark(client) -> None:
-    await client.post(NODES, node("a"))
+    await client.post(NODES, node("streaming-a", conformance="streaming"))
     events = await client.watch(
         NODES,
         {
+            "labelSelector": "conformance=streaming",
             "sendInitialEvents": "true",
             "resourceVersionMatch": "NotOlderThan",
             "allowWatchBookmarks": "true",
@@ -285,8 +292,10 @@ async def test_streaming_list_ends_with_a_bookmark(client) -> None:
         2,
     )
     assert events[0]["type"] == "ADDED"
+    assert events[0]["object"]["metadata"]["name"] == "streaming-a"
     assert events[1]["type"] == "BOOKMARK"
     assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    await client.delete(f"{NODES}/streaming-a")
 
 
 async def test_watch_too_old_is_gone(client, sandbox) -> None:
@@ -300,17 +309,18 @@ async def test_watch_too_old_is_gone(client, sandbox) -> None:
 
 
 async def test_patches(client) -> None:
-    await client.post(NODES, node("n", a="1"))
-    code, n = await client.patch(f"{NODES}/n", {"metadata": {"labels": {"a": None, "b": "2"}}})
-    assert n["metadata"]["labels"] == {"b": "2"}
-    code, n = await client.patch(
-        f"{NODES}/n",
+    n = f"{NODES}/patches-n"
+    await client.post(NODES, node("patches-n", a="1"))
+    code, got = await client.patch(n, {"metadata": {"labels": {"a": None, "b": "2"}}})
+    assert got["metadata"]["labels"] == {"b": "2"}
+    code, got = await client.patch(
+        n,
         [{"op": "add", "path": "/spec/unschedulable", "value": True}],
         ctype="application/json-patch+json",
     )
-    assert code == 200 and n["spec"]["unschedulable"] is True
+    assert code == 200 and got["spec"]["unschedulable"] is True
     code, err = await client.patch(
-        f"{NODES}/n",
+        n,
         [
             {"op": "test", "path": "/spec/unschedulable", "value": False},
             {"op": "remove", "path": "/spec/unschedulable"},
@@ -320,28 +330,39 @@ async def test_patches(client) -> None:
     assert code == 422 and err["kind"] == "Status"
     # Strategic merge: taints are replaced as a whole list; containers merge by name.
     taint = {"key": "dualcap.io/curtailed", "value": "true", "effect": "NoExecute"}
-    code, n = await client.patch(
-        f"{NODES}/n", {"spec": {"taints": [taint]}}, ctype="application/strategic-merge-patch+json"
+    code, got = await client.patch(
+        n, {"spec": {"taints": [taint]}}, ctype="application/strategic-merge-patch+json"
     )
-    assert n["spec"]["taints"] == [taint]
+    assert got["spec"]["taints"] == [taint]
+    p = f"{PODS}/patches-p"
+    containers = [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]
+    # bound to a node that does not exist: no scheduler or kubelet touches it
     await client.post(
-        PODS,
-        pod("p", spec={"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}),
+        PODS, pod("patches-p", spec={"containers": containers, "nodeName": "nowhere"})
     )
-    code, p = await client.patch(
-        f"{PODS}/p",
+    code, got = await client.patch(
+        p,
         {"spec": {"containers": [{"name": "b", "image": "2"}]}},
         ctype="application/strategic-merge-patch+json",
     )
-    assert [(c["name"], c["image"]) for c in p["spec"]["containers"]] == [("a", "1"), ("b", "2")]
-    code, p = await client.patch(
-        f"{PODS}/p",
-        {"spec": {"containers": [{"name": "a", "$patch": "delete"}]}},
+    assert [(c["name"], c["image"]) for c in got["spec"]["containers"]] == [("a", "1"), ("b", "2")]
+    # ... and conditions by type, where a $patch: delete removes one
+    conditions = [
+        {"type": "dualcap.io/a", "status": "True"},
+        {"type": "dualcap.io/b", "status": "True"},
+    ]
+    code, got = await client.patch(f"{p}/status", {"status": {"conditions": conditions}})
+    assert code == 200, got
+    code, got = await client.patch(
+        f"{p}/status",
+        {"status": {"conditions": [{"type": "dualcap.io/a", "$patch": "delete"}]}},
         ctype="application/strategic-merge-patch+json",
     )
-    assert [c["name"] for c in p["spec"]["containers"]] == ["b"]
-    code, err = await client.patch(f"{NODES}/n", {"x": 1}, ctype="text/plain")
+    assert [c["type"] for c in got["status"]["conditions"]] == ["dualcap.io/b"]
+    code, err = await client.patch(n, {"x": 1}, ctype="text/plain")
     assert code == 415
+    await client.delete(p, params={"gracePeriodSeconds": "0"})  # no kubelet will finish it
+    await client.delete(n)
 
 
 async def test_server_side_apply_creates_and_updates(client, with_crds) -> None:
@@ -454,27 +475,39 @@ async def test_custom_resources_are_validated_pruned_and_defaulted(client, with_
 
 
 async def test_crd_lifecycle(client) -> None:
+    import copy
+
     from dualcap.api.crd import all_crds
 
-    crd = all_crds()[0]
-    code, _created = await client.post(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
-    )
+    # dualcap's first CRD under a group of its own (a shared cluster already has dualcap's)
+    crd = copy.deepcopy(all_crds()[0])
+    group = "conformance.dualcap.io"
+    crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
+    crd["spec"]["group"] = group
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    items = f"/apis/{group}/{crd['spec']['versions'][0]['name']}/{crd['spec']['names']['plural']}"
+    code, _created = await client.post(crds, crd)
     assert code == 201
-    code, got = await client.get(
-        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
-    )
-    assert {c["type"]: c["status"] for c in got["status"]["conditions"]}["Established"] == "True"
-    assert (await client.get(SITES))[0] == 200
-    code, _ = await client.delete(
-        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
-    )
-    assert (await client.get(SITES))[0] == 404
-    broken = {**crd, "metadata": {"name": "wrong.dualcap.io"}}
-    code, _err = await client.post(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", broken
-    )
+
+    async def established() -> bool:
+        _, got = await client.get(f"{crds}/{crd['metadata']['name']}")
+        conditions = {
+            c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []
+        }
+        return conditions.get("Established") == "True"
+
+    await wait_for(established, timeout=30, what="the CRD established")
+    await wait_for(lambda: _served(client, items, 200), timeout=30, what="its resources served")
+    code, _ = await client.delete(f"{crds}/{crd['metadata']['name']}")
+    assert code == 200
+    await wait_for(lambda: _served(client, items, 404), timeout=30, what="its resources gone")
+    broken = {**crd, "metadata": {"name": f"wrong.{group}"}}
+    code, _err = await client.post(crds, broken)
     assert code == 422
+
+
+async def _served(client, path: str, code: int) -> bool:
+    return (await client.get(path))[0] == code
 
 
 async def test_dry_run_persists_nothing(client) -> None:

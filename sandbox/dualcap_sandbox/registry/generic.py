@@ -178,9 +178,12 @@ class Registry:
                     new.pop("status", None)
             strategy.prepare_for_update(rt, new, old)
         meta = new["metadata"]
-        meta["generation"] = old["metadata"].get("generation", 1)
-        if strategy.spec_changed(rt, old, new):
-            meta["generation"] += 1
+        if rt.has_generation:
+            meta["generation"] = old["metadata"].get("generation", 1)
+            if strategy.spec_changed(rt, old, new):
+                meta["generation"] += 1
+        else:
+            meta.pop("generation", None)
         new, warnings = strategy.validate(self, rt, new, old, t, opts)
         if opts.dry_run:
             return new, warnings
